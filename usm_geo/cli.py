@@ -1,0 +1,116 @@
+"""The ``usm-geo`` command: thin click wrappers over the Python API (in the spirit of rio/fio).
+
+Errors caused by input or settings print one clear message (no traceback) and exit with 2;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from usm_geo import __version__
+from usm_geo.errors import UsmGeoError
+
+EXIT_USER_ERROR = 2
+
+
+def _echo_err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+class _Group(click.Group):
+    """Turns UsmGeoError (and Ctrl-C) into one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsmGeoError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            _echo_err(f"usm-geo: error: {exc.message}")
+            ctx.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            _echo_err("usm-geo: interrupted; no output was changed")
+            ctx.exit(130)
+
+
+def _stages(quiet: bool):
+    from usm_geo.pipeline import Stages
+
+    return Stages(None if quiet else (lambda msg: _echo_err(f"· {msg}")))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="usm-geo")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Area-based urban safety analysis: incidents and perception by neighbourhood and H3 hexagon."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _finish(info: dict, out: Path) -> None:
+    intake = info["_intake"]
+    click.echo(intake.ledger.summary())
+    click.echo(f"outputs in {out}")
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
+@click.option("--seed", type=int, default=None, help="Seed of the generator (default: the Demo City's own).")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def demo(out: Path, seed: int | None, quiet: bool) -> None:
+    """Generate the Demo City and run the whole study on it.
+
+    OUT/inputs/ holds the generated inputs, study.toml and planted_truths.json, so the study can
+    be rerun with `usm-geo run OUT/inputs/study.toml --out OTHER`.
+    """
+    from usm_geo.demo import DEMO_SEED, generate_demo_inputs
+    from usm_geo.export import staged_folder
+    from usm_geo.pipeline import run_into
+    from usm_geo.study import load_study
+
+    stages = _stages(quiet)
+    out = out.absolute()
+    with staged_folder(out) as stage:
+        with stages("demo inputs"):
+            study_file = generate_demo_inputs(stage / "inputs", seed=DEMO_SEED if seed is None else seed)
+        info = run_into(load_study(study_file), stage, stages)
+    _finish(info, out)
+
+
+@main.command()
+@click.argument("study", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def run(study: Path, out: Path, quiet: bool) -> None:
+    """Run STUDY (a study.toml) and write every output into OUT."""
+    from usm_geo.pipeline import run as run_study
+    from usm_geo.study import load_study
+
+    info = run_study(load_study(study), out, _stages(quiet))
+    _finish(info, out.absolute())
+
+
+@main.command()
+@click.argument("study", type=click.Path(path_type=Path))
+@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), default=None, help="Also write the ledger to this CSV file.")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
+    """Read and check STUDY's inputs (intake and ledger only); write nothing unless --ledger."""
+    from usm_geo.export import write_csv
+    from usm_geo.pipeline import run_intake
+    from usm_geo.study import load_study
+
+    intake = run_intake(load_study(study), _stages(quiet))
+    click.echo(intake.ledger.summary())
+    if ledger_path is not None:
+        write_csv(ledger_path, intake.ledger.to_frame())
+        click.echo(f"ledger written to {ledger_path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

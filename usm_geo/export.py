@@ -1,0 +1,105 @@
+"""Atomic writers: every output is written beside its target and swapped in with ``os.replace``.
+
+An interrupted run leaves the previous outputs intact. A run's output folder is built as a hidden
+temporary sibling and swapped in whole (:func:`staged_folder`), so a folder never mixes two runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from usm_geo.errors import OutputError
+
+MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
+
+
+def _os_error(exc: OSError, path: Path) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError("the disk is full", where=path, fix="free some space or choose another --out on a larger disk")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError("permission denied: cannot write here", where=path, fix="choose an --out folder you can write to")
+    return OutputError(f"cannot write: {exc.strerror or exc}", where=path, fix="check the path and free space")
+
+
+@contextmanager
+def atomic_path(target: Path):
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _os_error(exc, target) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: Path, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: Path, obj) -> None:
+    """JSON with sorted keys and a final newline (byte-stable for the same content)."""
+    write_text(target, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_csv(target: Path, frame: pd.DataFrame) -> None:
+    """UTF-8 CSV, ``\\n`` line ends, no index, floats as pandas writes them (shortest round-trip)."""
+    write_text(target, frame.to_csv(index=False, lineterminator="\n"))
+
+
+@contextmanager
+def staged_folder(target: Path):
+    """Build an output folder as a hidden sibling and swap it in whole when the block succeeds.
+
+    Refuses to replace an existing non-empty folder that was not written by usm_geo (it has no
+    ``run.json``), so a mistyped ``--out`` cannot delete someone's documents.
+    """
+    target = Path(target).absolute()
+    if target.exists() and not target.is_dir():
+        raise OutputError("exists and is not a folder", where=target, fix="choose a folder name for --out")
+    if target.is_dir() and any(target.iterdir()) and not (target / MARKER).exists():
+        raise OutputError("is a non-empty folder that usm_geo did not write, so it will not be replaced", where=target,
+                          fix="choose a new or empty folder for --out")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as exc:
+        raise _os_error(exc, target) from None
+    try:
+        yield stage
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(stage, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, target)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise _os_error(exc, target) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

@@ -1,0 +1,136 @@
+"""Intake of boundary levels: polygons with a unit id, a name and optionally a parent id.
+
+Returned layers are GeoDataFrames in the working CRS with columns ``unit_id`` (string),
+``name``, ``parent_id`` (string or None) and ``geometry`` (Polygon/MultiPolygon), sorted by
+``unit_id``. Invalid polygons are repaired with ``make_valid`` and listed in the ledger;
+problems that make a level unusable (duplicate ids, empty or non-polygon geometry, unknown
+parents, no CRS) raise :class:`BoundaryError`/:class:`CRSError` naming the row and the fix.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from usm_geo.errors import BoundaryError, CRSError, where
+from usm_geo.intake import columns as cols
+from usm_geo.intake.crs import crs_label, same_crs
+from usm_geo.intake.files import read_records
+from usm_geo.intake.ledger import Ledger
+from usm_geo.intake.records import normalise_ids
+from usm_geo.study import BoundaryLevel
+
+POLYGONAL = (3, 6)  # shapely type ids: Polygon, MultiPolygon
+
+
+def _polygonal_part(geom):
+    """The polygonal part of a repaired geometry (make_valid may add lines or points)."""
+    parts = shapely.get_parts(geom)
+    polys = parts[np.isin(shapely.get_type_id(parts), POLYGONAL)]
+    if len(polys) == 0:
+        return shapely.Polygon()
+    merged = shapely.union_all(polys)
+    return merged
+
+
+def level_source(level: str) -> str:
+    return f"boundaries.{level}"
+
+
+def read_boundary_level(spec: BoundaryLevel, ledger: Ledger, working_crs: CRS | None) -> gpd.GeoDataFrame:
+    """Read one polygon level; reproject to ``working_crs`` (stated in the ledger) when it differs.
+
+    ``working_crs=None`` keeps the layer's own CRS (used before the working CRS is known).
+    """
+    source = level_source(spec.level)
+    raw = read_records(spec.path, source, ledger, layer=spec.layer)
+    path = spec.path
+    frame = raw.frame
+    if not raw.spatial:
+        raise BoundaryError("the file has no geometry", where=path, fix="boundaries must be a polygon layer (GPKG, SHP, GeoJSON, KML)")
+    ledger.open_source(source, path, raw.read)
+    if raw.read == 0:
+        raise BoundaryError("the layer has no features", where=path, fix="check the layer name and that the file is complete")
+    id_col = cols.resolve(frame.columns, spec.id, "id", path, f"inputs.boundaries.{spec.level}.id")
+    ids = normalise_ids(frame[id_col])
+    blank = (ids == "") | frame[id_col].isna().to_numpy()
+    if blank.any():
+        row = int(raw.rows[np.flatnonzero(blank)[0]])
+        raise BoundaryError(f"{int(blank.sum())} feature(s) have no id", where=where(path, row, id_col), fix="give every feature an id")
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[dup].iloc[0]
+        rows = raw.rows[(ids == first).to_numpy()]
+        raise BoundaryError(f"unit id '{first}' appears {len(rows)} times (rows {', '.join(map(str, rows[:5]))}); "
+                            f"{ids[dup].nunique()} id(s) are duplicated in all",
+                            where=where(path, int(rows[0]), id_col), fix="unit ids must be unique: dissolve the parts into one feature or renumber")
+    name_col = cols.resolve(frame.columns, spec.name, "name", path, f"inputs.boundaries.{spec.level}.name") if spec.name else None
+    names = frame[name_col].astype(str).str.strip().where(frame[name_col].notna(), ids) if name_col else ids
+    parent_col = cols.resolve(frame.columns, spec.parent, "parent", path, f"inputs.boundaries.{spec.level}.parent") if spec.parent else None
+    parents = normalise_ids(frame[parent_col]) if parent_col else pd.Series([None] * len(frame), dtype=object)
+
+    geom = frame.geometry.to_numpy()
+    missing = shapely.is_missing(geom) | shapely.is_empty(geom)
+    if missing.any():
+        i = np.flatnonzero(missing)[0]
+        raise BoundaryError(f"unit '{ids.iloc[i]}' has an empty geometry ({int(missing.sum())} in all)",
+                            where=where(path, int(raw.rows[i])), fix="draw the unit's polygon or remove the feature")
+    if shapely.has_z(geom).any():
+        geom = shapely.force_2d(geom)
+        ledger.note(source, "3d_geometry", "Z coordinates dropped")
+    kind = shapely.get_type_id(geom)
+    bad_kind = ~np.isin(kind, POLYGONAL + (7,))  # 7: GeometryCollection, checked after repair
+    if bad_kind.any():
+        i = np.flatnonzero(bad_kind)[0]
+        raise BoundaryError(f"unit '{ids.iloc[i]}' is a {geom[i].geom_type}, not a polygon",
+                            where=where(path, int(raw.rows[i])), fix="boundaries must be polygons or multipolygons")
+    invalid = ~shapely.is_valid(geom) | (kind == 7)
+    if invalid.any():
+        reasons = shapely.is_valid_reason(geom[invalid])
+        repaired = np.array([_polygonal_part(g) for g in shapely.make_valid(geom[invalid])], dtype=object)
+        geom = geom.copy()
+        geom[invalid] = repaired
+        ledger.add(source, raw.rows[invalid], "changed", "invalid_geometry_repaired",
+                   np.char.add(f"unit ", np.char.add(ids[invalid].to_numpy().astype(str), np.char.add(": ", reasons.astype(str)))))
+        gone = shapely.is_empty(geom)
+        if gone.any():
+            i = np.flatnonzero(gone)[0]
+            raise BoundaryError(f"unit '{ids.iloc[i]}' has no area left after repairing its geometry",
+                                where=where(path, int(raw.rows[i])), fix="redraw the polygon")
+    crs = raw.crs if raw.crs is not None else (CRS.from_user_input(spec.crs) if spec.crs else None)
+    if crs is None:
+        raise CRSError(f"boundary level '{spec.level}' has no CRS", where=path,
+                       fix=f'add crs = "EPSG:...." to [[inputs.boundaries]] level "{spec.level}", or ship the .prj file')
+    layer = gpd.GeoDataFrame(
+        {"unit_id": ids.to_numpy(dtype=object), "name": names.to_numpy(dtype=object), "parent_id": parents.to_numpy(dtype=object)},
+        geometry=gpd.GeoSeries(geom, crs=crs), crs=crs,
+    )
+    layer["row"] = raw.rows
+    if working_crs is not None and not same_crs(crs, working_crs):
+        layer = layer.to_crs(working_crs)
+        ledger.note(source, "reprojected", f"from {crs_label(crs)} to {crs_label(working_crs)}")
+    ledger.close_source(source, len(layer))
+    return layer.sort_values("unit_id", kind="stable").reset_index(drop=True)
+
+
+def check_parents(levels: dict[str, gpd.GeoDataFrame], specs: tuple[BoundaryLevel, ...]) -> None:
+    """Every parent id names a unit of the next coarser level (finest first in ``specs``)."""
+    for i, spec in enumerate(specs):
+        if spec.parent is None:
+            continue
+        child, parent = levels[spec.level], levels[specs[i + 1].level]
+        has = child["parent_id"].astype(str) != ""
+        if not has.all():
+            r = int(child.loc[~has, "row"].iloc[0])
+            raise BoundaryError(f"unit '{child.loc[~has, 'unit_id'].iloc[0]}' has no parent id", where=where(spec.path, r, spec.parent),
+                                fix=f"give every {spec.level} the id of its {specs[i + 1].level}")
+        unknown = ~child["parent_id"].isin(set(parent["unit_id"]))
+        if unknown.any():
+            bad = child.loc[unknown].iloc[0]
+            raise BoundaryError(
+                f"parent id '{bad['parent_id']}' of unit '{bad['unit_id']}' is not a {specs[i + 1].level} id "
+                f"({int(unknown.sum())} unit(s) in all)", where=where(spec.path, int(bad["row"]), spec.parent),
+                fix=f"use ids from the {specs[i + 1].level} layer ({', '.join(parent['unit_id'].head(5))}, …)")

@@ -1,0 +1,52 @@
+"""Finding the columns a record source needs, by the study's names or by common names."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from usm_geo.errors import InputFileError
+
+# Common names, compared case-insensitively after stripping spaces, dots and underscores.
+CANDIDATES = {
+    "lon": ("lon", "lng", "long", "longitude", "lonwgs84", "longitudewgs84", "xlong"),
+    "lat": ("lat", "latitude", "latwgs84", "latitudewgs84", "ylat"),
+    "x": ("x", "easting", "xcoord", "xcoordinate", "pointx", "east"),
+    "y": ("y", "northing", "ycoord", "ycoordinate", "pointy", "north"),
+    "datetime": ("datetime", "occurredat", "occurred", "timestamp", "dateandtime", "incidentdatetime", "date", "month",
+                 "incidentdate", "offencedate", "offensedate", "reporteddate", "interviewdate"),
+    "time": ("time", "incidenttime", "offencetime", "offensetime"),
+    "category": ("category", "type", "crimetype", "offence", "offense", "offencetype", "offensetype", "primarytype", "loccat"),
+}
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in str(name).casefold() if ch.isalnum())
+
+
+def resolve(columns, declared: str | None, role: str, path: Path, key: str | None = None) -> str | None:
+    """The column for ``role``: the declared name (must exist) or the first common name present.
+
+    Raises InputFileError naming the study key and the closest existing column when a
+    declared column is missing.
+    """
+    columns = [str(c) for c in columns]
+    if declared is not None:
+        if declared in columns:
+            return declared
+        by_key = {_key(c): c for c in columns}
+        if _key(declared) in by_key:  # tolerate case/space differences, e.g. "Latitude" vs "latitude"
+            return by_key[_key(declared)]
+        close = difflib.get_close_matches(declared, columns, n=1)
+        fix = f"did you mean '{close[0]}'? " if close else ""
+        raise InputFileError(
+            f"the study names column '{declared}' ({key or role}) but the file has no such column",
+            where=path, fix=f"{fix}columns in the file: {', '.join(columns[:30])}",
+        )
+    by_key = {}
+    for c in columns:
+        by_key.setdefault(_key(c), c)
+    for cand in CANDIDATES.get(role, ()):
+        if cand in by_key:
+            return by_key[cand]
+    return None

@@ -1,0 +1,276 @@
+"""Reading raw records from files: text tables (CSV/TSV, .gz) and spatial formats.
+
+Readers return the records exactly as stored (text tables: every column as a string) with the
+1-based data row number of each record, so every later check can name the row it rejects.
+Nothing here interprets coordinates or dates.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from usm_geo.errors import InputFileError
+from usm_geo.intake.ledger import Ledger
+
+TEXT_FORMATS = ("csv", "tsv")
+SPATIAL_FORMATS = ("gpkg", "shp", "geojson", "kml", "parquet")
+_EXTENSIONS = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv",
+    ".gpkg": "gpkg", ".shp": "shp", ".zip": "shp", ".geojson": "geojson", ".json": "geojson",
+    ".kml": "kml", ".parquet": "parquet", ".geoparquet": "parquet", ".xlsx": "xlsx",
+}
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass
+class RawRecords:
+    """Records as read. ``frame`` is a DataFrame (text) or GeoDataFrame (spatial);
+    ``rows`` the 1-based data row of each record; ``crs`` the layer's CRS (spatial only)."""
+
+    frame: pd.DataFrame
+    rows: np.ndarray
+    read: int
+    crs: object = None
+
+    @property
+    def spatial(self) -> bool:
+        return "geometry" in self.frame.columns and hasattr(self.frame, "geometry")
+
+
+def detect_format(path: Path, declared: str | None = None) -> str:
+    """The format of ``path``: the declared one, else from the extension (``.csv.gz`` → csv)."""
+    if declared:
+        return declared
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        raise InputFileError(
+            f"cannot tell the file format from the name '{path.name}'",
+            where=path,
+            fix="add format = \"csv\" (or tsv, gpkg, shp, geojson, kml, parquet) to this input in the study",
+        )
+    return fmt
+
+
+def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = None, layer: str | None = None,
+                 delimiter: str | None = None, encoding: str | None = None) -> RawRecords:
+    """Read every record of ``path``; malformed text rows go to the ledger as ``malformed_row``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError("file not found", where=path, fix="check the path in the study file")
+    fmt = detect_format(path, fmt)
+    if fmt in TEXT_FORMATS:
+        return read_text_table(path, source, ledger, delimiter=delimiter or ("\t" if fmt == "tsv" else None), encoding=encoding)
+    if fmt in SPATIAL_FORMATS:
+        return read_spatial(path, fmt=fmt, layer=layer)
+    if fmt == "xlsx":
+        return read_excel(path, sheet=layer)
+    raise InputFileError(f"format '{fmt}' cannot be read", where=path)
+
+
+# --------------------------------------------------------------------------- text tables
+
+
+def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str | None) -> str:
+    """Bytes → text. UTF-8 (BOM or not) first; UTF-16 with a BOM; else Windows-1252/Latin-1, noted."""
+    if encoding:
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise InputFileError(f"cannot decode the file as {encoding}: {exc}", where=path,
+                                 fix="remove encoding from the study to let usm_geo detect it, or name the right one") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        ledger.note(source, "encoding", "UTF-16 text with a byte-order mark, converted to UTF-8")
+        return data.decode("utf-16")
+    if b"\x00" in data[:65536]:
+        raise InputFileError("looks like a binary file, not text (it contains NUL bytes)", where=path,
+                             fix="export the table as CSV, or name the right format in the study")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_line = data[: exc.start].count(b"\n") + 1
+        for fallback in ("cp1252", "latin-1"):
+            try:
+                text = data.decode(fallback)
+            except UnicodeDecodeError:
+                continue
+            ledger.note(source, "encoding",
+                        f"not valid UTF-8 (first bad byte on line {bad_line}); read as {fallback}")
+            return text
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter among , ; tab | that splits the first lines most consistently into >1 fields."""
+    sample_lines = text[:65536].splitlines()[:50]
+    if not sample_lines:
+        return ","
+    best, best_score = ",", (-1, 0)
+    for d in _DELIMITERS:
+        counts = [len(r) for r in csv.reader(sample_lines, delimiter=d)]
+        if not counts or counts[0] < 2:
+            continue
+        consistent = sum(c == counts[0] for c in counts)
+        score = (consistent, counts[0])
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str | None = None,
+                    encoding: str | None = None) -> RawRecords:
+    """Read a delimited text file (optionally gzip-compressed) with every column as a string.
+
+    Rows with the wrong number of fields are not used; each goes to the ledger as
+    ``malformed_row`` with its 1-based data row number and the field counts.
+    """
+    raw = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise InputFileError(f"the file ends with .gz but is not valid gzip ({exc})", where=path,
+                                 fix="decompress or re-export it, or rename it without .gz") from None
+    if not raw.strip():
+        raise InputFileError("the file is empty", where=path, fix="check that the export finished and wrote data")
+    text = _decode(raw, path, source, ledger, encoding)
+    delimiter = delimiter or _sniff_delimiter(text)
+    header = next(csv.reader(io.StringIO(text[: 1 << 20]), delimiter=delimiter), [])
+    names = [h.strip() for h in header]
+    if not any(names):
+        raise InputFileError("the first line (the header) is empty", where=path,
+                             fix="the first line must name the columns")
+    names = [n if n else f"column_{i + 1}" for i, n in enumerate(names)]
+    seen = {n for n in names if names.count(n) > 1}
+    if seen:
+        raise InputFileError(f"the header names column '{sorted(seen)[0]}' more than once", where=f"{path}:header",
+                             fix="give every column a distinct name")
+
+    bad: list[tuple[int, int, str]] = []
+
+    def on_invalid(row) -> str:
+        # pyarrow numbers records from 1 including the header, so data row = number - 1.
+        bad.append((row.number - 1 if row.number is not None else -1, row.actual_columns, row.text[:120]))
+        return "skip"
+
+    data = text.encode("utf-8")
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(
+                use_threads=False, skip_rows=1, column_names=names,
+                # a block must hold the longest record (one 10 MB line is a valid, if odd, record)
+                block_size=max(1 << 20, min(len(data) + 1, 1 << 30)),
+            ),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputFileError(f"cannot parse as delimited text ({exc})", where=path,
+                             fix="check quoting (an unclosed quote swallows the rest of the file) and the delimiter") from None
+    frame = table.to_pandas()
+    bad_rows = np.array([b[0] for b in bad], dtype=np.int64)
+    read = len(frame) + len(bad)
+    rows = np.setdiff1d(np.arange(1, read + 1, dtype=np.int64), bad_rows, assume_unique=True)
+    if bad:
+        ledger.add(source, bad_rows, "dropped", "malformed_row",
+                   [f"expected {len(names)} fields, found {n}: {t}" for _, n, t in bad])
+    if read == 0:
+        raise InputFileError("the file has a header but no data rows", where=path,
+                             fix="check that the export finished and wrote data")
+    if len(names) == 1 and read > 0:
+        ledger.note(source, "single_column", f"only one column found with delimiter {delimiter!r}")
+    return RawRecords(frame=frame, rows=rows, read=read)
+
+
+def read_excel(path: Path, sheet: str | None = None) -> RawRecords:
+    """Read one sheet of an .xlsx workbook (openpyxl); cells keep their types."""
+    try:
+        frame = pd.read_excel(path, sheet_name=sheet or 0)
+    except ValueError as exc:
+        raise InputFileError(f"cannot read the workbook: {exc}", where=path,
+                             fix="name the sheet with sheet = \"...\" in the study") from None
+    return RawRecords(frame=frame, rows=np.arange(1, len(frame) + 1, dtype=np.int64), read=len(frame))
+
+
+# --------------------------------------------------------------------------- spatial files
+
+
+def safe_zip_member(path: Path, suffix: str, member: str | None = None) -> str:
+    """The name of the one ``suffix`` member of a zip archive, refusing unsafe archives.
+
+    Entries with absolute paths or ``..`` (zip-slip) make the whole archive refused, even
+    though usm_geo never extracts archives: such a file was not made by a GIS.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile:
+        raise InputFileError("not a valid zip archive", where=path, fix="re-create the archive") from None
+    for name in names:
+        p = PurePosixPath(name.replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":"):
+            raise InputFileError(f"the archive holds an unsafe entry '{name}' (absolute path or '..')", where=path,
+                                 fix="re-create the archive with relative paths only")
+    candidates = sorted(n for n in names if n.lower().endswith(suffix) and not n.startswith("__MACOSX/")
+                        and not PurePosixPath(n).name.startswith("._"))
+    if member:
+        matches = [n for n in candidates if PurePosixPath(n).stem == member or n == member]
+        if not matches:
+            raise InputFileError(f"the archive has no layer '{member}'", where=path,
+                                 fix=f"use one of: {', '.join(PurePosixPath(n).stem for n in candidates) or '(none)'}")
+        return matches[0]
+    if not candidates:
+        raise InputFileError(f"the archive holds no {suffix} file", where=path, fix="zip the .shp with its .shx, .dbf and .prj")
+    if len(candidates) > 1:
+        raise InputFileError(f"the archive holds {len(candidates)} {suffix} files", where=path,
+                             fix=f"name one with layer = \"...\": {', '.join(PurePosixPath(n).stem for n in candidates)}")
+    return candidates[0]
+
+
+def read_spatial(path: Path, *, fmt: str, layer: str | None = None) -> RawRecords:
+    """Read a spatial layer (GPKG, SHP or zipped SHP, GeoJSON, KML, GeoParquet) with pyogrio."""
+    import geopandas as gpd
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    source = str(path)
+    read_layer = layer
+    if path.suffix.lower() == ".zip":
+        member = safe_zip_member(path, ".shp", layer)
+        source, read_layer = f"/vsizip/{path.resolve()}/{member}", None
+    try:
+        if fmt == "parquet":
+            try:
+                frame = gpd.read_parquet(path)
+            except ValueError:
+                # plain Parquet without 'geo' metadata: a table with coordinate columns
+                frame = pd.read_parquet(path)
+        else:
+            if read_layer is None and fmt in ("gpkg", "kml"):
+                layers = pyogrio.list_layers(source)
+                if len(layers) > 1:
+                    raise InputFileError(f"the file holds {len(layers)} layers", where=path,
+                                         fix=f"name one with layer = \"...\": {', '.join(str(n) for n in layers[:, 0])}")
+            frame = pyogrio.read_dataframe(source, layer=read_layer)
+    except (DataSourceError, DataLayerError, OSError) as exc:
+        raise InputFileError(f"cannot read as {fmt}: {str(exc).splitlines()[0]}", where=path,
+                             fix="check that the file is complete and in the format its name says") from None
+    n = len(frame)
+    crs = frame.crs if isinstance(frame, gpd.GeoDataFrame) else None
+    return RawRecords(frame=frame, rows=np.arange(1, n + 1, dtype=np.int64), read=n, crs=crs)

@@ -1,0 +1,137 @@
+"""The ledger: every input record that was not used, or was changed, with the reason.
+
+Invariant (checked when a source is closed, tested for every reader)::
+
+    rows read = rows used + rows in the ledger with status "dropped"
+
+Statuses
+--------
+``dropped``  the record is not used (reason says why).
+``changed``  the record is used after a documented change (e.g. lat/lon swapped back).
+``kept``     the record is used as it is but deserves a note (e.g. an exact duplicate).
+``note``     a remark about the whole file (``row`` is 0), e.g. a Latin-1 fallback.
+
+``row`` is the 1-based data row in the source file (the header is not counted).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["source", "row", "status", "reason", "detail"]
+STATUSES = ("dropped", "changed", "kept", "note")
+
+
+@dataclass
+class SourceTotals:
+    path: str
+    read: int = 0
+    used: int | None = None
+
+
+@dataclass
+class Ledger:
+    """Collects ledger entries from every stage; vectorised (one call per reason, not per row)."""
+
+    _parts: list[pd.DataFrame] = field(default_factory=list)
+    _sources: dict[str, SourceTotals] = field(default_factory=dict)
+
+    def open_source(self, source: str, path: str, read: int) -> None:
+        """Register a source with the number of data records read from it."""
+        self._sources[source] = SourceTotals(path=str(path), read=int(read))
+
+    def add(self, source: str, rows, status: str, reason: str, detail="") -> None:
+        """Add entries for ``rows`` (1-based data rows) with one status and reason.
+
+        ``detail`` is one string for all rows or an array-like with one string per row.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"unknown ledger status {status!r}")
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size == 0:
+            return
+        if isinstance(detail, str):
+            detail = np.full(rows.size, detail, dtype=object)
+        else:
+            detail = np.asarray(detail, dtype=object).reshape(-1)
+            if detail.size != rows.size:
+                raise ValueError("detail must have one entry per row")
+        self._parts.append(
+            pd.DataFrame(
+                {
+                    "source": source,
+                    "row": rows,
+                    "status": status,
+                    "reason": reason,
+                    "detail": detail.astype(str),
+                }
+            )
+        )
+
+    def note(self, source: str, reason: str, detail: str) -> None:
+        """A remark about a whole file (row 0)."""
+        self.add(source, [0], "note", reason, detail)
+
+    def dropped_rows(self, source: str) -> np.ndarray:
+        frame = self.to_frame()
+        mask = (frame["source"] == source) & (frame["status"] == "dropped")
+        return np.unique(frame.loc[mask, "row"].to_numpy())
+
+    def close_source(self, source: str, used: int) -> None:
+        """Record how many rows of ``source`` were used and check the invariant.
+
+        A violation is a bug in usm_geo, not a user error, so it raises AssertionError.
+        """
+        totals = self._sources[source]
+        totals.used = int(used)
+        dropped = self.dropped_rows(source)
+        if totals.read != totals.used + dropped.size:
+            raise AssertionError(
+                f"ledger invariant broken for {source}: read {totals.read} != "
+                f"used {totals.used} + dropped {dropped.size}"
+            )
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """``{source: {"read", "used", "dropped"}}`` for every closed source, sorted by name."""
+        out = {}
+        for name in sorted(self._sources):
+            t = self._sources[name]
+            if t.used is None:
+                continue
+            out[name] = {"read": t.read, "used": t.used, "dropped": t.read - t.used}
+        return out
+
+    def paths(self) -> dict[str, str]:
+        return {name: t.path for name, t in sorted(self._sources.items())}
+
+    def to_frame(self) -> pd.DataFrame:
+        """All entries, sorted by source, row, status and reason (deterministic)."""
+        if not self._parts:
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in COLUMNS})
+        frame = pd.concat(self._parts, ignore_index=True)
+        self._parts = [frame]
+        return frame.sort_values(["source", "row", "status", "reason"], kind="stable").reset_index(drop=True)
+
+    def reason_counts(self) -> Counter:
+        """Number of entries per ``(source, status, reason)``, file notes excluded."""
+        frame = self.to_frame()
+        frame = frame[frame["status"] != "note"]
+        return Counter(
+            {k: int(v) for k, v in frame.groupby(["source", "status", "reason"]).size().items()}
+        )
+
+    def summary(self, top: int = 5) -> str:
+        """Plain-text totals per source and the most frequent reasons."""
+        lines = []
+        for name, t in self.totals().items():
+            lines.append(f"{name}: read {t['read']:,}, used {t['used']:,}, dropped {t['dropped']:,}")
+        counts = self.reason_counts()
+        if counts:
+            lines.append("top ledger reasons:")
+            for (source, status, reason), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
+                lines.append(f"  {n:>9,}  {source}: {reason} ({status})")
+        return "\n".join(lines)

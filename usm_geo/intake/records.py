@@ -1,0 +1,392 @@
+"""Intake of point records (incidents) and survey responses into the incidents/responses table.
+
+Every record read is either returned (one row, with its source ``row``) or put in the ledger as
+``dropped`` with a reason. Checks are vectorised; each adds rows to the ledger once, so a
+record dropped for several reasons is listed under the first one in this order:
+
+malformed_row → missing/non-numeric/non-finite coordinates → out of range (after fixing
+unambiguous lat/lon swaps) → null island / zero coordinate → outside the study area →
+missing/unparseable date → outside the study period / future → invalid weight → unknown unit
+→ duplicate (``kept`` or ``dropped`` by the study's ``duplicates`` setting).
+
+Output columns: ``row`` (1-based source row), ``lon``, ``lat`` (EPSG:4326 degrees), ``x``, ``y``
+(working CRS, metres), ``occurred_at`` (naive local time), ``date_precision``, ``category``,
+``weight`` (if any), ``record_id`` (if any); surveys add ``unit_id``, ``unit_level`` (when located
+by unit) and one column per question (answer label or missing), plus ``stratum``/``psu``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from usm_geo.errors import CoordinateError, CRSError, DateError, InputFileError, where
+from usm_geo.intake import columns as cols
+from usm_geo.intake.crs import WGS84, same_crs, transformer, utm_for
+from usm_geo.intake.dates import parse_dates
+from usm_geo.intake.files import RawRecords, read_records
+from usm_geo.intake.ledger import Ledger
+from usm_geo.study import Periods, RecordSource
+
+MISSING_TEXT = ("", "na", "n/a", "nan", "null", "none", "-")
+
+
+@dataclass
+class Context:
+    """What intake needs to know about the rest of the study."""
+
+    working_crs: CRS
+    timezone: str = "UTC"
+    study_area: object = None  # shapely geometry in the working CRS, or None
+    periods: Periods | None = None
+    now: dt.datetime | None = None  # local "now" for the future-date check
+    unit_ids: dict | None = None  # level → set of unit ids (surveys located by unit)
+
+
+class _Keep:
+    """The set of rows still in use, and the ledger calls that shrink it."""
+
+    def __init__(self, raw: RawRecords, source: str, ledger: Ledger):
+        self.rows = raw.rows
+        self.mask = np.ones(len(raw.rows), dtype=bool)
+        self.source = source
+        self.ledger = ledger
+
+    def drop(self, bad, reason: str, detail=""):
+        bad = np.asarray(bad, dtype=bool) & self.mask
+        if bad.any():
+            det = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[bad]
+            self.ledger.add(self.source, self.rows[bad], "dropped", reason, det)
+            self.mask &= ~bad
+
+    def mark(self, which, status: str, reason: str, detail=""):
+        which = np.asarray(which, dtype=bool) & self.mask
+        if which.any():
+            det = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[which]
+            self.ledger.add(self.source, self.rows[which], status, reason, det)
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.astype(str).str.strip() if series.dtype == object or pd.api.types.is_string_dtype(series) else series
+
+
+def _numbers(series: pd.Series, keep: _Keep, label: str) -> np.ndarray:
+    """Column → float array; missing and non-numeric values are dropped with a reason.
+
+    A column written with decimal commas (``13,4567``) is read as such when that is the only
+    way most values parse, and a file note says so.
+    """
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype=float)
+        keep.drop(np.isnan(values), "missing_coordinates", f"{label} is empty")
+        return values
+    text = series.astype(str).str.strip()
+    missing = text.str.lower().isin(MISSING_TEXT).to_numpy()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    failed = np.isnan(values) & ~missing
+    if failed.sum() > 0.5 * max(1, (~missing).sum()):
+        comma = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").to_numpy(dtype=float)
+        if (np.isnan(comma) & ~missing).sum() < failed.sum():
+            keep.ledger.note(keep.source, "decimal_comma", f"column {label} uses decimal commas; read as decimals")
+            values, failed = comma, np.isnan(comma) & ~missing
+    keep.drop(missing, "missing_coordinates", f"{label} is empty")
+    keep.drop(failed, "coordinate_not_numeric", (label + " = " + text.str.slice(0, 40)).to_numpy(dtype=object))
+    return values
+
+
+def _in_degrees(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    return (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+
+
+def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tuple[np.ndarray, np.ndarray, CRS, dict]:
+    """Coordinates of every record in their own CRS, and that CRS. Returns (a, b, crs, names)."""
+    frame = raw.frame
+    path = src.path
+    names = {}
+    lon_c = cols.resolve(frame.columns, src.lon, "lon", path, f"{keep.source}.lon")
+    lat_c = cols.resolve(frame.columns, src.lat, "lat", path, f"{keep.source}.lat")
+    x_c = cols.resolve(frame.columns, src.x, "x", path, f"{keep.source}.x") if src.lon is None else None
+    y_c = cols.resolve(frame.columns, src.y, "y", path, f"{keep.source}.y") if src.lon is None else None
+    declared = src.lon is not None or src.x is not None
+    use_geometry = raw.spatial and not declared
+    if use_geometry:
+        geom = frame.geometry.to_numpy()
+        empty = shapely.is_missing(geom) | shapely.is_empty(geom)
+        keep.drop(empty, "missing_geometry", "no geometry")
+        kinds = shapely.get_type_id(geom)
+        not_point = (kinds != 0) & ~empty
+        keep.drop(not_point, "not_a_point", np.asarray(shapely.get_type_id(geom)).astype(str))
+        a = np.full(len(geom), np.nan)
+        b = np.full(len(geom), np.nan)
+        pts = ~empty & ~not_point
+        a[pts] = shapely.get_x(geom[pts])
+        b[pts] = shapely.get_y(geom[pts])
+        crs = raw.crs if raw.crs is not None else (CRS.from_user_input(src.crs) if src.crs else None)
+        if crs is None:
+            raise CRSError("the layer has no CRS, so its coordinates cannot be placed", where=path,
+                           fix='add crs = "EPSG:...." to this input in the study (or add a .prj file)')
+        names["location"] = "geometry"
+        return a, b, CRS.from_user_input(crs), names
+    if src.x is not None or (lon_c is None and x_c is not None):
+        if x_c is None or y_c is None:
+            raise InputFileError("no x/y columns found", where=path, fix="name them with x = \"...\" and y = \"...\"")
+        a = _numbers(frame[x_c], keep, f"column '{x_c}'")
+        b = _numbers(frame[y_c], keep, f"column '{y_c}'")
+        if src.crs is None:
+            ok = keep.mask & np.isfinite(a) & np.isfinite(b)
+            if ok.any() and _in_degrees(a[ok], b[ok]).all():
+                keep.ledger.note(keep.source, "crs_assumed", f"columns {x_c}/{y_c} hold degrees; read as lon/lat (EPSG:4326)")
+                names.update(location=f"{x_c}/{y_c}")
+                return a, b, WGS84, names
+            raise CRSError(f"columns '{x_c}'/'{y_c}' hold projected coordinates but the study names no CRS",
+                           where=path, fix='add crs = "EPSG:...." to this input (e.g. EPSG:27700 for British National Grid)')
+        names.update(location=f"{x_c}/{y_c}")
+        return a, b, CRS.from_user_input(src.crs), names
+    if lon_c is None or lat_c is None:
+        available = ", ".join(map(str, list(frame.columns)[:30]))
+        raise InputFileError("no coordinate columns found", where=path,
+                             fix=f"name them in the study with lon = \"...\" and lat = \"...\" (or x/y with crs); columns: {available}")
+    a = _numbers(frame[lon_c], keep, f"column '{lon_c}'")
+    b = _numbers(frame[lat_c], keep, f"column '{lat_c}'")
+    crs = CRS.from_user_input(src.crs) if src.crs else WGS84
+    names.update(location=f"{lon_c}/{lat_c}")
+    return a, b, crs, names
+
+
+def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Range, swap, zero and study-area checks. Returns lon, lat (degrees) and x, y (working CRS)."""
+    finite_in = np.isfinite(a) & np.isfinite(b)
+    keep.drop((~finite_in) & ~(np.isnan(a) | np.isnan(b)), "coordinate_not_finite", "infinite value")
+    keep.drop(~finite_in, "missing_coordinates", "coordinate is missing")
+    ok = keep.mask.copy()
+    geographic = crs.is_geographic
+    if geographic:
+        in_range = _in_degrees(a, b)
+        swapped_ok = _in_degrees(b, a)
+        n_ok = max(1, ok.sum())
+        if (ok & ~in_range).sum() > 0.5 * n_ok and (ok & ~in_range & ~swapped_ok).sum() > 0.5 * n_ok:
+            raise CoordinateError(
+                f"{(ok & ~in_range).sum():,} of {ok.sum():,} coordinates are outside ±180/±90: they look like projected metres, not degrees",
+                where=path, fix='name them as x = "..." and y = "..." with crs = "EPSG:...." in the study')
+        if (ok & ~in_range & swapped_ok).sum() > 0.5 * n_ok:
+            raise CoordinateError("most coordinates only make sense with longitude and latitude swapped",
+                                  where=path, fix="swap the column names given as lon and lat in the study")
+        swap = ok & ~in_range & swapped_ok
+        a, b = a.copy(), b.copy()
+        if ctx.study_area is not None:
+            # also swap rows in range whose swapped position, but not their own, is in the study area
+            to_work = transformer(WGS84, ctx.working_crs)
+            cand = ok & in_range & swapped_ok & ~swap
+            if cand.any():
+                x1, y1 = to_work.transform(a[cand], b[cand])
+                inside = shapely.intersects_xy(ctx.study_area, x1, y1)
+                x2, y2 = to_work.transform(b[cand], a[cand])
+                inside_sw = shapely.intersects_xy(ctx.study_area, x2, y2)
+                idx = np.flatnonzero(cand)[~inside & inside_sw]
+                swap[idx] = True
+            # an out-of-range row is only fixed when the swapped point is in the study area
+            if (swap & ~in_range).any():
+                sidx = np.flatnonzero(swap & ~in_range)
+                xs, ys = to_work.transform(b[sidx], a[sidx])
+                swap[sidx[~shapely.intersects_xy(ctx.study_area, xs, ys)]] = False
+        if swap.any():
+            keep.mark(swap, "changed", "lat_lon_swapped",
+                      np.char.add(np.char.add("lon/lat were ", np.round(a, 6).astype(str)), np.char.add(",", np.round(b, 6).astype(str))))
+            a[swap], b[swap] = b[swap], a[swap]
+        in_range = _in_degrees(a, b)
+        if ctx.working_crs is None:  # study.working_crs = "auto" with no boundaries: local UTM
+            ctx.working_crs = utm_for(a[keep.mask & in_range], b[keep.mask & in_range])
+        keep.drop(~in_range, "coordinate_out_of_range", "longitude outside ±180 or latitude outside ±90")
+        keep.drop((a == 0) & (b == 0), "null_island", "longitude and latitude are both 0")
+        lon, lat = a, b
+        x, y = np.full(len(a), np.nan), np.full(len(a), np.nan)
+        m = keep.mask
+        x[m], y[m] = transformer(WGS84, ctx.working_crs).transform(lon[m], lat[m])
+    else:
+        if ctx.working_crs is None:
+            ctx.working_crs = crs if crs.is_projected else None
+        keep.drop((a == 0) | (b == 0), "zero_coordinate", "x or y is exactly 0 (a missing value written as 0)")
+        m = keep.mask
+        lon, lat = np.full(len(a), np.nan), np.full(len(a), np.nan)
+        x, y = np.full(len(a), np.nan), np.full(len(a), np.nan)
+        if same_crs(crs, ctx.working_crs):
+            x[m], y[m] = a[m], b[m]
+        else:
+            x[m], y[m] = transformer(crs, ctx.working_crs).transform(a[m], b[m])
+        lon[m], lat[m] = transformer(crs, WGS84).transform(a[m], b[m])
+        bad = m & ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(lon) & np.isfinite(lat))
+        keep.drop(bad, "coordinate_out_of_range", f"cannot be transformed from {crs.name}")
+    if ctx.study_area is not None:
+        m = keep.mask
+        outside = np.zeros(len(a), dtype=bool)
+        outside[m] = ~shapely.intersects_xy(ctx.study_area, x[m], y[m])
+        keep.drop(outside, "outside_study_area", "the point is not inside the study area")
+    return lon, lat, x, y
+
+
+def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, required: bool):
+    frame = raw.frame
+    path = src.path
+    if src.date is not None:
+        d = cols.resolve(frame.columns, src.date, "datetime", path, f"{keep.source}.date")
+        t = cols.resolve(frame.columns, src.time, "time", path, f"{keep.source}.time") if src.time else None
+        text = _text(frame[d]).astype(str)
+        if t is not None:
+            text = (text + " " + _text(frame[t]).astype(str)).str.strip()
+        column = d if t is None else f"{d} + {t}"
+    else:
+        d = cols.resolve(frame.columns, src.datetime, "datetime", path, f"{keep.source}.datetime")
+        if d is None:
+            if required:
+                raise InputFileError("no date column found", where=path,
+                                     fix='name it in the study with datetime = "..." (or date = "..." and time = "...")')
+            return None, None
+        text = frame[d] if pd.api.types.is_datetime64_any_dtype(frame[d]) else _text(frame[d]).astype(str)
+        column = d
+    parsed = parse_dates(text, timezone=ctx.timezone, date_format=src.date_format, dayfirst=src.dayfirst,
+                         column=column, where=str(path), precision=src.date_precision)
+    values, missing = parsed.values, parsed.missing
+    keep.drop(missing, "missing_date", f"column '{column}' is empty")
+    raw_text = text.astype(str).str.slice(0, 60).to_numpy(dtype=object)
+    keep.drop(values.isna().to_numpy(), "unparseable_date", np.char.add(f"{column} = ", raw_text.astype(str)))
+    v = values.to_numpy()
+    periods = ctx.periods
+    if periods is not None and periods.start is not None:
+        keep.drop(v < np.datetime64(periods.start), "outside_study_period", f"before the study start {periods.start}")
+    else:
+        keep.drop(v < np.datetime64("1900-01-01"), "implausible_date", "before 1900")
+    if periods is not None and periods.end is not None:
+        keep.drop(v >= np.datetime64(periods.end + dt.timedelta(days=1)), "outside_study_period", f"after the study end {periods.end}")
+    if ctx.now is not None:
+        keep.drop(v > np.datetime64(ctx.now), "future_date", "later than the time of the run")
+    if len(parsed.formats) > 1:
+        keep.ledger.note(keep.source, "date_formats", "dates read with several formats: " + ", ".join(f"{k} ({n:,})" for k, n in parsed.formats.items()))
+    return values, parsed.precision
+
+
+def _weights(frame, column: str, keep: _Keep, survey: bool) -> np.ndarray:
+    text = frame[column]
+    w = pd.to_numeric(_text(text), errors="coerce").to_numpy(dtype=float)
+    keep.drop(~np.isfinite(w), "invalid_weight", (f"{column} = " + _text(text).astype(str).str.slice(0, 30)).to_numpy(dtype=object))
+    keep.drop(w < 0, "invalid_weight", f"{column} is negative")
+    if survey:
+        keep.drop(w == 0, "zero_weight", f"{column} is 0: the response represents nobody")
+    return w
+
+
+def normalise_ids(values: pd.Series) -> pd.Series:
+    """Unit ids as strings: strip spaces, and write whole numbers without '.0' (Chicago's 35.0 → '35')."""
+    if pd.api.types.is_float_dtype(values):
+        out = values.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))))
+        return out.astype(object)
+    text = values.astype(str).str.strip()
+    as_num = pd.to_numeric(text, errors="coerce")
+    whole = as_num.notna() & (as_num % 1 == 0) & text.str.fullmatch(r"-?\d+\.0+")
+    text = text.where(~whole, as_num.astype("Int64").astype(str))
+    return text.astype(object)
+
+
+def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, survey: bool = False) -> pd.DataFrame:
+    """Read incidents (``survey=False``) or survey responses, check them, and account for every row.
+
+    Coordinates: lon/lat degrees, x/y in ``src.crs``, or a spatial file's point geometry. Survey
+    responses may instead be located by a unit id (``src.unit`` at ``src.unit_level``).
+    """
+    source = src.name
+    raw = read_records(src.path, source, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter, encoding=src.encoding)
+    ledger.open_source(source, src.path, raw.read)
+    keep = _Keep(raw, source, ledger)
+    frame = raw.frame
+    out = pd.DataFrame({"row": raw.rows})
+
+    by_unit = survey and src.unit is not None
+    if by_unit:
+        ucol = cols.resolve(frame.columns, src.unit, "unit", src.path, f"{source}.unit")
+        ids = normalise_ids(frame[ucol])
+        known = (ctx.unit_ids or {}).get(src.unit_level, set())
+        keep.drop((ids == "").to_numpy(), "missing_unit", f"column '{ucol}' is empty")
+        keep.drop(~ids.isin(known).to_numpy(), "unknown_unit",
+                  (f"{ucol} = " + ids.astype(str).str.slice(0, 30) + f" is not a {src.unit_level} id").to_numpy(dtype=object))
+        out["unit_level"] = src.unit_level
+        out["unit_id"] = ids.to_numpy()
+    else:
+        a, b, crs, _ = _locate(raw, src, keep, ctx)
+        lon, lat, x, y = _check_coordinates(a, b, crs, keep, ctx, src.path)
+        out["lon"], out["lat"], out["x"], out["y"] = lon, lat, x, y
+
+    values, precision = _dates(raw, src, keep, ctx, required=not survey)
+    if values is not None:
+        out["occurred_at"] = values.to_numpy()
+        out["date_precision"] = precision
+
+    cat_col = cols.resolve(frame.columns, src.category, "category", src.path, f"{source}.category") if not survey else None
+    if cat_col is not None:
+        cat = _text(frame[cat_col]).astype(str)
+        empty = cat.str.lower().isin(MISSING_TEXT).to_numpy()
+        keep.mark(empty, "changed", "missing_category", f"column '{cat_col}' is empty; counted as 'unknown'")
+        out["category"] = np.where(empty, "unknown", cat.to_numpy(dtype=object))
+    elif not survey:
+        out["category"] = "uncategorised"
+
+    if src.weight is not None:
+        wcol = cols.resolve(frame.columns, src.weight, "weight", src.path, f"{source}.weight")
+        out["weight"] = _weights(frame, wcol, keep, survey)
+    if src.id is not None:
+        icol = cols.resolve(frame.columns, src.id, "id", src.path, f"{source}.id")
+        out["record_id"] = _text(frame[icol]).astype(str).to_numpy(dtype=object)
+    if survey:
+        for name, key in (("stratum", src.strata), ("psu", src.psu)):
+            if key is not None:
+                c = cols.resolve(frame.columns, key, name, src.path, f"{source}.{name}")
+                out[name] = normalise_ids(frame[c]).to_numpy()
+        for q in src.questions:
+            qcol = cols.resolve(frame.columns, q.column, q.id, src.path, f"{source}.questions.{q.id}.column")
+            answer = _text(frame[qcol]).astype(str)
+            folded = answer.str.casefold()
+            labels = {a.casefold(): a for a in q.answers}
+            blank = folded.isin(["", "nan"]).to_numpy()
+            known = folded.isin(labels).to_numpy()
+            keep.mark(~known & ~blank, "changed", "unknown_answer",
+                      (f"{qcol} = '" + answer.str.slice(0, 40) + "' is not a listed answer; treated as missing").to_numpy(dtype=object))
+            out[q.id] = folded.map(labels).where(known, None).to_numpy(dtype=object)
+
+    _duplicates(raw, src, keep)
+    result = out.loc[keep.mask].reset_index(drop=True)
+    ledger.close_source(source, len(result))
+    if result.empty:
+        counts = ledger.reason_counts()
+        top = sorted(((n, r) for (s, st, r), n in counts.items() if s == source and st == "dropped"), reverse=True)[:3]
+        raise InputFileError(f"no usable records: all {raw.read:,} rows were dropped"
+                             + (" (" + ", ".join(f"{r}: {n:,}" for n, r in top) + ")" if top else ""),
+                             where=src.path, fix="see ledger reasons above; check the column names, CRS and study period")
+    return result
+
+
+def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> None:
+    """Exact duplicate records (every column equal) among the rows still used: kept or dropped by the study."""
+    frame = raw.frame
+    data = frame.drop(columns="geometry") if raw.spatial else frame
+    data = data.loc[keep.mask]
+    if data.empty:
+        return
+    if raw.spatial:
+        data = data.assign(__wkb=shapely.to_wkb(frame.geometry.to_numpy()[keep.mask]))
+    dup = data.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    group = data.groupby(list(data.columns), sort=False, dropna=False).ngroup().to_numpy()
+    rows = keep.rows[keep.mask]
+    first = pd.Series(rows).groupby(group).transform("first").to_numpy()
+    full = np.zeros(len(keep.mask), dtype=bool)
+    full[np.flatnonzero(keep.mask)[dup]] = True
+    detail = np.empty(len(keep.mask), dtype=object)
+    detail[np.flatnonzero(keep.mask)] = np.char.add("same as row ", first.astype(str))
+    if src.duplicates == "drop":
+        keep.drop(full, "duplicate", detail)
+    else:
+        keep.mark(full, "kept", "duplicate", detail)

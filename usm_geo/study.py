@@ -1,0 +1,525 @@
+"""study.toml → a validated :class:`Study`.
+
+Paths resolve relative to the study file. Unknown keys, wrong types and missing files raise
+:class:`~usm_geo.errors.StudyError` naming the key (``inputs.incidents.lat``) and the fix.
+The full reference is ``docs/study.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from usm_geo.errors import StudyError
+
+FREQUENCIES = ("month", "quarter", "year")
+FORMATS = ("csv", "tsv", "gpkg", "shp", "geojson", "kml", "parquet", "xlsx")
+PROFILES = ("internal", "public")
+DUPLICATES = ("keep", "drop")
+
+# A key's spec: (type or tuple of types, default, allowed values or None). REQUIRED = no default.
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Question:
+    """One survey question: the answer column and the answer labels it may hold."""
+
+    id: str
+    column: str
+    answers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordSource:
+    """Where and how to read point records (incidents) or survey responses.
+
+    Location is given by ``lon``/``lat`` (degrees, EPSG:4326), by ``x``/``y`` with ``crs``
+    (any CRS; metres or degrees as the CRS says), by the geometry of a spatial file, or — for
+    surveys — by a ``unit`` column holding the id of a unit of ``unit_level``.
+    """
+
+    name: str
+    path: Path
+    format: str | None = None
+    layer: str | None = None
+    lon: str | None = None
+    lat: str | None = None
+    x: str | None = None
+    y: str | None = None
+    crs: str | None = None
+    datetime: str | None = None
+    date: str | None = None
+    time: str | None = None
+    date_format: str | None = None
+    dayfirst: bool | None = None
+    date_precision: str | None = None
+    category: str | None = None
+    weight: str | None = None
+    id: str | None = None
+    duplicates: str = "keep"
+    delimiter: str | None = None
+    encoding: str | None = None
+    unit: str | None = None
+    unit_level: str | None = None
+    strata: str | None = None
+    psu: str | None = None
+    questions: tuple[Question, ...] = ()
+
+
+@dataclass(frozen=True)
+class BoundaryLevel:
+    """One polygon level (finest first in the study)."""
+
+    level: str
+    path: Path
+    id: str
+    name: str | None = None
+    parent: str | None = None
+    layer: str | None = None
+    crs: str | None = None
+
+
+@dataclass(frozen=True)
+class PopulationSource:
+    path: Path | None = None
+    level: str | None = None
+    id: str | None = None
+    column: str = "population"
+    sheet: str | None = None
+    raster: Path | None = None
+
+
+@dataclass(frozen=True)
+class Periods:
+    frequency: str = "year"
+    start: dt.date | None = None
+    end: dt.date | None = None
+    baseline: str | None = None
+    current: str | None = None
+
+
+@dataclass(frozen=True)
+class Intervention:
+    name: str
+    path: Path
+    start: dt.date
+    layer: str | None = None
+    buffer: float = 400.0
+
+
+@dataclass(frozen=True)
+class Outputs:
+    formats: tuple[str, ...] = ("gpkg", "csv")
+    profile: str = "internal"
+    suppression_threshold: int = 5
+
+
+@dataclass(frozen=True)
+class Units:
+    h3_resolution: tuple[int, ...] = ()
+    h3_cover: str = "centre"
+    study_area: Path | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study. ``path`` is the study file; every other path is absolute."""
+
+    path: Path
+    sha256: str
+    name: str
+    timezone: str
+    working_crs: str
+    seed: int
+    incidents: RecordSource | None
+    survey: RecordSource | None
+    boundaries: tuple[BoundaryLevel, ...]
+    population: PopulationSource | None
+    units: Units
+    periods: Periods
+    intervention: Intervention | None
+    outputs: Outputs
+    indicators: dict[str, Any] = field(default_factory=dict)
+
+    def input_paths(self) -> dict[str, Path]:
+        """Every input file named by the study, keyed by a readable name (for hashing)."""
+        out: dict[str, Path] = {}
+        for src in (self.incidents, self.survey):
+            if src is not None:
+                out[src.name] = src.path
+        for b in self.boundaries:
+            out[f"boundaries.{b.level}"] = b.path
+        if self.population is not None:
+            if self.population.path is not None:
+                out["population"] = self.population.path
+            if self.population.raster is not None:
+                out["population.raster"] = self.population.raster
+        if self.units.study_area is not None:
+            out["units.study_area"] = self.units.study_area
+        if self.intervention is not None:
+            out["intervention"] = self.intervention.path
+        return out
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+class _Reader:
+    """Takes keys from one TOML table, checking types, and complains about leftovers."""
+
+    def __init__(self, table: Any, key: str, study_file: Path):
+        self.key = key
+        self.file = study_file
+        if not isinstance(table, dict):
+            raise self.error(key, f"must be a table ([{key}]), not {_tname(table)}", f"write it as [{key}] with keys below it")
+        self.table = dict(table)
+        self.known: list[str] = []
+
+    def error(self, key: str, what: str, fix: str | None = None) -> StudyError:
+        return StudyError(f"'{key}' {what}", where=self.file, fix=fix)
+
+    def full(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def take(self, name: str, types, default=REQUIRED, choices=None):
+        self.known.append(name)
+        if name not in self.table:
+            if default is REQUIRED:
+                raise self.error(self.full(name), "is missing", f"add {name} = ... under [{self.key or 'top level'}]")
+            return default
+        value = self.table.pop(name)
+        types = types if isinstance(types, tuple) else (types,)
+        # TOML ints are acceptable where a float is expected; bools are not ints here.
+        ok = any(
+            (isinstance(value, t) and not (t is int and isinstance(value, bool)))
+            or (t is float and isinstance(value, int) and not isinstance(value, bool))
+            for t in types
+        )
+        if not ok:
+            want = " or ".join(_tname_of_type(t) for t in types)
+            raise self.error(self.full(name), f"must be {want}, not {_tname(value)} ({value!r})", f"e.g. {name} = {_example(types[0])}")
+        if choices is not None and value not in choices:
+            raise self.error(self.full(name), f"must be one of {', '.join(map(repr, choices))}, not {value!r}")
+        return value
+
+    def path(self, name: str, *, required: bool = True, must_exist: bool = True) -> Path | None:
+        value = self.take(name, str, REQUIRED if required else None)
+        if value is None:
+            return None
+        return _resolve(value, self.file, self.full(name), must_exist)
+
+    def date(self, name: str, default=None) -> dt.date | None:
+        value = self.take(name, (str, dt.date), default)
+        if value is None or isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise self.error(self.full(name), f"is not a date: {value!r}", f'write {name} = "YYYY-MM-DD"') from None
+
+    def done(self) -> None:
+        if self.table:
+            unknown = sorted(self.table)[0]
+            close = difflib.get_close_matches(unknown, self.known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys here: {', '.join(sorted(self.known))}"
+            raise self.error(self.full(unknown), "is not a known key", hint)
+
+
+def _tname(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _tname_of_type(t) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table", dt.date: "a date"}[t]
+
+
+def _example(t) -> str:
+    return {bool: "true", int: "5", float: "400.0", str: '"..."', list: '["..."]', dict: "{...}", dt.date: "2020-01-01"}[t]
+
+
+def _resolve(value: str, study_file: Path, key: str, must_exist: bool) -> Path:
+    if value.startswith(("postgresql://", "postgres://")):
+        raise StudyError(f"'{key}' names a database ({value.split('@')[-1]}); database inputs are not supported yet", where=study_file, fix="export the table to a GeoPackage and name that file")
+    path = (study_file.parent / value).resolve()
+    if must_exist and not path.exists():
+        raise StudyError(f"'{key}' names a file that does not exist: {path}", where=study_file, fix=f"check the path (relative paths start from {study_file.parent})")
+    return path
+
+
+def _crs_text(value: str | None, key: str, study_file: Path) -> str | None:
+    if value is None or value == "auto":
+        return value
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError as PyprojCRSError
+
+    try:
+        CRS.from_user_input(value)
+    except PyprojCRSError:
+        raise StudyError(f"'{key}' is not a CRS pyproj knows: {value!r}", where=study_file, fix='use an EPSG code such as "EPSG:32633", a WKT string, or "auto"') from None
+    return value
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource:
+    r = _Reader(table, key, file)
+    fmt = r.take("format", str, None, FORMATS)
+    src = dict(
+        name=key.split(".")[-1],
+        path=r.path("path"),
+        format=fmt,
+        layer=r.take("layer", str, None),
+        lon=r.take("lon", str, None),
+        lat=r.take("lat", str, None),
+        x=r.take("x", str, None),
+        y=r.take("y", str, None),
+        crs=_crs_text(r.take("crs", str, None), f"{key}.crs", file),
+        datetime=r.take("datetime", str, None),
+        date=r.take("date", str, None),
+        time=r.take("time", str, None),
+        date_format=r.take("date_format", str, None),
+        dayfirst=r.take("dayfirst", bool, None),
+        date_precision=r.take("date_precision", str, None, ("day", "month")),
+        category=r.take("category", str, None),
+        weight=r.take("weight", str, None),
+        id=r.take("id", str, None),
+        duplicates=r.take("duplicates", str, "keep", DUPLICATES),
+        delimiter=r.take("delimiter", str, None),
+        encoding=r.take("encoding", str, None),
+    )
+    if src["delimiter"] is not None and len(src["delimiter"]) != 1:
+        raise r.error(f"{key}.delimiter", f"must be one character, not {src['delimiter']!r}", 'e.g. delimiter = ";" or delimiter = "\\t"')
+    if (src["lon"] is None) != (src["lat"] is None):
+        raise r.error(f"{key}.lon/lat", "must be given together", "name both columns, or neither to detect them")
+    if (src["x"] is None) != (src["y"] is None):
+        raise r.error(f"{key}.x/y", "must be given together", "name both columns, or neither")
+    if src["lon"] is not None and src["x"] is not None:
+        raise r.error(f"{key}", "names both lon/lat and x/y columns", "keep one pair: lon/lat for degrees, x/y with crs for projected coordinates")
+    if src["x"] is not None and src["crs"] is None:
+        raise r.error(f"{key}.crs", "is missing: x/y columns need the CRS they are in", 'add crs = "EPSG:...." (for example EPSG:27700 for British National Grid)')
+    if src["datetime"] is not None and (src["date"] is not None or src["time"] is not None):
+        raise r.error(f"{key}.datetime", "cannot be combined with date/time", "name either one datetime column, or a date column and an optional time column")
+    if src["time"] is not None and src["date"] is None:
+        raise r.error(f"{key}.time", "needs a date column too", "add date = \"...\"")
+    if survey:
+        src["unit"] = r.take("unit", str, None)
+        src["unit_level"] = r.take("unit_level", str, None)
+        src["strata"] = r.take("strata", str, None)
+        src["psu"] = r.take("psu", str, None)
+        if (src["unit"] is None) != (src["unit_level"] is None):
+            raise r.error(f"{key}.unit", "and unit_level must be given together", 'e.g. unit = "nbhd_id" and unit_level = "neighbourhood"')
+        if src["weight"] is None:
+            raise r.error(f"{key}.weight", "is missing: survey responses need design weights", 'add weight = "column", or a column of 1s for a simple random sample')
+        qs = r.take("questions", dict, {})
+        questions = []
+        for qid in sorted(qs):
+            q = _Reader(qs[qid], f"{key}.questions.{qid}", file)
+            answers = q.take("answers", list)
+            if not answers or not all(isinstance(a, str) for a in answers):
+                raise q.error(f"{q.key}.answers", "must be a non-empty list of strings")
+            questions.append(Question(id=qid, column=q.take("column", str), answers=tuple(answers)))
+            q.done()
+        src["questions"] = tuple(questions)
+        if not questions:
+            raise r.error(f"{key}.questions", "is missing: a survey needs at least one question", f"add [{key}.questions.safe_after_dark] with column and answers")
+    r.done()
+    return RecordSource(**src)
+
+
+def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
+    if not isinstance(items, list):
+        raise StudyError("'inputs.boundaries' must be an array of tables ([[inputs.boundaries]]), finest level first", where=file)
+    levels = []
+    for i, item in enumerate(items):
+        r = _Reader(item, f"inputs.boundaries[{i}]", file)
+        level = BoundaryLevel(
+            level=r.take("level", str),
+            path=r.path("path"),
+            id=r.take("id", str),
+            name=r.take("name", str, None),
+            parent=r.take("parent", str, None),
+            layer=r.take("layer", str, None),
+            crs=_crs_text(r.take("crs", str, None), f"inputs.boundaries[{i}].crs", file),
+        )
+        r.done()
+        if level.level == "city" or level.level.startswith("h3_"):
+            raise r.error(f"inputs.boundaries[{i}].level", f"'{level.level}' is reserved (the city level and h3_<res> levels are built by usm_geo)", "name the level e.g. 'neighbourhood' or 'district'")
+        levels.append(level)
+    names = [b.level for b in levels]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise StudyError(f"'inputs.boundaries' names the level '{dupes[0]}' twice", where=file, fix="give every level a distinct name")
+    for i, b in enumerate(levels):
+        if b.parent is not None and i == len(levels) - 1:
+            raise StudyError(f"'inputs.boundaries[{i}].parent' is set, but '{b.level}' is the coarsest level", where=file, fix="remove parent, or add the parent level after it (finest first)")
+    return tuple(levels)
+
+
+def _population(table, file: Path) -> PopulationSource:
+    r = _Reader(table, "inputs.population", file)
+    pop = PopulationSource(
+        path=r.path("path", required=False),
+        level=r.take("level", str, None),
+        id=r.take("id", str, None),
+        column=r.take("column", str, "population"),
+        sheet=r.take("sheet", str, None),
+        raster=r.path("raster", required=False),
+    )
+    r.done()
+    if pop.path is None and pop.raster is None:
+        raise r.error("inputs.population", "needs a table (path) or a raster", 'add path = "population.csv" with level and id, or raster = "population.tif"')
+    if pop.path is not None and (pop.level is None or pop.id is None):
+        raise r.error("inputs.population.level/id", "must name the level and id column the table is keyed by", 'e.g. level = "neighbourhood", id = "nbhd_id"')
+    return pop
+
+
+def _periods(table, file: Path) -> Periods:
+    r = _Reader(table, "periods", file)
+    p = Periods(
+        frequency=r.take("frequency", str, "year", FREQUENCIES),
+        start=r.date("start"),
+        end=r.date("end"),
+        baseline=r.take("baseline", str, None),
+        current=r.take("current", str, None),
+    )
+    r.done()
+    if p.start and p.end and p.start > p.end:
+        raise r.error("periods.start", f"({p.start}) is after periods.end ({p.end})", "swap them")
+    return p
+
+
+def _units(table, file: Path) -> Units:
+    r = _Reader(table, "units", file)
+    res = r.take("h3_resolution", (int, list), [])
+    res = [res] if isinstance(res, int) else res
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 15 for v in res):
+        raise r.error("units.h3_resolution", f"must be integers from 0 to 15, not {res!r}", "e.g. h3_resolution = [9]")
+    u = Units(
+        h3_resolution=tuple(sorted(set(res), reverse=True)),
+        h3_cover=r.take("h3_cover", str, "centre", ("centre", "touch")),
+        study_area=r.path("study_area", required=False),
+    )
+    r.done()
+    return u
+
+
+def _outputs(table, file: Path) -> Outputs:
+    r = _Reader(table, "outputs", file)
+    formats = r.take("formats", list, ["gpkg", "csv"])
+    allowed = ("gpkg", "shp", "geojson", "parquet", "csv")
+    bad = [f for f in formats if f not in allowed]
+    if bad:
+        raise r.error("outputs.formats", f"has unknown format {bad[0]!r}", f"use some of {', '.join(allowed)}")
+    o = Outputs(
+        formats=tuple(formats),
+        profile=r.take("profile", str, "internal", PROFILES),
+        suppression_threshold=r.take("suppression_threshold", int, 5),
+    )
+    if o.suppression_threshold < 1:
+        raise r.error("outputs.suppression_threshold", f"must be at least 1, not {o.suppression_threshold}")
+    for key in ("folder", "path"):
+        if key in r.table:
+            raise r.error(f"outputs.{key}", "is not set in the study file", "choose the output folder on the command line: usm-geo run STUDY --out DIR")
+    r.done()
+    return o
+
+
+def _intervention(table, file: Path) -> Intervention:
+    r = _Reader(table, "intervention", file)
+    iv = Intervention(
+        name=r.take("name", str),
+        path=r.path("path"),
+        layer=r.take("layer", str, None),
+        start=r.date("start", REQUIRED),
+        buffer=float(r.take("buffer", float, 400.0)),
+    )
+    r.done()
+    if iv.buffer < 0:
+        raise r.error("intervention.buffer", f"must be metres ≥ 0, not {iv.buffer}")
+    return iv
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file.
+
+    Raises
+    ------
+    StudyError
+        naming the key and the fix, for unknown keys, wrong types, missing files, bad CRS.
+    """
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise StudyError("the study file does not exist", where=file, fix="check the path, or run `usm-geo demo --out DIR` for an example in DIR/inputs/study.toml")
+    raw = file.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise StudyError("the study file is not UTF-8 text", where=file, fix="save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"is not valid TOML: {exc}", where=file, fix="check quotes, brackets and '=' on that line") from None
+
+    top = _Reader(data, "", file)
+    st = _Reader(top.take("study", dict, {}), "study", file)
+    name = st.take("name", str, file.stem)
+    timezone = st.take("timezone", str, "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise st.error("study.timezone", f"is not an IANA time zone: {timezone!r}", 'e.g. timezone = "America/Chicago" or "Europe/London"') from None
+    working_crs = _crs_text(st.take("working_crs", str, "auto"), "study.working_crs", file)
+    seed = st.take("seed", int, 0)
+    st.done()
+
+    inputs = _Reader(top.take("inputs", dict), "inputs", file)
+    inc = inputs.take("incidents", dict, None)
+    srv = inputs.take("survey", dict, None)
+    bnd = inputs.take("boundaries", list, [])
+    pop = inputs.take("population", dict, None)
+    inputs.done()
+    incidents = _record_source(inc, "inputs.incidents", file, survey=False) if inc is not None else None
+    survey = _record_source(srv, "inputs.survey", file, survey=True) if srv is not None else None
+    if incidents is None and survey is None:
+        raise StudyError("'inputs' has neither incidents nor survey", where=file, fix="add [inputs.incidents] with path = \"...\"")
+    boundaries = _boundaries(bnd, file)
+    population = _population(pop, file) if pop is not None else None
+    level_names = [b.level for b in boundaries]
+    if population is not None and population.level is not None and population.level not in level_names:
+        raise StudyError(f"'inputs.population.level' is '{population.level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
+    if survey is not None and survey.unit_level is not None and survey.unit_level not in level_names:
+        raise StudyError(f"'inputs.survey.unit_level' is '{survey.unit_level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
+
+    units = _units(top.take("units", dict, {}), file)
+    periods = _periods(top.take("periods", dict, {}), file)
+    iv_table = top.take("intervention", dict, None)
+    intervention = _intervention(iv_table, file) if iv_table is not None else None
+    outputs = _outputs(top.take("outputs", dict, {}), file)
+    indicators = top.take("indicators", dict, {})
+    top.done()
+
+    return Study(
+        path=file,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        name=name,
+        timezone=timezone,
+        working_crs=working_crs,
+        seed=seed,
+        incidents=incidents,
+        survey=survey,
+        boundaries=boundaries,
+        population=population,
+        units=units,
+        periods=periods,
+        intervention=intervention,
+        outputs=outputs,
+        indicators=indicators,
+    )
