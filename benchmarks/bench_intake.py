@@ -1,0 +1,89 @@
+"""Time reading and checking the 148,636 Chicago aggravated assaults (../shared/data).
+
+usm_geo's intake (read, coordinate/date/duplicate checks, study-area test, ledger) against a
+baseline of the usual way: pandas.read_csv(parse_dates) + geopandas points + sjoin(within) on the
+community areas (which checks much less). Median of --repeat runs in this process, after one
+warm-up run of each (imports and numba/GDAL initialisation are not counted).
+
+    python benchmarks/bench_intake.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import statistics
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CSV = SHARED / "chicago-aggravated-assaults-2010-2019" / "chicago_aggravated_assaults.csv.gz"
+CCA = SHARED / "chicago-community-areas-population-geoda" / "Chi-CCA.zip"
+
+
+def usm_geo_intake():
+    from usm_geo.pipeline import run_intake
+    from usm_geo.study import load_study
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "study.toml").write_text(textwrap.dedent(f"""
+        [study]
+        timezone = "America/Chicago"
+        working_crs = "auto"
+        [inputs.incidents]
+        path = "{CSV}"
+        category = "loc_cat"
+        [[inputs.boundaries]]
+        level = "community_area"
+        path = "{CCA}"
+        id = "area_num_1"
+        name = "community"
+        [periods]
+        start = 2010-01-01
+        end = 2019-12-31
+    """))
+    intake = run_intake(load_study(folder / "study.toml"), now=dt.datetime(2026, 1, 1))
+    return intake.ledger.totals()["incidents"], intake.timings
+
+
+def baseline():
+    import geopandas as gpd
+    import pandas as pd
+
+    raw = pd.read_csv(CSV, parse_dates=["date"])
+    areas = gpd.read_file(f"zip://{CCA}!Chicago_2020.shp").to_crs("EPSG:32616")
+    pts = gpd.GeoDataFrame(raw, geometry=gpd.points_from_xy(raw.longitude, raw.latitude), crs="EPSG:4326").to_crs("EPSG:32616")
+    joined = gpd.sjoin(pts, areas[["geometry"]], predicate="within", how="inner")
+    return len(joined)
+
+
+def timed(fn, repeat):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if not CSV.exists():
+        raise SystemExit(f"needs {CSV}")
+    t_ours, (totals, stages) = timed(usm_geo_intake, args.repeat)
+    t_base, n_base = timed(baseline, args.repeat)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"Chicago aggravated assaults: read {totals['read']:,}, used {totals['used']:,}, dropped {totals['dropped']:,}")
+    print(f"usm_geo intake (boundaries + incidents, all checks): {t_ours:.2f} s  (stages: {stages})")
+    print(f"baseline read_csv + sjoin(within), no checks:        {t_base:.2f} s  ({n_base:,} points joined)")
+    print(f"ratio baseline / usm_geo: {t_base / t_ours:.2f}x   peak RSS (both, this process): {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
