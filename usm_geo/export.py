@@ -33,9 +33,11 @@ def _os_error(exc: OSError, path: Path) -> OutputError:
 def atomic_path(target: Path):
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # the suffix stays last so that GDAL still recognises the format (.x.tmp-ab12.gpkg)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp)
+    tmp.unlink()  # writers such as GDAL refuse an existing empty file
     try:
         yield tmp
         os.chmod(tmp, 0o644)
@@ -46,6 +48,27 @@ def atomic_path(target: Path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def fixed_gdal_date():
+    """Set ``OGR_CURRENT_DATE`` while writing, so GeoPackages embed a fixed date (byte-identical files)."""
+    old = os.environ.get("OGR_CURRENT_DATE")
+    os.environ["OGR_CURRENT_DATE"] = "2000-01-01T00:00:00Z"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["OGR_CURRENT_DATE"]
+        else:
+            os.environ["OGR_CURRENT_DATE"] = old
+
+
+def write_layers(target: Path, layers: dict) -> None:
+    """Write GeoDataFrames as the layers of one GeoPackage, atomically and byte-reproducibly."""
+    with atomic_path(target) as tmp, fixed_gdal_date():
+        for layer, frame in layers.items():
+            frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
 
 
 def write_bytes(target: Path, data: bytes) -> None:
