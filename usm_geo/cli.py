@@ -74,7 +74,7 @@ def demo(out: Path, seed: int | None, quiet: bool) -> None:
     from usm_geo.study import load_study
 
     stages = _stages(quiet)
-    out = out.absolute()
+    out = out.resolve()
     with staged_folder(out) as stage:
         with stages("demo inputs"):
             study_file = generate_demo_inputs(stage / "inputs", seed=DEMO_SEED if seed is None else seed)
@@ -92,7 +92,7 @@ def run(study: Path, out: Path, quiet: bool) -> None:
     from usm_geo.study import load_study
 
     info = run_study(load_study(study), out, _stages(quiet))
-    _finish(info, out.absolute())
+    _finish(info, out.resolve())
 
 
 @main.command()

@@ -97,7 +97,7 @@ def staged_folder(target: Path):
     Refuses to replace an existing non-empty folder that was not written by usm_geo (it has no
     ``run.json``), so a mistyped ``--out`` cannot delete someone's documents.
     """
-    target = Path(target).absolute()
+    target = Path(target).resolve()
     if target.exists() and not target.is_dir():
         raise OutputError("exists and is not a folder", where=target, fix="choose a folder name for --out")
     if target.is_dir() and any(target.iterdir()) and not (target / MARKER).exists():

@@ -29,7 +29,13 @@ from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import Context, read_point_records
+from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
+from usm_geo.measures import check_rollups, count_measures
+from usm_geo.periods import all_periods
+from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
+from usm_geo.units.hierarchy import UnitSet, build_units
+from usm_geo.units.locate import locate_by_unit, locate_points, point_cells
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "shapely", "pyproj", "pyogrio", "geopandas", "rasterio", "h3", "scipy", "click")
 
@@ -127,6 +133,60 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
                   survey=survey, ledger=ledger, timings=stages.timings)
 
 
+@dataclass
+class Located:
+    """The units stage's result: every level with its crosswalk, and each record's unit per level."""
+
+    units: UnitSet
+    incidents: pd.DataFrame | None
+    survey: pd.DataFrame | None
+
+
+def run_units(intake: Intake, stages: Stages | None = None) -> Located:
+    """Build every level (H3, polygons, city) and place every used record in one unit per level."""
+    stages = stages or Stages()
+    study = intake.study
+    with stages("units"):
+        inc = intake.incidents
+        resolutions = study.units.h3_resolution
+        cells = point_cells(inc["lon"], inc["lat"], resolutions) if inc is not None else {}
+        declared = {b.level: study.boundaries[i + 1].level for i, b in enumerate(study.boundaries) if b.parent}
+        units = build_units(intake.levels, study_area=intake.study_area, crs=intake.working_crs, city_name=study.name,
+                            h3_resolutions=resolutions, h3_cover=study.units.h3_cover, point_cells=cells,
+                            declared_parents=declared)
+        inc_loc = locate_points(inc, units, cells, intake.ledger, "incidents") if inc is not None else None
+        srv = intake.survey
+        srv_loc = None
+        if srv is not None:
+            srv_loc = locate_by_unit(srv, units) if "unit_id" in srv else locate_points(srv, units, None, intake.ledger, "survey")
+    return Located(units=units, incidents=inc_loc, survey=srv_loc)
+
+
+def study_periods(study: Study, times: pd.Series | None) -> list[str]:
+    """Every period label of the study, from its start to its end (or the data's first to last day)."""
+    start, end = study.periods.start, study.periods.end
+    if times is not None and len(times):
+        start = start or times.min().date()
+        end = end or times.max().date()
+    if start is None:
+        return []
+    return all_periods(start, end, study.periods.frequency)
+
+
+def run_measures(intake: Intake, located: Located, stages: Stages | None = None) -> pd.DataFrame:
+    """The long measures table (counts, harm) at every level."""
+    stages = stages or Stages()
+    with stages("measures"):
+        inc = intake.incidents
+        if inc is None:
+            return pd.DataFrame(columns=MEASURE_COLUMNS)
+        periods = study_periods(intake.study, inc["occurred_at"])
+        labels = period_labels(inc["occurred_at"].to_numpy(), intake.study.periods.frequency)
+        weight = inc["weight"].to_numpy() if "weight" in inc else None
+        return count_measures(located.incidents, located.units, period=labels, periods=periods,
+                              category=inc["category"].to_numpy(dtype=object), weight=weight)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -180,11 +240,16 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
     intake = run_intake(study, stages, now=now)
+    located = run_units(intake, stages)
+    measures = run_measures(intake, located, stages)
     with stages("write"):
+        write_csv(folder / "measures.csv", measures)
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
+    info["units"] = {name: len(layer) for name, layer in located.units.levels.items()}
+    info["rollup_check"] = check_rollups(measures, located.units)
     write_json(folder / "run.json", info)
     info["_intake"] = intake
     return info
@@ -192,7 +257,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
 
 def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime | None = None) -> dict:
     """Run the study into ``out``, built as a temporary sibling and swapped in when complete."""
-    out = Path(out).absolute()
+    out = Path(out).resolve()
     inputs = [study.path, *study.input_paths().values()]
     for p in inputs:
         if out == p or out in p.parents:

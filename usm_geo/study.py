@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from usm_geo.errors import StudyError
+from usm_geo.errors import CRSError, StudyError
 
 FREQUENCIES = ("month", "quarter", "year")
 FORMATS = ("csv", "tsv", "gpkg", "shp", "geojson", "kml", "parquet", "xlsx")
@@ -206,7 +206,8 @@ class _Reader:
             want = " or ".join(_tname_of_type(t) for t in types)
             raise self.error(self.full(name), f"must be {want}, not {_tname(value)} ({value!r})", f"e.g. {name} = {_example(types[0])}")
         if choices is not None and value not in choices:
-            raise self.error(self.full(name), f"must be one of {', '.join(map(repr, choices))}, not {value!r}")
+            raise self.error(self.full(name), f"must be one of {', '.join(map(repr, choices))}, not {value!r}",
+                             f"e.g. {name} = " + (f'"{choices[0]}"' if isinstance(choices[0], str) else repr(choices[0])))
         return value
 
     def path(self, name: str, *, required: bool = True, must_exist: bool = True) -> Path | None:
@@ -228,6 +229,8 @@ class _Reader:
         if self.table:
             unknown = sorted(self.table)[0]
             close = difflib.get_close_matches(unknown, self.known, n=1)
+            # "latitude" → "lat", "longitude" → "lon": a known key the unknown one starts with
+            close = close or sorted((k for k in self.known if len(k) >= 3 and unknown.lower().startswith(k)), key=len)[-1:]
             hint = f"did you mean '{close[0]}'?" if close else f"known keys here: {', '.join(sorted(self.known))}"
             raise self.error(self.full(unknown), "is not a known key", hint)
 
@@ -326,7 +329,7 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
             q = _Reader(qs[qid], f"{key}.questions.{qid}", file)
             answers = q.take("answers", list)
             if not answers or not all(isinstance(a, str) for a in answers):
-                raise q.error(f"{q.key}.answers", "must be a non-empty list of strings")
+                raise q.error(f"{q.key}.answers", "must be a non-empty list of strings", 'e.g. answers = ["yes", "no"]')
             questions.append(Question(id=qid, column=q.take("column", str), answers=tuple(answers)))
             q.done()
         src["questions"] = tuple(questions)
@@ -338,7 +341,8 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
 
 def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
     if not isinstance(items, list):
-        raise StudyError("'inputs.boundaries' must be an array of tables ([[inputs.boundaries]]), finest level first", where=file)
+        raise StudyError("'inputs.boundaries' must be an array of tables ([[inputs.boundaries]]), finest level first", where=file,
+                         fix="write each level as its own [[inputs.boundaries]] table with level, path and id")
     levels = []
     for i, item in enumerate(items):
         r = _Reader(item, f"inputs.boundaries[{i}]", file)
@@ -426,7 +430,7 @@ def _outputs(table, file: Path) -> Outputs:
         suppression_threshold=r.take("suppression_threshold", int, 5),
     )
     if o.suppression_threshold < 1:
-        raise r.error("outputs.suppression_threshold", f"must be at least 1, not {o.suppression_threshold}")
+        raise r.error("outputs.suppression_threshold", f"must be at least 1, not {o.suppression_threshold}", "e.g. suppression_threshold = 5")
     for key in ("folder", "path"):
         if key in r.table:
             raise r.error(f"outputs.{key}", "is not set in the study file", "choose the output folder on the command line: usm-geo run STUDY --out DIR")
@@ -445,7 +449,7 @@ def _intervention(table, file: Path) -> Intervention:
     )
     r.done()
     if iv.buffer < 0:
-        raise r.error("intervention.buffer", f"must be metres ≥ 0, not {iv.buffer}")
+        raise r.error("intervention.buffer", f"must be metres ≥ 0, not {iv.buffer}", "e.g. buffer = 400.0 (0 for the area itself)")
     return iv
 
 
@@ -477,6 +481,13 @@ def load_study(path: str | Path) -> Study:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise st.error("study.timezone", f"is not an IANA time zone: {timezone!r}", 'e.g. timezone = "America/Chicago" or "Europe/London"') from None
     working_crs = _crs_text(st.take("working_crs", str, "auto"), "study.working_crs", file)
+    if working_crs != "auto":  # refuse degrees or feet now, not after reading every input
+        from usm_geo.intake.crs import working_crs as _projected_in_metres
+
+        try:
+            _projected_in_metres(working_crs)
+        except CRSError as exc:
+            raise CRSError(f"'study.working_crs' = {working_crs!r}: {exc.what}", where=file, fix=exc.fix) from None
     seed = st.take("seed", int, 0)
     st.done()
 

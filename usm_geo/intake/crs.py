@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from pyproj import CRS, Transformer
-from pyproj.aoi import AreaOfInterest
-from pyproj.database import query_utm_crs_info
 
 from usm_geo.errors import CRSError
 
@@ -19,18 +17,28 @@ def same_crs(a, b) -> bool:
     return CRS.from_user_input(a).equals(CRS.from_user_input(b), ignore_axis_order=True)
 
 
-def utm_for(lon: np.ndarray, lat: np.ndarray) -> CRS:
-    """The WGS 84 / UTM zone CRS that holds the centre of the given lon/lat points (degrees)."""
+def utm_for(lon: np.ndarray, lat: np.ndarray, where=None) -> CRS:
+    """The WGS 84 / UTM zone CRS that holds the centre of the given lon/lat points (degrees).
+
+    ``where`` (the file the points come from) is named in errors.
+    """
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
     ok = np.isfinite(lon) & np.isfinite(lat)
     if not ok.any():
-        raise CRSError("cannot choose a working CRS: no valid coordinates", fix='set study.working_crs = "EPSG:...."')
+        raise CRSError("cannot choose a working CRS: no valid coordinates", where=where, fix='set study.working_crs = "EPSG:...."')
     cx, cy = float(np.median(lon[ok])), float(np.median(lat[ok]))
-    infos = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(cx, cy, cx, cy))
-    if not infos:
-        raise CRSError(f"no UTM zone found for ({cx:.3f}, {cy:.3f})", fix='set study.working_crs = "EPSG:...."')
-    return CRS.from_epsg(infos[0].code)
+    if not (-80.0 <= cy <= 84.0 and -180.0 <= cx <= 180.0):
+        # UTM stops at 80°S and 84°N: points "near a pole" are usually lon/lat read the wrong way round
+        raise CRSError(f"cannot choose a working CRS: no UTM zone covers the centre of the points (longitude {cx:.3f}, "
+                       f"latitude {cy:.3f})", where=where,
+                       fix='if longitude and latitude are swapped, name the columns the other way round (lon = "...", '
+                           'lat = "..."); otherwise set study.working_crs = "EPSG:...."')
+    # The standard 6° zones (EPSG 326zz north, 327zz south); the Norway/Svalbard exceptions are not
+    # applied: any zone near its edge is still a fine metric working CRS for a city. Computed
+    # directly because pyproj's database query costs ~150 ms.
+    zone = min(int((cx + 180.0) // 6.0) + 1, 60)
+    return CRS.from_epsg((32600 if cy >= 0 else 32700) + zone)
 
 
 def working_crs(setting: str, lon_hint=None, lat_hint=None) -> CRS:

@@ -31,6 +31,14 @@ class ParsedDates:
     formats: dict[str, int]  # format → number of values parsed with it
 
 
+def _as_ns(values: pd.Series) -> pd.Series:
+    """``datetime64[ns]`` (pandas may parse to another unit); values outside its range (before
+    1677 or after 2262, e.g. a placeholder 0001-01-01) become NaT instead of overflowing."""
+    if values.dtype != "datetime64[ns]":
+        values = values.where((values >= pd.Timestamp.min) & (values <= pd.Timestamp.max)).astype("datetime64[ns]")
+    return values
+
+
 def _try(text: pd.Series, fmt: str) -> pd.Series:
     out = pd.to_datetime(text, format=fmt, errors="coerce")
     if getattr(out.dt, "tz", None) is not None:
@@ -69,7 +77,7 @@ def parse_dates(text: pd.Series, *, timezone: str, date_format: str | None = Non
         values = text
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_convert(timezone).dt.tz_localize(None)
-        return ParsedDates(values.astype("datetime64[ns]"), values.isna().to_numpy(), precision or "day", {"native": int(values.notna().sum())})
+        return ParsedDates(_as_ns(values), values.isna().to_numpy(), precision or "day", {"native": int(values.notna().sum())})
     text = text.astype(str).str.strip()
     missing = (text == "") | text.str.lower().isin(["nan", "nat", "na", "null", "none"])
     formats: dict[str, int] = {}
@@ -77,7 +85,9 @@ def parse_dates(text: pd.Series, *, timezone: str, date_format: str | None = Non
         values = _try(text, date_format)
         formats[date_format] = int(values.notna().sum())
         prec = precision or ("month" if date_format in MONTH_FORMATS or date_format == "%Y-%m" else "day")
-        return ParsedDates(values.dt.tz_localize(None) if values.dt.tz is not None else values, missing.to_numpy(), prec, formats)
+        if values.dt.tz is not None:  # the format holds %z: to local time in the study's zone
+            values = values.dt.tz_convert(timezone).dt.tz_localize(None)
+        return ParsedDates(_as_ns(values), missing.to_numpy(), prec, formats)
 
     values = _try_iso(text, timezone)
     formats["ISO8601"] = int(values.notna().sum())
@@ -108,14 +118,14 @@ def parse_dates(text: pd.Series, *, timezone: str, date_format: str | None = Non
             if scores[fmt] == 0 and fmt not in (best_dm, best_md):
                 continue
             got = _try(text[todo], fmt)
+            got = _as_ns(got.dt.tz_convert(timezone).dt.tz_localize(None) if got.dt.tz is not None else got)
             ok = got.notna()
             if ok.any():
-                got = got.dt.tz_localize(None) if got.dt.tz is not None else got
-                values = values.astype("datetime64[ns]")
-                values.loc[got.index[ok]] = got[ok].astype("datetime64[ns]")
+                values = _as_ns(values)
+                values.loc[got.index[ok]] = got[ok]
                 formats[fmt] = int(ok.sum())
                 todo = values.isna() & ~missing
-    values = values.astype("datetime64[ns]")
+    values = _as_ns(values)
     if precision is None:
         month_like = _month_only_iso(text) or any(formats.get(f) for f in MONTH_FORMATS)
         is_first = values.dropna()

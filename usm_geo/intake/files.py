@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from usm_geo.errors import InputFileError
+from usm_geo.errors import InputFileError, where
 from usm_geo.intake.ledger import Ledger
 
 TEXT_FORMATS = ("csv", "tsv")
@@ -77,7 +78,8 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
         return read_spatial(path, fmt=fmt, layer=layer)
     if fmt == "xlsx":
         return read_excel(path, sheet=layer)
-    raise InputFileError(f"format '{fmt}' cannot be read", where=path)
+    raise InputFileError(f"format '{fmt}' cannot be read", where=path,
+                         fix="use csv, tsv, gpkg, shp, geojson, kml, parquet or xlsx")
 
 
 # --------------------------------------------------------------------------- text tables
@@ -96,7 +98,8 @@ def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str 
         return data.decode("utf-16")
     if b"\x00" in data[:65536]:
         raise InputFileError("looks like a binary file, not text (it contains NUL bytes)", where=path,
-                             fix="export the table as CSV, or name the right format in the study")
+                             fix="export the table as CSV, or name the right format in the study; if it is UTF-16 text "
+                                 "without a byte-order mark, add encoding = \"utf-16-le\" to this input")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -187,6 +190,7 @@ def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str |
     bad_rows = np.array([b[0] for b in bad], dtype=np.int64)
     read = len(frame) + len(bad)
     rows = np.setdiff1d(np.arange(1, read + 1, dtype=np.int64), bad_rows, assume_unique=True)
+    _check_unclosed_quote(table, rows, text, delimiter, path)
     if bad:
         ledger.add(source, bad_rows, "dropped", "malformed_row",
                    [f"expected {len(names)} fields, found {n}: {t}" for _, n, t in bad])
@@ -196,6 +200,50 @@ def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str |
     if len(names) == 1 and read > 0:
         ledger.note(source, "single_column", f"only one column found with delimiter {delimiter!r}")
     return RawRecords(frame=frame, rows=rows, read=read)
+
+
+def _check_unclosed_quote(table: pa.Table, rows: np.ndarray, text: str, delimiter: str, path: Path) -> None:
+    """Refuse a file in which a quote that is never closed swallowed whole records.
+
+    After an opening quote without its closing quote, the parser reads the following lines,
+    delimiters and all, as one value, and those records vanish without a trace. Suspect: a value
+    with a line break followed by a line holding as many delimiters as a record. Confirmed (so
+    that free text with line breaks and commas passes) by a strict parse of the file, which fails
+    at the end of the file inside the quote, or at a closing quote not followed by a delimiter.
+    """
+    import pyarrow.compute as pc
+
+    if table.num_columns < 2 or table.num_rows == 0:
+        return
+    d = re.escape(delimiter)
+    looks_like_record = re.compile(rf"\n(?:[^\n{d}]*{d}){{{table.num_columns - 1}}}")
+    first: tuple[int, str] | None = None
+    for name in table.column_names:
+        multiline = np.flatnonzero(pc.fill_null(pc.match_substring(table[name], "\n"), False).to_numpy(zero_copy_only=False))
+        if multiline.size == 0:
+            continue
+        values = pd.Series(table[name].take(pa.array(multiline)).to_pylist(), dtype=object)
+        hit = multiline[values.str.contains(looks_like_record).to_numpy(dtype=bool)]
+        if hit.size and (first is None or hit[0] < first[0]):
+            first = (int(hit[0]), name)
+    if first is None:
+        return
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(max(limit, len(text) + 1))
+        for _ in csv.reader(io.StringIO(text), delimiter=delimiter, strict=True):
+            pass
+        return  # a well-formed file: the value is just long text
+    except csv.Error:
+        i, name = first
+        raise InputFileError(
+            "a quoted value runs over several lines that look like whole records: a quote (\") opened here is "
+            "probably never closed, so the records after it were read as part of this value",
+            where=where(path, int(rows[i]), name),
+            fix='close the quote, or write a quote inside a value as two quotes ("")',
+        ) from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def read_excel(path: Path, sheet: str | None = None) -> RawRecords:

@@ -6,7 +6,8 @@ record dropped for several reasons is listed under the first one in this order:
 
 malformed_row → missing/non-numeric/non-finite coordinates → out of range (after fixing
 unambiguous lat/lon swaps) → null island / zero coordinate → outside the study area →
-missing/unparseable date → outside the study period / future → invalid weight → unknown unit
+missing/unparseable date → outside the study period (or, without one, implausible: 1900 or
+earlier) / future → invalid weight → unknown unit
 → duplicate (``kept`` or ``dropped`` by the study's ``duplicates`` setting).
 
 Output columns: ``row`` (1-based source row), ``lon``, ``lat`` (EPSG:4326 degrees), ``x``, ``y``
@@ -92,7 +93,7 @@ def _numbers(series: pd.Series, keep: _Keep, label: str) -> np.ndarray:
     if failed.sum() > 0.5 * max(1, (~missing).sum()):
         comma = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").to_numpy(dtype=float)
         if (np.isnan(comma) & ~missing).sum() < failed.sum():
-            keep.ledger.note(keep.source, "decimal_comma", f"column {label} uses decimal commas; read as decimals")
+            keep.ledger.note(keep.source, "decimal_comma", f"{label} uses decimal commas; read as decimals")
             values, failed = comma, np.isnan(comma) & ~missing
     keep.drop(missing, "missing_coordinates", f"{label} is empty")
     keep.drop(failed, "coordinate_not_numeric", (label + " = " + text.str.slice(0, 40)).to_numpy(dtype=object))
@@ -149,8 +150,12 @@ def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tu
         return a, b, CRS.from_user_input(src.crs), names
     if lon_c is None or lat_c is None:
         available = ", ".join(map(str, list(frame.columns)[:30]))
-        raise InputFileError("no coordinate columns found", where=path,
-                             fix=f"name them in the study with lon = \"...\" and lat = \"...\" (or x/y with crs); columns: {available}")
+        fix = 'name them in the study with lon = "..." and lat = "..." (or x/y with crs)'
+        if len(frame.columns) == 1:  # the usual cause: a wrong delimiter
+            fix = (f"the delimiter {src.delimiter!r} named in the study splits the file into one column: remove it to "
+                   "detect the delimiter, or name the right one" if src.delimiter else
+                   'the file splits into one column: name its delimiter with delimiter = "..."')
+        raise InputFileError("no coordinate columns found", where=path, fix=f"{fix}; columns: {available}")
     a = _numbers(frame[lon_c], keep, f"column '{lon_c}'")
     b = _numbers(frame[lat_c], keep, f"column '{lat_c}'")
     crs = CRS.from_user_input(src.crs) if src.crs else WGS84
@@ -158,8 +163,17 @@ def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tu
     return a, b, crs, names
 
 
-def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Range, swap, zero and study-area checks. Returns lon, lat (degrees) and x, y (working CRS)."""
+def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
+                       location: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Range, swap, zero and study-area checks. Returns lon, lat (degrees) and x, y (working CRS).
+
+    ``location`` names the columns read as lon/lat (``"lon_col/lat_col"``), for the messages.
+    """
+    if location and "/" in location:
+        lon_c, lat_c = location.split("/", 1)
+        swap_fix = f'the columns are the other way round: name them lon = "{lat_c}" and lat = "{lon_c}" in the study'
+    else:
+        swap_fix = "swap the column names given as lon and lat in the study"
     finite_in = np.isfinite(a) & np.isfinite(b)
     keep.drop((~finite_in) & ~(np.isnan(a) | np.isnan(b)), "coordinate_not_finite", "infinite value")
     keep.drop(~finite_in, "missing_coordinates", "coordinate is missing")
@@ -175,7 +189,7 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path) -> tuple
                 where=path, fix='name them as x = "..." and y = "..." with crs = "EPSG:...." in the study')
         if (ok & ~in_range & swapped_ok).sum() > 0.5 * n_ok:
             raise CoordinateError("most coordinates only make sense with longitude and latitude swapped",
-                                  where=path, fix="swap the column names given as lon and lat in the study")
+                                  where=path, fix=swap_fix)
         swap = ok & ~in_range & swapped_ok
         a, b = a.copy(), b.copy()
         if ctx.study_area is not None:
@@ -194,13 +208,18 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path) -> tuple
                 sidx = np.flatnonzero(swap & ~in_range)
                 xs, ys = to_work.transform(b[sidx], a[sidx])
                 swap[sidx[~shapely.intersects_xy(ctx.study_area, xs, ys)]] = False
+            if swap.sum() > 0.5 * n_ok:
+                # a few swapped rows are typing slips; most of them means the columns are swapped
+                raise CoordinateError(
+                    f"{swap.sum():,} of {ok.sum():,} points are in the study area only with longitude and latitude swapped",
+                    where=path, fix=swap_fix)
         if swap.any():
             keep.mark(swap, "changed", "lat_lon_swapped",
                       np.char.add(np.char.add("lon/lat were ", np.round(a, 6).astype(str)), np.char.add(",", np.round(b, 6).astype(str))))
             a[swap], b[swap] = b[swap], a[swap]
         in_range = _in_degrees(a, b)
         if ctx.working_crs is None:  # study.working_crs = "auto" with no boundaries: local UTM
-            ctx.working_crs = utm_for(a[keep.mask & in_range], b[keep.mask & in_range])
+            ctx.working_crs = utm_for(a[keep.mask & in_range], b[keep.mask & in_range], where=path)
         keep.drop(~in_range, "coordinate_out_of_range", "longitude outside ±180 or latitude outside ±90")
         keep.drop((a == 0) & (b == 0), "null_island", "longitude and latitude are both 0")
         lon, lat = a, b
@@ -259,7 +278,8 @@ def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, requir
     if periods is not None and periods.start is not None:
         keep.drop(v < np.datetime64(periods.start), "outside_study_period", f"before the study start {periods.start}")
     else:
-        keep.drop(v < np.datetime64("1900-01-01"), "implausible_date", "before 1900")
+        # 1900-01-01 (and Excel's day 0, 1899-12-30/31) stand in for a missing date in many exports
+        keep.drop(v < np.datetime64("1901-01-01"), "implausible_date", "in 1900 or earlier (a placeholder for a missing date?)")
     if periods is not None and periods.end is not None:
         keep.drop(v >= np.datetime64(periods.end + dt.timedelta(days=1)), "outside_study_period", f"after the study end {periods.end}")
     if ctx.now is not None:
@@ -284,10 +304,9 @@ def normalise_ids(values: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(values):
         out = values.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))))
         return out.astype(object)
-    text = values.astype(str).str.strip()
-    as_num = pd.to_numeric(text, errors="coerce")
-    whole = as_num.notna() & (as_num % 1 == 0) & text.str.fullmatch(r"-?\d+\.0+")
-    text = text.where(~whole, as_num.astype("Int64").astype(str))
+    text = values.astype(str).str.strip().where(values.notna(), "")
+    # "35.0" → "35" as text: no numeric round trip, so "35.5" and 20-digit ids pass unchanged
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
     return text.astype(object)
 
 
@@ -315,8 +334,8 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
         out["unit_level"] = src.unit_level
         out["unit_id"] = ids.to_numpy()
     else:
-        a, b, crs, _ = _locate(raw, src, keep, ctx)
-        lon, lat, x, y = _check_coordinates(a, b, crs, keep, ctx, src.path)
+        a, b, crs, names = _locate(raw, src, keep, ctx)
+        lon, lat, x, y = _check_coordinates(a, b, crs, keep, ctx, src.path, names.get("location"))
         out["lon"], out["lat"], out["x"], out["y"] = lon, lat, x, y
 
     values, precision = _dates(raw, src, keep, ctx, required=not survey)

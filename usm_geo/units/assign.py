@@ -1,0 +1,581 @@
+"""Exact, fast point → polygon assignment.
+
+All coordinates are planar, in the polygons' (projected, metre-based) working CRS: the points
+``x, y`` must be in the same CRS as the polygons. Nothing here reprojects.
+
+How it works
+------------
+:meth:`PolygonIndex.build` lays a regular grid over the layer's bounds. The rings of every polygon
+(exteriors and holes, MultiPolygons exploded) are flattened into numpy edge arrays. Each grid cell
+is then one of
+
+* **mixed** – some ring passes through it or within a rounding slack of it (found by walking every
+  edge across the grid rows, an exact padded "supercover"): the cell keeps the sorted list of
+  candidate polygons (those whose rings touch it plus those containing its centre);
+* **direct** – no ring touches it, so it lies wholly inside (or outside) each polygon, and the
+  polygon containing its centre (scanline fill along each row's centre line with the same crossing
+  rule; lowest position if several) labels all its points directly;
+* **empty** – no ring touches it and no polygon contains it: its points get ``-1`` directly.
+
+Each sloped edge is also filed under every grid *row* its y-range reaches, per polygon, sorted by
+its largest x. A numba kernel bins each point; in a mixed cell it runs an even-odd crossing-number
+test against only the candidate's edges filed under the point's row (an edge that does not reach
+the row cannot cross the point's horizontal ray), stopping at the first edge that lies wholly left
+of the point. No shapely point objects are created; per point only the int64 result is allocated.
+Building is linear in the number of edges and grid cells (no GEOS predicates), typically
+0.1–0.5 s.
+
+Boundary rule (one point, one polygon)
+--------------------------------------
+A point ``(px, py)`` is inside a polygon when a ray from it towards +x crosses the polygon's rings an
+odd number of times, where an edge ``(x1, y1) → (x2, y2)`` counts when ``(y1 > py) != (y2 > py)`` and
+``px < x_intersect`` (half-open crossing number). Consequences:
+
+* The rule gives the same answer as testing the point moved by an infinitesimal ``(+ε, +ε²)``:
+  to the right, and a hair up.
+* In a **planar partition** (neighbouring polygons share edges with identical coordinates) a point
+  lying exactly on a shared edge or on a shared vertex is therefore assigned to exactly one of the
+  polygons that touch it: along a non-horizontal shared edge the polygon on the edge's **right**
+  (+x side); along a horizontal shared edge the polygon **above** it (+y side); at a shared vertex
+  the polygon just right of it (just above-right when a horizontal edge starts there). E.g. unit
+  squares ``[0,1]²`` (position 0) and ``[1,2]×[0,1]`` (position 1): ``(1, 0.5)`` → 1,
+  ``(1, 0)`` → 1, ``(0.5, 0)`` → 0, ``(0.5, 1)`` → ``-1`` (nothing above), ``(1, 1)`` → ``-1``.
+* On the **outer boundary of the layer** the same rule applies: a point on a left or bottom outer
+  edge is inside, a point on a right or top outer edge is outside (``-1``).
+* A point not on any boundary gets the polygon that contains it (identical to
+  ``geopandas.sjoin(predicate="within")``), up to floating-point rounding for points within about
+  1e-9 of an edge in layer units.
+* **Overlapping polygons** (not a partition): the point goes to the containing candidate with the
+  **lowest position** in the layer (deterministic), not to all of them.
+* Points with NaN or infinite coordinates get ``-1``; so do points outside the grid.
+* "Shared" means identical vertex coordinates, as in a topologically clean layer. Where
+  neighbours' boundaries differ slightly (slivers, gaps, a vertex on one side only), a point in a
+  gap gets ``-1`` and a point in an overlap the lowest position, as for any other point.
+* Empty or missing geometries never receive points. Rings are used as given (even-odd over all
+  rings of a polygon), so an invalid polygon (self-intersecting ring) still gets a defined,
+  deterministic answer; validity is checked at intake, not here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import shapely
+
+from usm_geo.errors import BoundaryError
+
+__all__ = ["PolygonIndex", "assign_points"]
+
+#: Largest grid the default cell size allows (cells). 2**19 cells cost 2 MB of labels and build in
+#: ~0.1–0.5 s; finer grids buy little, because with unsorted points a larger index means more
+#: cache misses per point (measured: 10M points × 10k polygons is no faster at 20 m than at 40 m).
+MAX_DEFAULT_CELLS = 2**19
+
+#: Default cell size = (layer bbox area / total ring length) × this factor. The share of the area
+#: in mixed cells is roughly ``1.3 × total ring length × cell size / area``, so a factor of 0.25
+#: puts a sixth to a third of the area in mixed cells (15 % for 1,000 and 32 % for 10,000 Voronoi
+#: polygons over 30 × 30 km), where a point is tested against a few edges per candidate.
+DEFAULT_SIZE_FACTOR = 0.25
+
+_PARALLEL_MIN_POINTS = 200_000
+
+
+def _as_geometry_array(polygons) -> np.ndarray:
+    """Shapely object array from a GeoSeries / GeoDataFrame / array-like of Polygons."""
+    geoms = getattr(polygons, "geometry", polygons)
+    geoms = np.asarray(getattr(geoms, "values", geoms), dtype=object)
+    if geoms.ndim != 1:
+        raise BoundaryError(
+            f"polygons must be a 1-d array of geometries, got shape {geoms.shape}",
+            fix="pass a GeoSeries, a GeoDataFrame or a 1-d array of shapely Polygons",
+        )
+    # GeometryArray → numpy object array of shapely geometries (None allowed).
+    type_id = shapely.get_type_id(geoms)
+    ok = (type_id == 3) | (type_id == 6) | (type_id == -1) | shapely.is_empty(geoms)
+    if not ok.all():
+        bad = int(np.flatnonzero(~ok)[0])
+        raise BoundaryError(
+            f"geometry at position {bad} is a {geoms[bad].geom_type}, not a Polygon or MultiPolygon",
+            fix="keep only polygon features in the unit layer",
+        )
+    return geoms
+
+
+def default_cell_size(polygons) -> float:
+    """The cell size (layer units, metres) :meth:`PolygonIndex.build` picks when none is given.
+
+    Rule: ``max(DEFAULT_SIZE_FACTOR × bbox_area / total_ring_length, sqrt(bbox_area /
+    MAX_DEFAULT_CELLS))``, at most 1/16 of the layer's larger side, rounded down to 2 significant
+    digits. The first term follows the typical spacing of boundaries, so that a sixth to a third of
+    the area falls in mixed cells whatever the number of polygons; the second caps the grid at
+    ``MAX_DEFAULT_CELLS`` cells (memory, build time and cache misses). Examples: 58 m for 1,000 and
+    41 m for 10,000 Voronoi polygons over 30 × 30 km.
+    """
+    geoms = _as_geometry_array(polygons)
+    return _default_cell_size(geoms)
+
+
+def _default_cell_size(geoms: np.ndarray) -> float:
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    width, height = maxx - minx, maxy - miny
+    if not np.isfinite(width) or width <= 0 or height <= 0:
+        return 1.0
+    area = width * height
+    # Ring length (exterior + holes) is shapely.length of a polygon.
+    length = float(np.nansum(shapely.length(geoms)))
+    by_spacing = DEFAULT_SIZE_FACTOR * area / length if length > 0 else math.inf
+    by_cap = math.sqrt(area / MAX_DEFAULT_CELLS)
+    size = max(by_spacing, by_cap)
+    # At least 16 cells across (a 1-polygon layer would otherwise get very few).
+    size = min(size, max(width, height) / 16)
+    digits = 1 - int(math.floor(math.log10(size)))
+    rounded = math.floor(size * 10**digits) / 10**digits
+    return rounded if rounded > 0 else size
+
+
+class PolygonIndex:
+    """Grid-indexed exact point-in-polygon index over a polygon layer (a planar partition or not).
+
+    Build once per layer with :meth:`build`, then call :meth:`assign` for any number of point
+    batches. Coordinates are in the layer's projected CRS (metres). See the module docstring for
+    the boundary rule.
+
+    Attributes
+    ----------
+    cell_size : float
+        Grid cell size in layer units (metres), chosen by :func:`default_cell_size` unless given.
+    n_polygons : int
+        Number of positions in the layer (including empty geometries).
+    shape : tuple[int, int]
+        Grid rows and columns.
+    origin : tuple[float, float]
+        Lower-left corner of the grid (the layer's minx, miny).
+    stats : dict
+        Counts of empty, direct and mixed cells, candidate pairs and row-band edge entries.
+    """
+
+    def __init__(self, *, cell_size, n_polygons, origin, shape, cell_label, block, stats):
+        self.cell_size = float(cell_size)
+        self.n_polygons = int(n_polygons)
+        self.origin = (float(origin[0]), float(origin[1]))
+        self.shape = (int(shape[0]), int(shape[1]))
+        # Kernel arrays (see _pack_blocks): int32 label per cell (polygon, -1 empty, -2-o for a
+        # mixed cell whose block starts at o) and the float64 blocks of the mixed cells.
+        self._cell_label = cell_label
+        self._block = block
+        self.stats = stats
+
+    def __repr__(self) -> str:
+        return (f"PolygonIndex(n_polygons={self.n_polygons}, cell_size={self.cell_size:g}, "
+                f"grid={self.shape[0]}×{self.shape[1]}, mixed_cells={self.stats['mixed_cells']})")
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, polygons, cell_size: float | None = None) -> "PolygonIndex":
+        """Index a polygon layer.
+
+        Parameters
+        ----------
+        polygons : GeoSeries, GeoDataFrame or 1-d array of shapely Polygon/MultiPolygon
+            In a projected CRS (metres). Positions ``0..n-1`` are the labels :meth:`assign`
+            returns. None or empty geometries are allowed and never receive points.
+        cell_size : float, optional
+            Grid cell size in layer units (metres). Default: :func:`default_cell_size` (reported in
+            ``index.cell_size``).
+        """
+        geoms = _as_geometry_array(polygons)
+        n = len(geoms)
+        usable = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        if cell_size is None:
+            cell_size = _default_cell_size(geoms[usable]) if usable.any() else 1.0
+        cell_size = float(cell_size)
+        if not (np.isfinite(cell_size) and cell_size > 0):
+            raise BoundaryError(f"cell_size must be a positive number of metres, got {cell_size!r}")
+
+        if not usable.any():
+            return cls._empty(n, cell_size)
+
+        minx, miny, maxx, maxy = shapely.total_bounds(geoms[usable])
+        # floor(...) + 1 columns: every x in [minx, maxx) bins inside the grid even after rounding.
+        nx = int(math.floor((maxx - minx) / cell_size)) + 1
+        ny = int(math.floor((maxy - miny) / cell_size)) + 1
+        if nx * ny > 2**31 - 2:
+            raise BoundaryError(
+                f"cell_size {cell_size:g} m gives a grid of {nx}×{ny} cells over the unit layer",
+                fix="use a larger cell_size (or leave it unset for the automatic choice)",
+            )
+
+        pad = _pad(cell_size, minx, miny, maxx, maxy)
+        x1, y1, x2, y2, epoly = _flatten_edges(geoms)
+        n_cells = nx * ny
+        # 1. Cells that some ring passes through or near (within `pad`): (cell, polygon) pairs.
+        touch = _touch_pairs(x1, y1, x2, y2, epoly, minx, miny, cell_size, nx, ny, pad, n)
+        mixed = np.zeros(n_cells, dtype=np.bool_)
+        mixed[touch // n] = True
+        # 2. Non-horizontal edges filed under the grid rows they reach (the kernel's edge lists).
+        sloped = y1 != y2
+        ex1, ey1, ex2, ey2, emax, band_key, band_start, band_end = _row_bands(
+            x1[sloped], y1[sloped], x2[sloped], y2[sloped], epoly[sloped], miny, cell_size, ny, n, pad)
+        # 3. Scanline fill at each row's centre line: a cell that no ring touches is wholly inside
+        #    or wholly outside each polygon, so its centre decides; overlaps → lowest position.
+        #    Mixed cells also collect the polygons that contain their centre (they may contain the
+        #    whole cell without touching it).
+        cover_min = np.full(n_cells, _NONE, dtype=np.int32)
+        counts = np.zeros(1, dtype=np.int64)
+        _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny, cell_size, nx, n,
+                   mixed, cover_min, np.zeros(0, np.int64), counts, False)
+        cover = np.empty(counts[0], dtype=np.int64)
+        _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny, cell_size, nx, n,
+                   mixed, cover_min, cover, counts, True)
+        cell_label = np.where(cover_min == _NONE, -1, cover_min).astype(np.int32)
+        del cover_min
+        # Candidates of the mixed cells, sorted by cell then polygon position (lowest wins).
+        pairs = _sorted_unique(np.concatenate([touch, cover]))
+        del touch, cover
+        cand_cell, cand_poly = pairs // n, pairs % n
+        del pairs
+        # Each (mixed cell, candidate) gets its own copy of the candidate's edges filed under the
+        # cell's row, keeping only those reaching right of the cell's left side (the others can
+        # never lie right of a point in the cell).
+        want = (cand_cell // nx) * n + cand_poly
+        lo = np.zeros(len(want), dtype=np.int64)
+        hi = np.zeros(len(want), dtype=np.int64)
+        if len(band_key):
+            pos = np.minimum(np.searchsorted(band_key, want), len(band_key) - 1)
+            # A candidate with no sloped edge filed under the cell's row cannot be crossed by any
+            # ray from that row: zero crossings, "not inside", which is then the exact answer.
+            found = band_key[pos] == want
+            lo[found] = band_start[pos[found]]
+            hi[found] = band_end[pos[found]]
+            del pos, found
+        del want
+        hi = _prefix_end(emax, lo, hi, minx + (cand_cell % nx) * cell_size - pad)
+        block, mixed_cells, header = _pack_blocks(
+            cand_cell, cand_poly, lo, hi, (emax, ey1, ey2, ex1, ex2))
+        n_mixed = len(mixed_cells)
+        if len(block) > 2**31 - 3:
+            raise BoundaryError(
+                f"the polygon index would need {len(block):,} entries (cell_size {cell_size:g} m)",
+                fix="use a larger cell_size or simplify the polygons",
+            )
+        cell_label[mixed_cells] = (-2 - header).astype(np.int32)
+
+        stats = {
+            "cells": nx * ny,
+            "empty_cells": int((cell_label == -1).sum()),
+            "direct_cells": int((cell_label >= 0).sum()),
+            "mixed_cells": int(n_mixed),
+            "candidate_pairs": int(len(cand_poly)),
+            "index_bytes": int(cell_label.nbytes + block.nbytes),
+            "edges": int(len(x1)),
+            "row_band_edges": int(len(ex1)),
+            "cell_edges": int((len(block) - n_mixed - 2 * len(cand_poly)) // 5),
+        }
+        return cls(cell_size=cell_size, n_polygons=n, origin=(minx, miny), shape=(ny, nx),
+                   cell_label=cell_label, block=block, stats=stats)
+
+    @classmethod
+    def _empty(cls, n, cell_size):
+        stats = dict(cells=1, empty_cells=1, direct_cells=0, mixed_cells=0, candidate_pairs=0,
+                     edges=0, row_band_edges=0, cell_edges=0, index_bytes=4)
+        return cls(cell_size=cell_size, n_polygons=n, origin=(0.0, 0.0), shape=(1, 1),
+                   cell_label=np.full(1, -1, np.int32), block=np.zeros(0, np.float64), stats=stats)
+
+    # ----------------------------------------------------------------- assign
+    def assign(self, x: np.ndarray, y: np.ndarray, *, parallel: bool | None = None) -> np.ndarray:
+        """Position of the polygon containing each point, ``-1`` for none.
+
+        Parameters
+        ----------
+        x, y : array-like of float
+            Point coordinates in the layer's CRS (metres); same shape. NaN/inf → ``-1``.
+        parallel : bool, optional
+            Use numba threads. Default: when there are at least 200,000 points. The result does not
+            depend on it.
+
+        Returns
+        -------
+        numpy.ndarray of int64, same shape as ``x``.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape:
+            raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+        shape = x.shape
+        xf = np.ascontiguousarray(x).reshape(-1)
+        yf = np.ascontiguousarray(y).reshape(-1)
+        out = np.empty(xf.shape[0], dtype=np.int64)
+        if parallel is None:
+            parallel = xf.shape[0] >= _PARALLEL_MIN_POINTS and numba.config.NUMBA_NUM_THREADS > 1
+        kernel = _assign_parallel if parallel else _assign_serial
+        ny, nx = self.shape
+        kernel(xf, yf, out, self.origin[0], self.origin[1], self.cell_size, nx, ny,
+               self._cell_label, self._block)
+        return out.reshape(shape)
+
+
+def assign_points(x, y, polygons, cell_size: float | None = None) -> np.ndarray:
+    """Build a :class:`PolygonIndex` over ``polygons`` and assign the points ``x, y`` (same CRS,
+    metres). Returns int64 positions into ``polygons``, ``-1`` where no polygon contains the point.
+    Build the index once and reuse it when assigning several batches to the same layer."""
+    return PolygonIndex.build(polygons, cell_size=cell_size).assign(x, y)
+
+
+# --------------------------------------------------------------------------- build helpers
+def _flatten_edges(geoms: np.ndarray):
+    """All ring edges of all polygons as arrays ``(x1, y1, x2, y2, polygon)``, each edge oriented
+    upwards (``y1 <= y2``). Zero-length edges (repeated vertices) are dropped.
+    """
+    parts, part_poly = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, coord_ring = shapely.get_coordinates(rings, return_index=True)
+    same_ring = coord_ring[1:] == coord_ring[:-1]
+    ring_poly = part_poly[ring_part]
+    x1, y1 = xy[:-1, 0][same_ring], xy[:-1, 1][same_ring]
+    x2, y2 = xy[1:, 0][same_ring], xy[1:, 1][same_ring]
+    poly = ring_poly[coord_ring[:-1][same_ring]].astype(np.int64)
+    keep = (x1 != x2) | (y1 != y2)
+    x1, y1, x2, y2, poly = x1[keep], y1[keep], x2[keep], y2[keep], poly[keep]
+    # Orient every edge upwards (lexicographically by (y, x)). A shared edge then has the same
+    # (x1, y1, x2, y2) in both neighbours whichever way their rings run, so the kernel computes the
+    # very same rounded crossing for both: a point on or a rounding error off a shared edge is in
+    # exactly one of them, never in both or in neither.
+    flip = (y1 > y2) | ((y1 == y2) & (x1 > x2))
+    x1, x2 = np.where(flip, x2, x1), np.where(flip, x1, x2)
+    y1, y2 = np.where(flip, y2, y1), np.where(flip, y1, y2)
+    return x1, y1, x2, y2, poly
+
+
+def _pad(cs, minx, miny, maxx, maxy) -> float:
+    """Slack (layer units) added around cells and edges: far above floating-point rounding of the
+    binning arithmetic (≥ ~250 ulps of the largest coordinate), far below any real distance."""
+    big = max(abs(minx), abs(miny), abs(maxx), abs(maxy), cs)
+    return max(cs * 1e-6, big * 5e-14)
+
+
+_NONE = np.iinfo(np.int32).max
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int64 array (np.sort + mask: several times faster here than
+    ``np.unique``, whose hash path dominated the build time)."""
+    a = np.sort(a)
+    if len(a):
+        keep = np.empty(len(a), dtype=bool)
+        keep[0] = True
+        np.not_equal(a[1:], a[:-1], out=keep[1:])
+        a = a[keep]
+    return a
+
+
+def _row_bands(x1, y1, x2, y2, poly, y0, cs, ny, n_polys, pad):
+    """File each (sloped) edge under every grid row its y-range overlaps (padded).
+
+    Returns edge arrays sorted by (row, polygon, -max x), the sorted unique keys
+    ``row * n_polys + polygon`` and the [start, end) of each key's edges.
+    """
+    lo = np.floor((np.minimum(y1, y2) - pad - y0) / cs)
+    hi = np.floor((np.maximum(y1, y2) + pad - y0) / cs)
+    lo = np.clip(lo, 0, ny - 1).astype(np.int64)
+    hi = np.clip(hi, 0, ny - 1).astype(np.int64)
+    count = hi - lo + 1
+    src = np.repeat(np.arange(len(x1)), count)
+    start = np.repeat(np.cumsum(count) - count, count)
+    row = lo[src] + (np.arange(len(src)) - start)
+    key = row * n_polys + poly[src]
+    emax_all = np.maximum(x1, x2)[src]
+    order = np.lexsort((-emax_all, key))
+    src, key = src[order], key[order]
+    band_key, band_start, band_count = np.unique(key, return_index=True, return_counts=True)
+    return (np.ascontiguousarray(x1[src]), np.ascontiguousarray(y1[src]),
+            np.ascontiguousarray(x2[src]), np.ascontiguousarray(y2[src]),
+            np.ascontiguousarray(emax_all[order]),
+            band_key, band_start.astype(np.int64), (band_start + band_count).astype(np.int64))
+
+
+def _pack_blocks(cand_cell, cand_poly, lo, hi, fields):
+    """Lay out every mixed cell's candidates and their edges in one contiguous float64 block.
+
+    Block of a mixed cell: ``[n_candidates, (polygon, n_edges, n_edges × (max x, y1, y2, x1, x2))
+    per candidate]``, candidates in increasing polygon position. A point in a mixed cell then reads
+    one contiguous run of memory: with millions of unsorted points the kernel is bound by memory
+    latency, and scattered lookups (cell → CSR → candidate → edge list) cost more.
+    Integers are stored as float64, exact below 2**53. ``cand_*`` must be sorted by cell.
+    Returns the block array, the mixed cells and the offset of each one's block.
+    """
+    count = hi - lo
+    n_pairs = len(cand_cell)
+    first = np.ones(n_pairs, dtype=bool)
+    first[1:] = cand_cell[1:] != cand_cell[:-1]
+    size = 2 + 5 * count + first
+    end = np.cumsum(size)
+    begin = end - size
+    content = begin + first  # where the candidate's (polygon, n_edges) go
+    block = np.empty(int(end[-1]) if n_pairs else 0, dtype=np.float64)
+    header = begin[first]
+    mixed_cells = cand_cell[first]
+    block[header] = np.diff(np.append(np.flatnonzero(first), n_pairs))
+    block[content] = cand_poly
+    block[content + 1] = count
+    n_edges = int(count.sum())
+    within = np.arange(n_edges, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    take = np.repeat(lo, count) + within
+    dest = np.repeat(content + 2, count) + 5 * within
+    for f, values in enumerate(fields):
+        block[dest + f] = values[take]
+    return block, mixed_cells, header
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix_end(emax, lo, hi, thr):
+    """For each range [lo, hi) of ``emax`` (sorted decreasing), the end of its prefix > thr."""
+    out = lo.copy()
+    for i in range(lo.shape[0]):
+        k = lo[i]
+        while k < hi[i] and emax[k] > thr[i]:
+            k += 1
+        out[i] = k
+    return out
+
+
+def _touch_pairs(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys):
+    """Unique keys ``cell * n_polys + polygon`` of every cell an edge passes through or within
+    ``pad`` of (an exact, padded supercover of each segment)."""
+    counts = np.zeros(1, dtype=np.int64)
+    _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys,
+                  np.zeros(0, np.int64), counts, False)
+    out = np.empty(counts[0], dtype=np.int64)
+    _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, out, counts, True)
+    return _sorted_unique(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, out, counts, write):
+    k = 0
+    for e in range(x1.shape[0]):
+        ax, ay, bx, by = x1[e], y1[e], x2[e], y2[e]
+        ylo = min(ay, by)
+        yhi = max(ay, by)
+        r_lo = max(0, int(math.floor((ylo - pad - y0) / cs)))
+        r_hi = min(ny - 1, int(math.floor((yhi + pad - y0) / cs)))
+        for r in range(r_lo, r_hi + 1):
+            # Part of the segment inside the (padded) row band → its x-range.
+            if ay == by:
+                xa = min(ax, bx)
+                xb = max(ax, bx)
+            else:
+                b0 = min(max(y0 + r * cs - pad, ylo), yhi)
+                b1 = min(max(y0 + (r + 1) * cs + pad, ylo), yhi)
+                xa = ax + (b0 - ay) * (bx - ax) / (by - ay)
+                xb = ax + (b1 - ay) * (bx - ax) / (by - ay)
+                if xa > xb:
+                    xa, xb = xb, xa
+            c_lo = max(0, int(math.floor((xa - pad - x0) / cs)))
+            c_hi = min(nx - 1, int(math.floor((xb + pad - x0) / cs)))
+            for c in range(c_lo, c_hi + 1):
+                if write:
+                    out[k] = (r * nx + c) * n_polys + poly[e]
+                k += 1
+    counts[0] = k
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, x0, y0, cs, nx, n_polys,
+               mixed, cover_min, out, counts, write):
+    """Even-odd scanline fill of every polygon along each row's centre line (same half-open rule
+    as the kernel). Unmixed cells keep the lowest covering polygon in ``cover_min``; for mixed cells
+    the (cell, polygon) keys are written to ``out`` (second pass) and counted (first pass)."""
+    maxlen = 0
+    for g in range(band_key.shape[0]):
+        maxlen = max(maxlen, band_end[g] - band_start[g])
+    xs = np.empty(maxlen, dtype=np.float64)
+    k = 0
+    for g in range(band_key.shape[0]):
+        row = band_key[g] // n_polys
+        p = band_key[g] - row * n_polys
+        yc = y0 + (row + 0.5) * cs
+        m = 0
+        for e in range(band_start[g], band_end[g]):
+            a = ey1[e]
+            b = ey2[e]
+            if (a > yc) != (b > yc):
+                xs[m] = ex1[e] + (yc - a) * (ex2[e] - ex1[e]) / (b - a)
+                m += 1
+        if m < 2:
+            continue
+        srt = np.sort(xs[:m])
+        # A centre xc is inside when an odd number of crossings lie strictly right of it, i.e.
+        # xc in [srt[m-2], srt[m-1]), [srt[m-4], srt[m-3]), ...
+        for j in range(m % 2, m - 1, 2):
+            lo = srt[j]
+            hi = srt[j + 1]
+            c_lo = max(0, int(math.ceil((lo - x0) / cs - 0.5)))
+            c_hi = min(nx - 1, int(math.ceil((hi - x0) / cs - 0.5)) - 1)
+            for c in range(c_lo, c_hi + 1):
+                cell = row * nx + c
+                if mixed[cell]:
+                    if write:
+                        out[k] = cell * n_polys + p
+                    k += 1
+                elif not write and p < cover_min[cell]:
+                    cover_min[cell] = p
+    counts[0] = k
+
+
+# --------------------------------------------------------------------------- kernel
+@numba.njit(cache=True, nogil=True, inline="always")
+def _locate(px, py, x0, y0, cs, nx, ny, cell_label, block):
+    if not (math.isfinite(px) and math.isfinite(py)):
+        return -1
+    fx = (px - x0) / cs
+    fy = (py - y0) / cs
+    if fx < 0.0 or fy < 0.0 or fx >= nx or fy >= ny:
+        return -1
+    lab = cell_label[int(fy) * nx + int(fx)]
+    if lab >= -1:
+        return lab
+    q = -lab - 2
+    n_cand = int(block[q])
+    q += 1
+    for _ in range(n_cand):
+        poly = int(block[q])
+        n_edges = int(block[q + 1])
+        q += 2
+        inside = False
+        for k in range(q, q + 5 * n_edges, 5):
+            # Edges are sorted by decreasing max x: once an edge lies wholly at or left of the
+            # point, so do all remaining ones, and none can satisfy px < x_intersect.
+            if block[k] <= px:
+                break
+            y1 = block[k + 1]
+            y2 = block[k + 2]
+            if (y1 > py) != (y2 > py):
+                x1 = block[k + 3]
+                x2 = block[k + 4]
+                xi = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+                # Clamp rounding so the intersection never leaves the edge's x-range (keeps the
+                # early exit above exact).
+                if x1 < x2:
+                    xi = min(max(xi, x1), x2)
+                else:
+                    xi = min(max(xi, x2), x1)
+                if px < xi:
+                    inside = not inside
+        if inside:
+            return poly
+        q += 5 * n_edges
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _assign_serial(x, y, out, x0, y0, cs, nx, ny, cell_label, block):
+    for i in range(x.shape[0]):
+        out[i] = _locate(x[i], y[i], x0, y0, cs, nx, ny, cell_label, block)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _assign_parallel(x, y, out, x0, y0, cs, nx, ny, cell_label, block):
+    for i in numba.prange(x.shape[0]):
+        out[i] = _locate(x[i], y[i], x0, y0, cs, nx, ny, cell_label, block)

@@ -1,0 +1,199 @@
+"""Units: named levels, finest first (``h3_9 → neighbourhood → district → city``), and the
+crosswalk that maps every fine unit to exactly one unit of each coarser level.
+
+Every level is a GeoDataFrame in the working CRS (metres) with ``unit_id`` (str), ``name``,
+``parent_id`` (str or None) and ``geometry``, sorted by ``unit_id``.
+
+Rules (DESIGN.md "Hierarchy")
+-----------------------------
+* Polygon → polygon: each fine unit maps to the coarse unit holding the largest share of its area.
+  The pair *nests* when every fine unit has ≥ 99 % of its area in that unit; a declared ``parent``
+  column must agree with the largest overlap (else :class:`BoundaryError`). A geography that does
+  not nest (Chicago's police districts over community areas) stays a separate level: counts at
+  every polygon level always come from direct point assignment, never through the crosswalk.
+* H3 → polygon: the polygon holding the cell centre (largest overlap for a cell whose centre is
+  in no polygon), with ``overlap_share`` = the share of the cell's area in that polygon.
+* H3 → H3: the H3 parent. Anything → ``city``: the single unit ``city``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from usm_geo.errors import BoundaryError
+from usm_geo.intake.crs import WGS84
+from usm_geo.units import h3cells
+from usm_geo.units.assign import PolygonIndex
+
+NEST_SHARE = 0.99
+CROSSWALK_COLUMNS = ["level", "unit_id", "to_level", "to_unit_id", "overlap_share"]
+
+
+def h3_level(resolution: int) -> str:
+    return f"h3_{resolution}"
+
+
+@dataclass
+class UnitSet:
+    """All levels of a study, finest first, with their crosswalk.
+
+    ``kinds[level]`` is ``"h3"``, ``"polygon"`` or ``"city"``; ``nested[(fine, coarse)]`` says
+    whether counts may be rolled up from ``fine`` to ``coarse`` through the crosswalk.
+    """
+
+    levels: dict[str, gpd.GeoDataFrame]
+    kinds: dict[str, str]
+    crosswalk: pd.DataFrame
+    nested: dict[tuple[str, str], bool]
+    crs: object
+    _indexes: dict[str, PolygonIndex] = field(default_factory=dict, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.levels)
+
+    def index(self, level: str) -> PolygonIndex:
+        """The point-in-polygon index of a polygon level (built once, then reused)."""
+        if level not in self._indexes:
+            self._indexes[level] = PolygonIndex.build(self.levels[level].geometry.to_numpy())
+        return self._indexes[level]
+
+    def parents(self, level: str, to_level: str) -> pd.Series:
+        """unit_id → to_unit_id for every unit of ``level`` (index: unit_id)."""
+        cw = self.crosswalk
+        sel = cw[(cw.level == level) & (cw.to_level == to_level)]
+        return pd.Series(sel["to_unit_id"].to_numpy(), index=sel["unit_id"].to_numpy())
+
+
+def _largest_overlap(fine: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each fine polygon: position of the coarse polygon holding most of its area, and that share.
+
+    -1 and 0 where a fine polygon overlaps no coarse polygon.
+    """
+    tree = shapely.STRtree(coarse)
+    a, b = tree.query(fine, predicate="intersects")
+    target = np.full(len(fine), -1, dtype=np.int64)
+    share = np.zeros(len(fine))
+    if len(a) == 0:
+        return target, share
+    inter = shapely.area(shapely.intersection(fine[a], coarse[b]))
+    frac = inter / np.maximum(shapely.area(fine[a]), 1e-300)
+    order = np.lexsort((b, -frac, a))  # per fine unit: largest share first, lowest position on ties
+    a, b, frac = a[order], b[order], frac[order]
+    first = np.r_[True, a[1:] != a[:-1]]
+    target[a[first]] = b[first]
+    share[a[first]] = frac[first]
+    return target, share
+
+
+def _crosswalk_rows(level: str, ids, to_level: str, to_ids, share) -> pd.DataFrame:
+    return pd.DataFrame({"level": level, "unit_id": np.asarray(ids, dtype=object), "to_level": to_level,
+                         "to_unit_id": np.asarray(to_ids, dtype=object), "overlap_share": np.round(np.asarray(share, float), 6)})
+
+
+def _city(area, name: str, crs) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"unit_id": ["city"], "name": [name], "parent_id": [None]}, geometry=[area], crs=crs)
+
+
+def h3_units(resolution: int, area, crs, extra_cells: np.ndarray | None = None, cover: str = "centre") -> gpd.GeoDataFrame:
+    """H3 cells covering ``area`` (working CRS) by ``cover`` rule, plus ``extra_cells`` (cells that
+    hold a point but whose centre is outside; flagged ``edge_cell``). Sorted by unit_id."""
+    if area is not None:
+        area_ll = gpd.GeoSeries([area], crs=crs).to_crs(WGS84).iloc[0]
+        cells = h3cells.polygon_to_cells(area_ll, resolution, cover=cover)
+    else:  # no study area: only the cells that hold a point (DESIGN.md "Zeros")
+        cells = np.zeros(0, dtype=np.uint64)
+    edge = np.zeros(len(cells), dtype=bool)
+    if extra_cells is not None and len(extra_cells):
+        extra = np.setdiff1d(np.unique(extra_cells), cells)
+        cells = np.concatenate([cells, extra])
+        edge = np.concatenate([edge, np.full(len(extra), area is not None)])
+    ids = h3cells.cells_to_str(cells)
+    order = np.argsort(ids, kind="stable")
+    cells, ids, edge = cells[order], ids[order], edge[order]
+    geom = gpd.GeoSeries(h3cells.cell_polygons(cells), crs=WGS84).to_crs(crs)
+    frame = gpd.GeoDataFrame({"unit_id": ids, "name": ids, "parent_id": None, "flags": np.where(edge, "edge_cell", "")},
+                             geometry=geom.to_numpy(), crs=crs)
+    frame.attrs["cells"] = cells
+    return frame
+
+
+def build_units(levels: dict[str, gpd.GeoDataFrame], *, study_area, crs, city_name: str = "City",
+                h3_resolutions=(), h3_cover: str = "centre", point_cells: dict[int, np.ndarray] | None = None,
+                declared_parents: dict[str, str] | None = None) -> UnitSet:
+    """Assemble every level (H3 finest first, then polygon levels as given, then ``city``) and the crosswalk.
+
+    ``levels``: polygon levels from intake, finest first, in the working CRS ``crs``.
+    ``point_cells``: per H3 resolution, the cells that hold used points (so that every point lands in
+    a unit even where a cell's centre is outside the study area).
+    ``declared_parents``: level → next level named by a ``parent`` column in the study.
+    """
+    out: dict[str, gpd.GeoDataFrame] = {}
+    kinds: dict[str, str] = {}
+    for res in sorted(set(h3_resolutions), reverse=True):
+        out[h3_level(res)] = h3_units(res, study_area, crs, (point_cells or {}).get(res), h3_cover)
+        kinds[h3_level(res)] = "h3"
+    for name, layer in levels.items():
+        out[name] = layer[["unit_id", "name", "parent_id", "geometry"]].copy()
+        kinds[name] = "polygon"
+    if study_area is None:  # no boundaries: the city is the union of the finest level's units
+        study_area = shapely.union_all(next(iter(out.values())).geometry.to_numpy()) if out else shapely.Polygon()
+    out["city"] = _city(study_area, city_name, crs)
+    kinds["city"] = "city"
+
+    parts = []
+    nested: dict[tuple[str, str], bool] = {}
+    names = list(out)
+    for i, fine in enumerate(names[:-1]):
+        f = out[fine]
+        for coarse in names[i + 1:]:
+            c = out[coarse]
+            if kinds[coarse] == "city":
+                share = shapely.area(shapely.intersection(f.geometry.to_numpy(), study_area)) / shapely.area(f.geometry.to_numpy())
+                parts.append(_crosswalk_rows(fine, f.unit_id, coarse, np.full(len(f), "city", dtype=object), share))
+                nested[(fine, coarse)] = True
+                continue
+            if kinds[fine] == "h3" and kinds[coarse] == "h3":
+                cells = h3cells.parent_cells(f.attrs["cells"], int(coarse.split("_")[1]))
+                to_ids = h3cells.cells_to_str(cells)
+                parts.append(_crosswalk_rows(fine, f.unit_id, coarse, to_ids, np.ones(len(f))))
+                nested[(fine, coarse)] = True
+                continue
+            fg, cg = f.geometry.to_numpy(), c.geometry.to_numpy()
+            target, share = _largest_overlap(fg, cg)
+            if kinds[fine] == "h3":
+                centre = shapely.centroid(fg)
+                by_centre = PolygonIndex.build(cg).assign(shapely.get_x(centre), shapely.get_y(centre))
+                use = by_centre >= 0
+                if use.any():
+                    inter = shapely.area(shapely.intersection(fg[use], cg[by_centre[use]]))
+                    share[use] = inter / shapely.area(fg[use])
+                    target[use] = by_centre[use]
+            to_ids = np.where(target >= 0, c.unit_id.to_numpy()[np.clip(target, 0, None)], None)
+            parts.append(_crosswalk_rows(fine, f.unit_id, coarse, to_ids, share))
+            nested[(fine, coarse)] = kinds[fine] == "polygon" and bool((share >= NEST_SHARE).all())
+            if kinds[fine] == "polygon" and (declared_parents or {}).get(fine) == coarse:
+                _check_declared(f, fine, coarse, to_ids, share)
+    crosswalk = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CROSSWALK_COLUMNS)
+    for name, frame in out.items():  # parent ids: the next level up where the study has none
+        if kinds[name] != "city" and frame["parent_id"].isna().all():
+            nxt = names[names.index(name) + 1]
+            sel = crosswalk[(crosswalk.level == name) & (crosswalk.to_level == nxt)]
+            frame["parent_id"] = frame["unit_id"].map(dict(zip(sel.unit_id, sel.to_unit_id)))
+    return UnitSet(levels=out, kinds=kinds, crosswalk=crosswalk, nested=nested, crs=crs)
+
+
+def _check_declared(fine_layer, fine: str, coarse: str, to_ids, share) -> None:
+    declared = fine_layer["parent_id"].to_numpy(dtype=object)
+    wrong = declared != to_ids
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        raise BoundaryError(
+            f"{fine} '{fine_layer.unit_id.iloc[i]}' names {coarse} '{declared[i]}' as its parent, but most of its area "
+            f"({share[i]:.0%}) lies in {coarse} '{to_ids[i]}' ({int(wrong.sum())} unit(s) disagree)",
+            fix=f"correct the parent column, or remove it to let usm_geo derive parents from the geometry")
