@@ -139,15 +139,14 @@ def worker(method: str, data: Path, m: int, repeat: int, loop_points: int) -> di
         k = min(loop_points, len(lon))
         lo, la = lon[:k].tolist(), lat[:k].tolist()
 
-        def run():
-            return np.array([h3.str_to_int(h3.latlng_to_cell(b, a, 9)) for a, b in zip(lo, la)],
-                            dtype=np.uint64)
+        def run():  # PERF-BASELINES §3 baseline: string ids from a plain loop
+            return [h3.latlng_to_cell(b, a, 9) for a, b in zip(lo, la)]
 
         out["setup_s"] = 0.0
-        t, cells = _median_time(run, 1)
+        t, ids = _median_time(run, 1)
         out["measured_points"] = k
         out["run_s"] = t * len(lon) / k  # extrapolated when k < N
-        np.save(data / "h3loop.npy", cells)
+        np.save(data / "h3loop.npy", np.array([h3.str_to_int(c) for c in ids], dtype=np.uint64))
     else:
         raise ValueError(method)
     out["peak_rss_gb"] = _peak_rss_gb()

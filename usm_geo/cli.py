@@ -112,5 +112,38 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
         click.echo(f"ledger written to {ledger_path}")
 
 
+@main.command()
+@click.argument("points", type=click.Path(path_type=Path))
+@click.option("--units", "units", required=True, metavar="h3:RES|AREAS[:ID_COLUMN]",
+              help="H3 resolution (h3:9) or a polygon file with its id column (wards.gpkg:ward_code).")
+@click.option("--lon", default=None, help="Longitude column (degrees).")
+@click.option("--lat", default=None, help="Latitude column (degrees).")
+@click.option("--x", "x", default=None, help="x column (with --crs).")
+@click.option("--y", "y", default=None, help="y column (with --crs).")
+@click.option("--crs", default=None, help="CRS of --x/--y, e.g. EPSG:27700.")
+@click.option("--time", "time", default=None, help="Date/time column (needed for --period).")
+@click.option("--period", type=click.Choice(["month", "quarter", "year"]), default=None, help="Count per period.")
+@click.option("--category", default=None, help="Count per value of this column.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the times.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.csv, FILE.gpkg or FILE.parquet.")
+def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezone, out) -> None:
+    """Count POINTS (any format intake reads) per H3 cell or per polygon.
+
+    Writes unit_id, [period], [category], count: one row per unit (zeros included for polygons)
+    × period × category. Points not assigned are listed in the printed ledger summary.
+    """
+    from usm_geo.pipeline import aggregate_points, write_aggregation
+
+    if (lon is None) != (lat is None) or (x is None) != (y is None):
+        raise click.UsageError("give --lon with --lat, and --x with --y")
+    if x is not None and crs is None:
+        raise click.UsageError("--x/--y need --crs")
+    agg = aggregate_points(points, units, lon=lon, lat=lat, x=x, y=y, crs=crs, time=time, period=period,
+                           category=category, timezone=timezone)
+    write_aggregation(agg, out)
+    click.echo(agg.ledger.summary())
+    click.echo(f"{int(agg.table['count'].sum()):,} points in {len(agg.units):,} units ({agg.level}) → {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

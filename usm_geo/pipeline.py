@@ -20,21 +20,22 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj import CRS
 
-from usm_geo import __version__
-from usm_geo.errors import CRSError, OutputError
-from usm_geo.export import staged_folder, write_csv, write_json
+from usm_geo import __version__, population
+from usm_geo.errors import CRSError, OutputError, UsmGeoError
+from usm_geo.export import staged_folder, write_csv, write_json, write_layers
 from usm_geo.intake.boundaries import check_parents, read_boundary_level
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import Context, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
-from usm_geo.measures import check_rollups, count_measures
+from usm_geo.measures import check_rollups, count_measures, sort_measures
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
-from usm_geo.units.hierarchy import UnitSet, build_units
+from usm_geo.units.hierarchy import UnitSet, build_units, h3_level
 from usm_geo.units.locate import locate_by_unit, locate_points, point_cells
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "shapely", "pyproj", "pyogrio", "geopandas", "rasterio", "h3", "scipy", "click")
@@ -162,6 +163,49 @@ def run_units(intake: Intake, stages: Stages | None = None) -> Located:
     return Located(units=units, incidents=inc_loc, survey=srv_loc)
 
 
+def run_population(intake: Intake, located: Located, stages: Stages | None = None) -> dict[str, pd.DataFrame]:
+    """Population per unit at every level it can be known: the table at its own level, rolled up
+    to the nested coarser levels (never to levels that do not nest), and the raster everywhere else.
+
+    Returns ``{level: DataFrame(unit_id, population, flags)}``.
+    """
+    stages = stages or Stages()
+    spec = intake.study.population
+    if spec is None:
+        return {}
+    units = located.units
+    out: dict[str, pd.DataFrame] = {}
+    with stages("population"):
+        if spec.path is not None:
+            out[spec.level] = population.from_table(spec.path, units.levels[spec.level], id_column=spec.id,
+                                                    value_column=spec.column, sheet=spec.sheet, ledger=intake.ledger)
+            names = units.names
+            for coarse in names[names.index(spec.level) + 1:]:
+                if units.nested.get((spec.level, coarse)):
+                    cw = units.parents(spec.level, coarse)
+                    out[coarse] = population.roll_up(out[spec.level], pd.DataFrame({"unit_id": cw.index, "parent_id": cw.to_numpy()}))
+        if spec.raster is not None:
+            for level, layer in units.levels.items():
+                if level not in out:
+                    out[level] = population.from_raster(spec.raster, layer)
+    return out
+
+
+def population_measures(pop: dict[str, pd.DataFrame], periods: list[str]) -> pd.DataFrame:
+    """Population rows of the measures table (category ``all``, the same value for every period)."""
+    frames = []
+    for level, table in pop.items():
+        k = len(periods)
+        value = np.repeat(table["population"].to_numpy(float), k)
+        frames.append(pd.DataFrame({
+            "level": level, "unit_id": np.repeat(table["unit_id"].to_numpy(dtype=object), k),
+            "period": np.tile(np.asarray(periods, dtype=object), len(table)), "category": "all",
+            "measure": "population", "numerator": value, "denominator": np.nan, "value": value,
+            "lower": np.nan, "upper": np.nan, "n": 0, "flags": np.repeat(table["flags"].to_numpy(dtype=object), k),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MEASURE_COLUMNS)
+
+
 def study_periods(study: Study, times: pd.Series | None) -> list[str]:
     """Every period label of the study, from its start to its end (or the data's first to last day)."""
     start, end = study.periods.start, study.periods.end
@@ -173,8 +217,9 @@ def study_periods(study: Study, times: pd.Series | None) -> list[str]:
     return all_periods(start, end, study.periods.frequency)
 
 
-def run_measures(intake: Intake, located: Located, stages: Stages | None = None) -> pd.DataFrame:
-    """The long measures table (counts, harm) at every level."""
+def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] | None = None,
+                 stages: Stages | None = None) -> pd.DataFrame:
+    """The long measures table (counts, harm, population) at every level."""
     stages = stages or Stages()
     with stages("measures"):
         inc = intake.incidents
@@ -183,8 +228,9 @@ def run_measures(intake: Intake, located: Located, stages: Stages | None = None)
         periods = study_periods(intake.study, inc["occurred_at"])
         labels = period_labels(inc["occurred_at"].to_numpy(), intake.study.periods.frequency)
         weight = inc["weight"].to_numpy() if "weight" in inc else None
-        return count_measures(located.incidents, located.units, period=labels, periods=periods,
-                              category=inc["category"].to_numpy(dtype=object), weight=weight)
+        counts = count_measures(located.incidents, located.units, period=labels, periods=periods,
+                                category=inc["category"].to_numpy(dtype=object), weight=weight)
+        return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
 
 
 def _sha256(path: Path) -> str:
@@ -241,7 +287,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     t0 = time.perf_counter()
     intake = run_intake(study, stages, now=now)
     located = run_units(intake, stages)
-    measures = run_measures(intake, located, stages)
+    pop = run_population(intake, located, stages)
+    measures = run_measures(intake, located, pop, stages)
     with stages("write"):
         write_csv(folder / "measures.csv", measures)
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
@@ -265,3 +312,130 @@ def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime 
                               fix="choose another --out folder")
     with staged_folder(out) as stage:
         return run_into(study, stage, stages, now=now)
+
+
+# --------------------------------------------------------------------------- usm-geo aggregate
+
+
+@dataclass
+class Aggregation:
+    """Counts of points per unit (× period × category when asked), with the ledger of the points."""
+
+    table: pd.DataFrame  # unit_id, [period], [category], count
+    units: gpd.GeoDataFrame  # unit_id, name, geometry
+    ledger: Ledger
+    level: str
+
+
+def parse_units_option(text: str) -> tuple[int | None, Path | None, str | None]:
+    """``h3:9`` → (9, None, None); ``areas.gpkg`` or ``areas.gpkg:ID_COLUMN`` → (None, path, column)."""
+    if text.lower().startswith("h3:"):
+        try:
+            res = int(text[3:])
+        except ValueError:
+            res = -1
+        if not 0 <= res <= 15:
+            raise UsmGeoError(f"'{text}' is not an H3 resolution", where="--units", fix="use h3:0 … h3:15, e.g. h3:9")
+        return res, None, None
+    path = Path(text)
+    if path.exists() or ":" not in text:
+        return None, path, None
+    head, column = text.rsplit(":", 1)
+    return None, Path(head), column or None
+
+
+def _guess_id_column(columns, path: Path) -> str:
+    for name in columns:
+        if str(name).lower() in ("unit_id", "id", "code", "fid") or str(name).lower().endswith(("_id", "_code")):
+            return name
+    raise UsmGeoError("no id column named for the areas", where=path,
+                      fix=f"append it to --units as AREAS:ID_COLUMN; columns: {', '.join(map(str, columns))}")
+
+
+def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: str | None = None,
+                     x: str | None = None, y: str | None = None, crs: str | None = None, time: str | None = None,
+                     period: str | None = None, category: str | None = None, timezone: str = "UTC",
+                     now: dt.datetime | None = None) -> Aggregation:
+    """Count points per H3 cell (``units="h3:R"``) or per polygon of a layer (``"AREAS[:ID]"``).
+
+    Polygon layers list every unit, zeros included; H3 lists only the cells that hold a point (there
+    is no study area). Points outside every polygon are in the ledger as ``outside_study_area``; bad
+    coordinates (and dates, with ``time``) as in any intake.
+    """
+    from usm_geo.errors import InputFileError
+    from usm_geo.intake.boundaries import read_boundary_level
+    from usm_geo.study import BoundaryLevel, RecordSource
+
+    if period and not time:
+        raise UsmGeoError("--period needs --time", fix="name the date column with --time COLUMN")
+    res, area_path, id_col = parse_units_option(units)
+    ledger = Ledger()
+    levels: dict[str, gpd.GeoDataFrame] = {}
+    area = None
+    work = working_crs(crs) if crs and CRS.from_user_input(crs).is_projected else None
+    if area_path is not None:
+        if not area_path.exists():
+            raise InputFileError("file not found", where=area_path, fix="check the path given to --units")
+        if id_col is None:
+            from usm_geo.intake.files import read_records as _read
+
+            id_col = _guess_id_column([c for c in _read(area_path, "areas", Ledger()).frame.columns if c != "geometry"], area_path)
+        layer = read_boundary_level(BoundaryLevel(level="area", path=area_path.resolve(), id=id_col), ledger, None)
+        if work is None:
+            work = layer.crs if layer.crs.is_projected else _utm_of_layer(layer)
+        levels["area"] = layer.to_crs(work) if not same_crs(layer.crs, work) else layer
+        area = shapely.union_all(levels["area"].geometry.to_numpy())
+        shapely.prepare(area)
+    src = RecordSource(name="points", path=Path(points).resolve(), lon=lon, lat=lat, x=x, y=y, crs=crs,
+                       datetime=time, category=category)
+    ctx = Context(working_crs=work, timezone=timezone, study_area=area, now=now)
+    records = read_point_records(src, ledger, ctx, detect=False)
+    cells = point_cells(records["lon"], records["lat"], [res]) if res is not None else {}
+    unitset = build_units(levels, study_area=area, crs=ctx.working_crs, h3_resolutions=[res] if res is not None else (),
+                          point_cells=cells)
+    level = h3_level(res) if res is not None else "area"
+    located = locate_points(records, unitset, cells, ledger, "points")
+    ids = unitset.levels[level]["unit_id"].to_numpy(dtype=object)
+    keys = {"unit_id": located[level].to_numpy(dtype=object)}
+    axes = {"unit_id": ids}
+    if period:
+        keys["period"] = period_labels(records["occurred_at"].to_numpy(), period)
+        first, last = records["occurred_at"].min().date(), records["occurred_at"].max().date()
+        axes["period"] = np.asarray(all_periods(first, last, period), dtype=object)
+    if category:
+        keys["category"] = records["category"].to_numpy(dtype=object)
+        axes["category"] = np.asarray(sorted(set(keys["category"])), dtype=object)
+    codes = [pd.Categorical(keys[k], categories=list(axes[k])).codes.astype(np.int64) for k in axes]
+    ok = np.logical_and.reduce([c >= 0 for c in codes])
+    shape = tuple(len(a) for a in axes.values())
+    flat = np.ravel_multi_index(tuple(c[ok] for c in codes), shape)
+    counts = np.bincount(flat, minlength=int(np.prod(shape)))
+    grid = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    table = pd.DataFrame({k: axes[k][g.reshape(-1)] for k, g in zip(axes, grid)})
+    table["count"] = counts
+    layer = unitset.levels[level][["unit_id", "name", "geometry"]]
+    return Aggregation(table=table, units=layer, ledger=ledger, level=level)
+
+
+def _utm_of_layer(layer: gpd.GeoDataFrame):
+    b = layer.to_crs(WGS84).total_bounds
+    return utm_for(np.array([b[0], b[2]]), np.array([b[1], b[3]]))
+
+
+def write_aggregation(agg: Aggregation, out: Path) -> None:
+    """Write the counts as CSV, or with unit geometry as GeoPackage or GeoParquet (atomically)."""
+    from usm_geo.export import atomic_path
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        write_csv(out, agg.table)
+        return
+    if suffix not in (".gpkg", ".parquet"):
+        raise UsmGeoError(f"cannot write '{out.name}'", where=out, fix="end --out with .csv, .gpkg or .parquet")
+    frame = gpd.GeoDataFrame(agg.table.merge(agg.units, on="unit_id", how="left"), geometry="geometry", crs=agg.units.crs)
+    if suffix == ".gpkg":
+        write_layers(out, {agg.level: frame})
+    else:
+        with atomic_path(out) as tmp:
+            frame.to_parquet(tmp, index=False)

@@ -79,7 +79,15 @@ def test_voronoi_partition_matches_sjoin(vor200, cell_size):
 def test_parallel_and_serial_identical(vor200):
     x, y = random_points(300_000, seed=2)
     idx = PolygonIndex.build(vor200)
-    np.testing.assert_array_equal(idx.assign(x, y, parallel=True), idx.assign(x, y, parallel=False))
+    expected = idx.assign(x, y, parallel=False)
+    np.testing.assert_array_equal(idx.assign(x, y, parallel=True), expected)
+    # Several Python threads at once (dask's threaded scheduler does this), both kernels.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda par: idx.assign(x, y, parallel=par), [True, False, True, False]))
+    for got in results:
+        np.testing.assert_array_equal(got, expected)
 
 
 def holes_and_multipolygons() -> list:

@@ -94,7 +94,7 @@ def read_boundary_level(spec: BoundaryLevel, ledger: Ledger, working_crs: CRS | 
         geom = geom.copy()
         geom[invalid] = repaired
         ledger.add(source, raw.rows[invalid], "changed", "invalid_geometry_repaired",
-                   np.char.add(f"unit ", np.char.add(ids[invalid].to_numpy().astype(str), np.char.add(": ", reasons.astype(str)))))
+                   np.char.add("unit ", np.char.add(ids[invalid].to_numpy().astype(str), np.char.add(": ", reasons.astype(str)))))
         gone = shapely.is_empty(geom)
         if gone.any():
             i = np.flatnonzero(gone)[0]

@@ -26,7 +26,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from usm_geo.errors import CoordinateError, CRSError, DateError, InputFileError, where
+from usm_geo.errors import CoordinateError, CRSError, InputFileError
 from usm_geo.intake import columns as cols
 from usm_geo.intake.crs import WGS84, same_crs, transformer, utm_for
 from usm_geo.intake.dates import parse_dates
@@ -310,11 +310,14 @@ def normalise_ids(values: pd.Series) -> pd.Series:
     return text.astype(object)
 
 
-def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, survey: bool = False) -> pd.DataFrame:
+def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, survey: bool = False,
+                       detect: bool = True) -> pd.DataFrame:
     """Read incidents (``survey=False``) or survey responses, check them, and account for every row.
 
     Coordinates: lon/lat degrees, x/y in ``src.crs``, or a spatial file's point geometry. Survey
     responses may instead be located by a unit id (``src.unit`` at ``src.unit_level``).
+    ``detect=False`` uses only the date and category columns ``src`` names (none are looked for,
+    and without a date column no date is checked): what ``usm-geo aggregate`` asks for.
     """
     source = src.name
     raw = read_records(src.path, source, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter, encoding=src.encoding)
@@ -338,12 +341,14 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
         lon, lat, x, y = _check_coordinates(a, b, crs, keep, ctx, src.path, names.get("location"))
         out["lon"], out["lat"], out["x"], out["y"] = lon, lat, x, y
 
-    values, precision = _dates(raw, src, keep, ctx, required=not survey)
+    has_dates = detect or src.datetime is not None or src.date is not None
+    values, precision = _dates(raw, src, keep, ctx, required=not survey) if has_dates else (None, None)
     if values is not None:
         out["occurred_at"] = values.to_numpy()
         out["date_precision"] = precision
 
-    cat_col = cols.resolve(frame.columns, src.category, "category", src.path, f"{source}.category") if not survey else None
+    cat_col = (cols.resolve(frame.columns, src.category, "category", src.path, f"{source}.category")
+               if not survey and (detect or src.category) else None)
     if cat_col is not None:
         cat = _text(frame[cat_col]).astype(str)
         empty = cat.str.lower().isin(MISSING_TEXT).to_numpy()

@@ -196,4 +196,4 @@ def _check_declared(fine_layer, fine: str, coarse: str, to_ids, share) -> None:
         raise BoundaryError(
             f"{fine} '{fine_layer.unit_id.iloc[i]}' names {coarse} '{declared[i]}' as its parent, but most of its area "
             f"({share[i]:.0%}) lies in {coarse} '{to_ids[i]}' ({int(wrong.sum())} unit(s) disagree)",
-            fix=f"correct the parent column, or remove it to let usm_geo derive parents from the geometry")
+            fix="correct the parent column, or remove it to let usm_geo derive parents from the geometry")
