@@ -88,3 +88,23 @@ def test_run_refuses_to_replace_its_own_inputs(demo):
     assert result.exit_code == 2
     assert "holds the study's inputs" in result.output and "Traceback" not in result.output
     assert (out / "inputs" / "study.toml").is_file()
+
+
+def test_city_equals_the_sum_of_every_level(demo):
+    """city = Σ districts = Σ neighbourhoods = Σ hexes, per period and category, and = incidents used."""
+    out, _ = demo
+    m = pd.read_csv(out / "measures.csv", dtype={"unit_id": str, "period": str, "flags": str})
+    counts = m[m.measure == "count"]
+    by_level = counts.groupby(["level", "period", "category"])["value"].sum().unstack("level")
+    assert set(by_level.columns) == {"h3_9", "neighbourhood", "district", "city"}
+    for level in ("h3_9", "neighbourhood", "district"):
+        assert (by_level[level] == by_level["city"]).all(), level
+    info = json.loads((out / "run.json").read_text())
+    assert by_level.loc[(slice(None), "all"), "city"].sum() == info["sources"]["incidents"]["used"]
+    assert all(r["max_abs_difference"] == 0 for r in info["rollup_check"])
+    # every neighbourhood listed for every year and category, zeros included
+    nb = counts[counts.level == "neighbourhood"]
+    assert len(nb) == 60 * 5 * nb.category.nunique()
+    pop = m[(m.measure == "population") & (m.period == "2019")].groupby("level")["value"].sum()
+    assert pop["city"] == pop["district"] == pop["neighbourhood"]  # the census table rolled up
+    assert abs(pop["h3_9"] - pop["city"]) / pop["city"] < 0.005  # the raster, conserved within 0.5 %
