@@ -35,7 +35,7 @@ def make_points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     30 % uniform over the 30 × 30 km square. Hotspot points falling outside the square are
     redrawn uniformly, so every point lies in the square."""
     rng = np.random.default_rng(seed)
-    n_hot = int(round(0.7 * n))
+    n_hot = round(0.7 * n)
     centres = rng.uniform([X0 + 2000, Y0 + 2000], [X0 + SIZE - 2000, Y0 + SIZE - 2000], (200, 2))
     sd = rng.uniform(100, 600, 200)
     which = rng.integers(0, 200, n_hot)
@@ -156,7 +156,7 @@ def worker(method: str, data: Path, m: int, repeat: int, loop_points: int) -> di
 def _spawn(method, data, m, repeat, loop_points) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, "--data", str(data), "--m", str(m),
            "--repeat", str(repeat), "--loop-points", str(loop_points)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -214,8 +214,8 @@ def main(argv=None) -> None:
                 res[meth]["differ_off_boundary"] = len(diff) - len(on_edge)
             b = res["sjoin"]["run_s"]
             rows.append((f"point→polygon, {m:,} polygons", "gpd.sjoin(within) [baseline]", res["sjoin"], b, ""))
-            for meth, label in (("usm", "usm_geo assign_points (numba, 2 thr)"),
-                                ("usm-1thread", "usm_geo assign_points (numba, 1 thr)")):
+            for meth, label in (("usm", "usm_geo build + assign (numba, 2 thr)"),
+                                ("usm-1thread", "usm_geo build + assign (numba, 1 thr)")):
                 r = res[meth]
                 note = (f"cell {r['cell_size']:g} m, index {r['index_mb']:.0f} MB, jit/cache load "
                         f"{r['jit_s']:.1f} s; results differ at {r['differ']} points, "

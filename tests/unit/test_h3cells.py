@@ -90,7 +90,7 @@ def test_cells_to_str_equals_h3(lonlat):
 def test_parent_cells_equals_h3(lonlat):
     lon, lat = lonlat
     cells = points_to_cells(lon, lat, 9)
-    for res in range(0, 10):
+    for res in range(10):
         expected = np.array([h3.str_to_int(h3.cell_to_parent(h3.int_to_str(int(c)), res)) for c in cells],
                             dtype=np.uint64)
         np.testing.assert_array_equal(parent_cells(cells, res), expected)

@@ -147,7 +147,7 @@ def _default_cell_size(geoms: np.ndarray) -> float:
     size = max(min(by_spacing, by_edges), by_cap)
     # At least 16 cells across (a 1-polygon layer would otherwise get very few).
     size = min(size, max(width, height) / 16)
-    digits = 1 - int(math.floor(math.log10(size)))
+    digits = 1 - math.floor(math.log10(size))
     rounded = math.floor(size * 10**digits) / 10**digits
     return rounded if rounded > 0 else size
 
@@ -190,7 +190,7 @@ class PolygonIndex:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, polygons, cell_size: float | None = None) -> "PolygonIndex":
+    def build(cls, polygons, cell_size: float | None = None) -> PolygonIndex:
         """Index a polygon layer.
 
         Parameters
@@ -216,8 +216,8 @@ class PolygonIndex:
 
         minx, miny, maxx, maxy = shapely.total_bounds(geoms[usable])
         # floor(...) + 1 columns: every x in [minx, maxx) bins inside the grid even after rounding.
-        nx = int(math.floor((maxx - minx) / cell_size)) + 1
-        ny = int(math.floor((maxy - miny) / cell_size)) + 1
+        nx = math.floor((maxx - minx) / cell_size) + 1
+        ny = math.floor((maxy - miny) / cell_size) + 1
         if nx * ny > 2**31 - 2:
             raise BoundaryError(
                 f"cell_size {cell_size:g} m gives a grid of {nx}×{ny} cells over the unit layer",
@@ -284,10 +284,10 @@ class PolygonIndex:
             "empty_cells": int((cell_label == -1).sum()),
             "direct_cells": int((cell_label >= 0).sum()),
             "mixed_cells": int(n_mixed),
-            "candidate_pairs": int(len(cand_poly)),
+            "candidate_pairs": len(cand_poly),
             "index_bytes": int(cell_label.nbytes + block.nbytes),
-            "edges": int(len(x1)),
-            "row_band_edges": int(len(ex1)),
+            "edges": len(x1),
+            "row_band_edges": len(ex1),
             "cell_edges": int((len(block) - n_mixed - 2 * len(cand_poly)) // 5),
         }
         return cls(cell_size=cell_size, n_polygons=n, origin=(minx, miny), shape=(ny, nx),
@@ -295,8 +295,9 @@ class PolygonIndex:
 
     @classmethod
     def _empty(cls, n, cell_size):
-        stats = dict(cells=1, empty_cells=1, direct_cells=0, mixed_cells=0, candidate_pairs=0,
-                     edges=0, row_band_edges=0, cell_edges=0, index_bytes=4)
+        stats = {"cells": 1, "empty_cells": 1, "direct_cells": 0, "mixed_cells": 0,
+                 "candidate_pairs": 0, "edges": 0, "row_band_edges": 0, "cell_edges": 0,
+                 "index_bytes": 4}
         return cls(cell_size=cell_size, n_polygons=n, origin=(0.0, 0.0), shape=(1, 1),
                    cell_label=np.full(1, -1, np.int32), block=np.zeros(0, np.float64), stats=stats)
 
@@ -479,8 +480,8 @@ def _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, out, c
         ax, ay, bx, by = x1[e], y1[e], x2[e], y2[e]
         ylo = min(ay, by)
         yhi = max(ay, by)
-        r_lo = max(0, int(math.floor((ylo - pad - y0) / cs)))
-        r_hi = min(ny - 1, int(math.floor((yhi + pad - y0) / cs)))
+        r_lo = max(0, math.floor((ylo - pad - y0) / cs))
+        r_hi = min(ny - 1, math.floor((yhi + pad - y0) / cs))
         for r in range(r_lo, r_hi + 1):
             # Part of the segment inside the (padded) row band → its x-range.
             if ay == by:
@@ -493,8 +494,8 @@ def _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, out, c
                 xb = ax + (b1 - ay) * (bx - ax) / (by - ay)
                 if xa > xb:
                     xa, xb = xb, xa
-            c_lo = max(0, int(math.floor((xa - pad - x0) / cs)))
-            c_hi = min(nx - 1, int(math.floor((xb + pad - x0) / cs)))
+            c_lo = max(0, math.floor((xa - pad - x0) / cs))
+            c_hi = min(nx - 1, math.floor((xb + pad - x0) / cs))
             for c in range(c_lo, c_hi + 1):
                 if write:
                     out[k] = (r * nx + c) * n_polys + poly[e]
@@ -532,8 +533,8 @@ def _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, x0, y0, cs, n
         for j in range(m % 2, m - 1, 2):
             lo = srt[j]
             hi = srt[j + 1]
-            c_lo = max(0, int(math.ceil((lo - x0) / cs - 0.5)))
-            c_hi = min(nx - 1, int(math.ceil((hi - x0) / cs - 0.5)) - 1)
+            c_lo = max(0, math.ceil((lo - x0) / cs - 0.5))
+            c_hi = min(nx - 1, math.ceil((hi - x0) / cs - 0.5) - 1)
             for c in range(c_lo, c_hi + 1):
                 cell = row * nx + c
                 if mixed[cell]:

@@ -23,7 +23,7 @@ import shapely
 
 from usm_geo.errors import CoordinateError
 
-__all__ = ["points_to_cells", "cells_to_str", "polygon_to_cells", "cell_polygons", "parent_cells"]
+__all__ = ["cell_polygons", "cells_to_str", "parent_cells", "points_to_cells", "polygon_to_cells"]
 
 # Points per h3ronpy call when indexing in threads (h3ronpy releases the GIL).
 _CHUNK = 500_000

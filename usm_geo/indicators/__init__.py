@@ -1,0 +1,1 @@
+"""Indicators: registry, rates, survey shares, smoothing, concentration, harm, progress."""
