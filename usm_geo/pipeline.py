@@ -29,6 +29,9 @@ from usm_geo.intake.boundaries import check_parents, read_boundary_level
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
+from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, smoothed_rows, wide
+from usm_geo.indicators.registry import load_settings, map_categories
+from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
 from usm_geo.measures import check_rollups, count_measures, sort_measures
@@ -77,6 +80,7 @@ class Intake:
     incidents: pd.DataFrame | None
     survey: pd.DataFrame | None
     ledger: Ledger
+    perception: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -130,8 +134,12 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     if study.survey is not None:
         with stages("survey"):
             survey = read_point_records(study.survey, ledger, ctx, survey=True)
+    perception = None
+    if study.perception is not None:
+        with stages("perception"):
+            perception = read_perception(study.perception, ledger, levels[study.perception.unit_level])
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
-                  survey=survey, ledger=ledger, timings=stages.timings)
+                  survey=survey, ledger=ledger, perception=perception, timings=stages.timings)
 
 
 @dataclass
@@ -233,6 +241,41 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
         return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
 
 
+@dataclass
+class Indicators:
+    rows: pd.DataFrame  # measures-table rows, measure = indicator id
+    wide: pd.DataFrame  # indicators.csv
+    skipped: dict[str, str]  # indicator → why it was not computed
+    unmapped_categories: list[str]
+
+
+def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Indicators:
+    """Rates with intervals and smoothed rates, survey shares and perception scores at every level."""
+    stages = stages or Stages()
+    study = intake.study
+    with stages("indicators"):
+        settings = load_settings(study.indicators, study.path)
+        frames, skipped, unmapped = [], {}, []
+        if intake.incidents is not None:
+            labels = sorted(set(intake.incidents["category"]))
+            codes, unmapped = map_categories(np.asarray(labels, dtype=object), settings.categories)
+            iccs = {lab: code for lab, code in zip(labels, codes) if code is not None}
+            if unmapped:
+                intake.ledger.note("incidents", "unmapped_category",
+                                   "no ICCS section for: " + ", ".join(unmapped) + " (add them to the category table)")
+            rows, skipped = rate_rows(measures, settings, iccs, study.incidents.records)
+            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units))]
+        else:
+            skipped.update({i: "no incidents in the study" for i, d in settings.indicators.items() if d.kind == "rate"})
+        if intake.perception is not None:
+            frames.append(perception_rows(intake.perception, study.perception.unit_level, study.perception.scores))
+        rows = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=MEASURE_COLUMNS)
+        names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in located.units.levels.items()}
+        ids = list(dict.fromkeys(rows["measure"])) if len(rows) else []
+        table = wide(rows, names, ids)
+    return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -289,14 +332,19 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     located = run_units(intake, stages)
     pop = run_population(intake, located, stages)
     measures = run_measures(intake, located, pop, stages)
+    indicators = run_indicators(intake, located, measures, stages)
+    measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         write_csv(folder / "measures.csv", measures)
+        write_csv(folder / "indicators.csv", indicators.wide)
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
     info["units"] = {name: len(layer) for name, layer in located.units.levels.items()}
     info["rollup_check"] = check_rollups(measures, located.units)
+    info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
+                          "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     write_json(folder / "run.json", info)
     info["_intake"] = intake
     return info

@@ -71,6 +71,7 @@ class RecordSource:
     strata: str | None = None
     psu: str | None = None
     questions: tuple[Question, ...] = ()
+    records: str = "police"  # incidents: "police" or "health" records (their series are kept apart)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,21 @@ class PopulationSource:
     column: str = "population"
     sheet: str | None = None
     raster: Path | None = None
+
+
+@dataclass(frozen=True)
+class PerceptionSource:
+    """Perception as an area table: one score per unit and period, no respondents (e.g. Chicago's
+    police-sentiment survey averages). Shown as it is, flagged ``no_sample_size``, no interval."""
+
+    path: Path
+    unit: str
+    unit_level: str
+    scores: tuple[str, ...]
+    period: str | None = None
+    match: str = "id"  # "id" or "name": match the unit column to unit ids or to unit names
+    sheet: str | None = None
+    lower_is_better: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,7 @@ class Study:
     intervention: Intervention | None
     outputs: Outputs
     indicators: dict[str, Any] = field(default_factory=dict)
+    perception: PerceptionSource | None = None
 
     def input_paths(self) -> dict[str, Path]:
         """Every input file named by the study, keyed by a readable name (for hashing)."""
@@ -161,6 +178,8 @@ class Study:
                 out["population"] = self.population.path
             if self.population.raster is not None:
                 out["population.raster"] = self.population.raster
+        if self.perception is not None:
+            out["perception"] = self.perception.path
         if self.units.study_area is not None:
             out["units.study_area"] = self.units.study_area
         if self.intervention is not None:
@@ -300,6 +319,8 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
         delimiter=r.take("delimiter", str, None),
         encoding=r.take("encoding", str, None),
     )
+    if not survey:
+        src["records"] = r.take("records", str, "police", ("police", "health"))
     if src["delimiter"] is not None and len(src["delimiter"]) != 1:
         raise r.error(f"{key}.delimiter", f"must be one character, not {src['delimiter']!r}", 'e.g. delimiter = ";" or delimiter = "\\t"')
     if (src["lon"] is None) != (src["lat"] is None):
@@ -385,6 +406,20 @@ def _population(table, file: Path) -> PopulationSource:
     if pop.path is not None and (pop.level is None or pop.id is None):
         raise r.error("inputs.population.level/id", "must name the level and id column the table is keyed by", 'e.g. level = "neighbourhood", id = "nbhd_id"')
     return pop
+
+
+def _perception(table, file: Path) -> PerceptionSource:
+    r = _Reader(table, "inputs.perception", file)
+    scores = r.take("scores", list)
+    if not scores or not all(isinstance(c, str) for c in scores):
+        raise r.error("inputs.perception.scores", "must be a non-empty list of column names", 'e.g. scores = ["safety"]')
+    p = PerceptionSource(
+        path=r.path("path"), unit=r.take("unit", str), unit_level=r.take("unit_level", str), scores=tuple(scores),
+        period=r.take("period", str, None), match=r.take("match", str, "id", ("id", "name")),
+        sheet=r.take("sheet", str, None), lower_is_better=r.take("lower_is_better", bool, False),
+    )
+    r.done()
+    return p
 
 
 def _periods(table, file: Path) -> Periods:
@@ -496,6 +531,7 @@ def load_study(path: str | Path) -> Study:
     srv = inputs.take("survey", dict, None)
     bnd = inputs.take("boundaries", list, [])
     pop = inputs.take("population", dict, None)
+    per = inputs.take("perception", dict, None)
     inputs.done()
     incidents = _record_source(inc, "inputs.incidents", file, survey=False) if inc is not None else None
     survey = _record_source(srv, "inputs.survey", file, survey=True) if srv is not None else None
@@ -503,7 +539,10 @@ def load_study(path: str | Path) -> Study:
         raise StudyError("'inputs' has neither incidents nor survey", where=file, fix="add [inputs.incidents] with path = \"...\"")
     boundaries = _boundaries(bnd, file)
     population = _population(pop, file) if pop is not None else None
+    perception = _perception(per, file) if per is not None else None
     level_names = [b.level for b in boundaries]
+    if perception is not None and perception.unit_level not in level_names:
+        raise StudyError(f"'inputs.perception.unit_level' is '{perception.unit_level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
     if population is not None and population.level is not None and population.level not in level_names:
         raise StudyError(f"'inputs.population.level' is '{population.level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
     if survey is not None and survey.unit_level is not None and survey.unit_level not in level_names:
@@ -533,4 +572,5 @@ def load_study(path: str | Path) -> Study:
         intervention=intervention,
         outputs=outputs,
         indicators=indicators,
+        perception=perception,
     )

@@ -1,0 +1,148 @@
+"""From the measures table (and survey responses) to indicator rows at every level.
+
+Indicator rows use the measures-table columns; ``measure`` is the indicator id:
+
+* rates: ``numerator`` = incidents of the indicator's ICCS sections (or of each local category and
+  ``all`` for ``categories = ["*"]``), ``denominator`` = population, ``value`` per ``per`` residents
+  with the exact Poisson (Garwood) interval. Every level is computed from its own sums, so a
+  district's rate is Σcounts / Σpopulation, never an average of neighbourhood rates.
+  ``<id>_eb`` and ``<id>_seb``: global and spatial empirical Bayes smoothed rates beside the raw
+  ones (polygon levels; flag ``smoothed``).
+* shares: weighted survey proportions with design-based intervals (see ``survey.py``).
+* perception scores from an area table: ``value`` as given, flag ``no_sample_size``, no interval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from usm_geo.indicators import rates, smoothing
+from usm_geo.indicators.registry import Indicator, IndicatorSettings
+from usm_geo.measures import COLUMNS
+
+KEY = ["level", "unit_id", "period"]
+
+
+def _flags(*parts) -> np.ndarray:
+    """Join ';'-separated flag columns element-wise, dropping empty parts (vectorised)."""
+    joined = pd.Series([""] * len(parts[0]), dtype=object)
+    for p in parts:
+        joined = joined + ";" + pd.Series(np.asarray(p, dtype=object)).fillna("").astype(str).to_numpy()
+    return joined.str.replace(r";{2,}", ";", regex=True).str.strip(";").to_numpy(dtype=object)
+
+
+def _rate_frame(counts: pd.DataFrame, population: pd.DataFrame, ind: Indicator, category: str,
+                settings: IndicatorSettings) -> pd.DataFrame:
+    """counts: KEY + numerator (n); population: KEY + population value and flags."""
+    m = counts.merge(population, on=KEY, how="left")
+    r = rates.rate(m["numerator"].to_numpy(float), m["population"].to_numpy(float), per=ind.per,
+                   small_count=settings.small_count)
+    return pd.DataFrame({
+        "level": m["level"], "unit_id": m["unit_id"], "period": m["period"], "category": category,
+        "measure": ind.id, "numerator": m["numerator"].to_numpy(float), "denominator": m["population"].to_numpy(float),
+        "value": r["value"].to_numpy(), "lower": r["lower"].to_numpy(), "upper": r["upper"].to_numpy(),
+        "n": m["numerator"].to_numpy(float).astype(np.int64), "flags": _flags(r["flags"], m["pop_flags"].fillna("")),
+    })
+
+
+def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[str, str], source: str = "police"
+              ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rate indicators at every level and period. Returns (rows, {indicator: why not computed})."""
+    counts = measures[measures["measure"] == "count"]
+    pop = measures[(measures["measure"] == "population")][KEY + ["value", "flags"]].rename(
+        columns={"value": "population", "flags": "pop_flags"})
+    skipped: dict[str, str] = {}
+    if pop.empty:
+        return pd.DataFrame(columns=COLUMNS), {i: "no population denominators in the study" for i, d in
+                                               settings.indicators.items() if d.kind == "rate"}
+    frames = []
+    for ind in settings.indicators.values():
+        if ind.kind != "rate":
+            continue
+        if ind.source != source:
+            skipped[ind.id] = f"needs {ind.source} records; the incidents are {source} records"
+            continue
+        if ind.categories == ("*",):
+            for category, sub in counts.groupby("category", sort=True):
+                frames.append(_rate_frame(sub[KEY + ["numerator"]], pop, ind, category, settings))
+            continue
+        labels = sorted(c for c, code in iccs.items() if code in ind.categories)
+        if not labels:
+            skipped[ind.id] = f"no incident category maps to ICCS {', '.join(ind.categories)}"
+            continue
+        sub = counts[counts["category"].isin(labels)].groupby(KEY, sort=False, as_index=False)["numerator"].sum()
+        frames.append(_rate_frame(sub, pop, ind, "all", settings))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return rows, skipped
+
+
+def smoothed_rows(rate_rows_: pd.DataFrame, units, weights: dict[str, object]) -> pd.DataFrame:
+    """Global (``<id>_eb``) and spatial (``<id>_seb``) EB smoothed rates per polygon level, period,
+    indicator and category; intervals are not given for smoothed values."""
+    frames = []
+    per_of = {}
+    for (level, ind_id, category, period), sub in rate_rows_.groupby(["level", "measure", "category", "period"], sort=True):
+        if units.kinds.get(level) != "polygon" or len(sub) < 3:
+            continue
+        sub = sub.set_index("unit_id").reindex(units.levels[level]["unit_id"]).reset_index()
+        count, pop = sub["numerator"].to_numpy(float), sub["denominator"].to_numpy(float)
+        per = per_of.setdefault(ind_id, float(np.nanmax(sub["value"] / (count / pop))) if np.any(count > 0) else 1.0)
+        variants = [("_eb", smoothing.eb_global(count, pop, per=per))]
+        if level in weights:
+            variants.append(("_seb", smoothing.eb_spatial(count, pop, weights[level], per=per)))
+        for suffix, sm in variants:
+            frames.append(pd.DataFrame({
+                "level": level, "unit_id": sub["unit_id"], "period": period, "category": category,
+                "measure": ind_id + suffix, "numerator": count, "denominator": pop, "value": sm["value"].to_numpy(),
+                "lower": np.nan, "upper": np.nan, "n": np.nan_to_num(count).astype(np.int64),
+                "flags": _flags(np.full(len(sub), "smoothed", dtype=object), sm["flags"]),
+            }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def contiguity(units) -> dict[str, object]:
+    """Queen contiguity (scipy CSR, binary) of every polygon level with at least 3 units."""
+    from libpysal.weights import Queen
+
+    out = {}
+    for level, layer in units.levels.items():
+        if units.kinds[level] == "polygon" and len(layer) >= 3:
+            out[level] = Queen.from_dataframe(layer, use_index=False, silence_warnings=True).sparse
+    return out
+
+
+def perception_rows(table: pd.DataFrame, level: str, scores) -> pd.DataFrame:
+    """Area-table perception scores as measures rows: value as given, no interval, ``no_sample_size``."""
+    frames = []
+    for name in scores:
+        frames.append(pd.DataFrame({
+            "level": level, "unit_id": table["unit_id"], "period": table["period"], "category": "all",
+            "measure": name, "numerator": np.nan, "denominator": np.nan, "value": table[name].to_numpy(float),
+            "lower": np.nan, "upper": np.nan, "n": 0,
+            "flags": np.where(np.isnan(table[name].to_numpy(float)), "no_sample_size;missing", "no_sample_size"),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def wide(measures: pd.DataFrame, names: dict[str, dict[str, str]], ids: list[str]) -> pd.DataFrame:
+    """``indicators.csv``: one row per level × unit × period (category ``all``), with
+    ``<id>, <id>_lower, <id>_upper, <id>_n, <id>_flags`` for every indicator id in ``ids``."""
+    sub = measures[(measures["category"] == "all") & measures["measure"].isin(ids)]
+    if sub.empty:
+        return pd.DataFrame(columns=["level", "unit_id", "name", "period"])
+    piv = sub.pivot_table(index=KEY, columns="measure", values=["value", "lower", "upper", "n", "flags"],
+                          aggfunc="first", dropna=False, sort=False)
+    out = pd.DataFrame(index=piv.index)
+    for i in ids:
+        if ("value", i) not in piv.columns:
+            continue
+        out[i] = piv[("value", i)]
+        out[f"{i}_lower"] = piv[("lower", i)]
+        out[f"{i}_upper"] = piv[("upper", i)]
+        out[f"{i}_n"] = piv[("n", i)]
+        out[f"{i}_flags"] = piv[("flags", i)].fillna("")
+    out = out.reset_index()
+    out.insert(2, "name", [names.get(lv, {}).get(u, u) for lv, u in zip(out["level"], out["unit_id"])])
+    order = {lv: k for k, lv in enumerate(dict.fromkeys(measures["level"]))}
+    return out.assign(_k=out["level"].map(order)).sort_values(["_k", "unit_id", "period"], kind="stable").drop(columns="_k").reset_index(drop=True)
