@@ -73,7 +73,7 @@ def count_measures(assignment: pd.DataFrame, units: UnitSet, *, period: np.ndarr
 
 def sort_measures(frame: pd.DataFrame) -> pd.DataFrame:
     """Deterministic order: level as listed, then unit, period, category, measure."""
-    level_order = {name: i for i, name in enumerate(dict.fromkeys(frame["level"]))}
+    level_order = {name: i for i, name in enumerate(pd.unique(frame["level"]))}
     key = frame["level"].map(level_order)
     return (frame.assign(_k=key).sort_values(["_k", "unit_id", "period", "category", "measure"], kind="stable")
             .drop(columns="_k").reset_index(drop=True)[COLUMNS])

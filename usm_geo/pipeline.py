@@ -29,7 +29,7 @@ from usm_geo.intake.boundaries import check_parents, read_boundary_level
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
-from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, smoothed_rows, wide
+from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows, wide
 from usm_geo.indicators.registry import load_settings, map_categories
 from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_point_records
@@ -267,6 +267,13 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
             frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units))]
         else:
             skipped.update({i: "no incidents in the study" for i, d in settings.indicators.items() if d.kind == "rate"})
+        if intake.survey is not None:
+            rows, why = share_rows(intake.survey, located.survey, located.units, settings, study.periods.frequency,
+                                   {q.id for q in study.survey.questions})
+            frames.append(rows)
+            skipped.update(why)
+        else:
+            skipped.update({i: "no survey in the study" for i, d in settings.indicators.items() if d.kind == "share"})
         if intake.perception is not None:
             frames.append(perception_rows(intake.perception, study.perception.unit_level, study.perception.scores))
         rows = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=MEASURE_COLUMNS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from usm_geo.cli import main
@@ -23,14 +22,6 @@ EXPECTED = {
     "negative_weight": ("dropped", "invalid_weight"),
     "unknown_answer": ("changed", "unknown_answer"),
 }
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo-out"
-    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out, result.output
 
 
 def test_demo_writes_inputs_and_outputs(demo):

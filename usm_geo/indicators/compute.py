@@ -24,12 +24,14 @@ from usm_geo.measures import COLUMNS
 KEY = ["level", "unit_id", "period"]
 
 
-def _flags(*parts) -> np.ndarray:
-    """Join ';'-separated flag columns element-wise, dropping empty parts (vectorised)."""
-    joined = pd.Series([""] * len(parts[0]), dtype=object)
+def _flags(*parts):
+    """Join ';'-separated flag columns element-wise, dropping empty parts (vectorised; returns a
+    pandas string array, which avoids a slow per-element conversion to Python objects)."""
+    joined = None
     for p in parts:
-        joined = joined + ";" + pd.Series(np.asarray(p, dtype=object)).fillna("").astype(str).to_numpy()
-    return joined.str.replace(r";{2,}", ";", regex=True).str.strip(";").to_numpy(dtype=object)
+        col = pd.Series(p).reset_index(drop=True).fillna("").astype(str)
+        joined = col if joined is None else joined + ";" + col
+    return joined.str.replace(r";{2,}", ";", regex=True).str.strip(";").array
 
 
 def _rate_frame(counts: pd.DataFrame, population: pd.DataFrame, ind: Indicator, category: str,
@@ -131,8 +133,7 @@ def wide(measures: pd.DataFrame, names: dict[str, dict[str, str]], ids: list[str
     sub = measures[(measures["category"] == "all") & measures["measure"].isin(ids)]
     if sub.empty:
         return pd.DataFrame(columns=["level", "unit_id", "name", "period"])
-    piv = sub.pivot_table(index=KEY, columns="measure", values=["value", "lower", "upper", "n", "flags"],
-                          aggfunc="first", dropna=False, sort=False)
+    piv = sub.set_index(KEY + ["measure"])[["value", "lower", "upper", "n", "flags"]].unstack("measure")
     out = pd.DataFrame(index=piv.index)
     for i in ids:
         if ("value", i) not in piv.columns:
@@ -144,5 +145,59 @@ def wide(measures: pd.DataFrame, names: dict[str, dict[str, str]], ids: list[str
         out[f"{i}_flags"] = piv[("flags", i)].fillna("")
     out = out.reset_index()
     out.insert(2, "name", [names.get(lv, {}).get(u, u) for lv, u in zip(out["level"], out["unit_id"])])
-    order = {lv: k for k, lv in enumerate(dict.fromkeys(measures["level"]))}
+    order = {lv: k for k, lv in enumerate(pd.unique(measures["level"]))}
     return out.assign(_k=out["level"].map(order)).sort_values(["_k", "unit_id", "period"], kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+def share_rows(survey: pd.DataFrame, located: pd.DataFrame, units, settings: IndicatorSettings, frequency: str,
+               questions: set[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Survey share indicators per level × unit × period (domain estimation on the full design).
+
+    Periods are the study's periods holding at least one interview (survey waves); every unit of a
+    polygon level is listed for each of them, with ``no_respondents`` where nobody answered.
+    """
+    from usm_geo.indicators.survey import answer_share
+    from usm_geo.periods import labels as period_labels
+
+    skipped: dict[str, str] = {}
+    if "occurred_at" in survey:
+        period = period_labels(survey["occurred_at"].to_numpy(), frequency)
+    else:
+        period = np.full(len(survey), "all", dtype=object)
+    strata = survey["stratum"].to_numpy(dtype=object) if "stratum" in survey else None
+    psu = survey["psu"].to_numpy(dtype=object) if "psu" in survey else None
+    weight = survey["weight"].to_numpy(float)
+    waves = sorted(set(period))
+    frames = []
+    for ind in settings.indicators.values():
+        if ind.kind != "share":
+            continue
+        if ind.question not in questions:
+            skipped[ind.id] = f"the survey has no question '{ind.question}'"
+            continue
+        exclude = set(ind.exclude)
+        if ind.never_go_out and ind.never_go_out_rule == "exclude":
+            exclude.add(ind.never_go_out)
+        answers = survey[ind.question].to_numpy(dtype=object)
+        for level in units.names:
+            unit = located[level].to_numpy(dtype=object)
+            if pd.isna(unit).all():
+                continue
+            domain = np.where(pd.isna(unit), None, pd.Series(unit, dtype=object).astype(str) + "\x1f" + period)
+            est = answer_share(answers, weight, set(ind.yes), exclude_labels=exclude, domain=domain, strata=strata,
+                               psu=psu, min_n=settings.min_n, min_eff_n=settings.min_eff_n, lonely_psu="adjust")
+            est = est[est["domain"].notna()]
+            parts = est["domain"].astype(str).str.split("\x1f", n=1, expand=True)
+            est = est.assign(unit_id=parts[0].to_numpy(), period=parts[1].to_numpy())
+            full = pd.MultiIndex.from_product([units.levels[level]["unit_id"], waves], names=["unit_id", "period"])
+            est = est.set_index(["unit_id", "period"]).reindex(full).reset_index()
+            empty = est["n"].isna().to_numpy()
+            flags = np.where(empty, "no_respondents", est["flags"].fillna("").to_numpy(dtype=object))
+            frames.append(pd.DataFrame({
+                "level": level, "unit_id": est["unit_id"], "period": est["period"], "category": "all",
+                "measure": ind.id, "numerator": est["numerator"].to_numpy(float), "denominator": est["denominator"].to_numpy(float),
+                "value": est["value"].to_numpy(float), "lower": est["lower"].to_numpy(float), "upper": est["upper"].to_numpy(float),
+                "n": est["n"].fillna(0).to_numpy().astype(np.int64), "flags": flags,
+            }))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return rows, skipped
