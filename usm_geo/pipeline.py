@@ -31,6 +31,7 @@ from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows, wide
 from usm_geo.indicators.registry import load_settings, map_categories
+from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
@@ -137,7 +138,7 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     perception = None
     if study.perception is not None:
         with stages("perception"):
-            perception = read_perception(study.perception, ledger, levels[study.perception.unit_level])
+            perception = read_perception(study.perception, ledger, levels[study.perception.unit_level], study.periods)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, timings=stages.timings)
 
@@ -247,6 +248,7 @@ class Indicators:
     wide: pd.DataFrame  # indicators.csv
     skipped: dict[str, str]  # indicator → why it was not computed
     unmapped_categories: list[str]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # progress, concentration, gap
 
 
 def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Indicators:
@@ -278,9 +280,17 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
             frames.append(perception_rows(intake.perception, study.perception.unit_level, study.perception.scores))
         rows = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=MEASURE_COLUMNS)
         names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in located.units.levels.items()}
-        ids = list(dict.fromkeys(rows["measure"])) if len(rows) else []
+        ids = list(pd.unique(rows["measure"])) if len(rows) else []
         table = wide(rows, names, ids)
-    return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped)
+        both = pd.concat([measures, rows], ignore_index=True)
+        tables = {"progress": progress_table(both, settings, study.periods.baseline, study.periods.current),
+                  "concentration": concentration_table(measures, located.units)}
+        perceived = [(i, False) for i in ("safe_after_dark_share",) if i in ids]
+        if intake.perception is not None:
+            perceived += [(sc, study.perception.lower_is_better) for sc in study.perception.scores]
+        if perceived and "incident_rate" in ids:
+            tables["gap"] = gap_table(both, "incident_rate", *perceived[0])
+    return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped, tables=tables)
 
 
 def _sha256(path: Path) -> str:
@@ -344,6 +354,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     with stages("write"):
         write_csv(folder / "measures.csv", measures)
         write_csv(folder / "indicators.csv", indicators.wide)
+        for name, frame in indicators.tables.items():
+            write_csv(folder / f"{name}.csv", frame)
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)

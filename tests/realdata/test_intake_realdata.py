@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import need_shared
+from shared_data import need_shared
 from usm_geo.pipeline import run_intake
 from usm_geo.study import load_study
 

@@ -12,7 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import need_shared
+from shared_data import need_shared
 
 from usm_geo.intake.ledger import Ledger
 from usm_geo.population import from_table

@@ -7,11 +7,10 @@ import datetime as dt
 
 import geopandas as gpd
 import h3
-import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import need_shared
+from shared_data import need_shared
 from usm_geo.pipeline import aggregate_points
 
 

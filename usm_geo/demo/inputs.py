@@ -108,6 +108,10 @@ layer = "treated"
 start = "{INTERVENTION_START.astype('datetime64[D]')}"
 buffer = {int(BUFFER)}
 
+[indicators.targets.violent_crime_rate]
+year = 2030
+change = -0.5
+
 [outputs]
 profile = "internal"
 suppression_threshold = 5

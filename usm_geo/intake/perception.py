@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from usm_geo.errors import UsmGeoError
 from usm_geo.intake import columns as cols
 from usm_geo.intake.files import read_records
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import normalise_ids
+from usm_geo.periods import period_bounds
 from usm_geo.study import PerceptionSource
 
 SOURCE = "perception"
@@ -25,10 +27,12 @@ def _fold(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip().str.casefold().str.replace(r"\s+", " ", regex=True)
 
 
-def read_perception(src: PerceptionSource, ledger: Ledger, layer) -> pd.DataFrame:
+def read_perception(src: PerceptionSource, ledger: Ledger, layer, periods=None) -> pd.DataFrame:
     """Rows ``unit_id, period, <score columns>`` (floats; NaN where a score is missing).
 
-    ``period`` is the period column as text (``2017``), or ``""`` when the table has none.
+    ``period`` is the period column as text (``2017``), or ``""`` when the table has none. With the
+    study's ``periods`` (start/end), rows whose period lies wholly outside them go to the ledger
+    as ``outside_study_period``; a label that is not a period (``spring``) as ``unparseable_period``.
     """
     raw = read_records(src.path, SOURCE, ledger, layer=src.sheet)
     ledger.open_source(SOURCE, src.path, raw.read)
@@ -53,6 +57,20 @@ def read_perception(src: PerceptionSource, ledger: Ledger, layer) -> pd.DataFram
         out["period"] = normalise_ids(frame[pcol]).to_numpy(dtype=object)
     else:
         out["period"] = ""
+    if src.period is not None and periods is not None and periods.start is not None and periods.end is not None:
+        first, last = [], []
+        for label in out["period"]:
+            try:
+                w = period_bounds(str(label))
+                first.append(w.start), last.append(w.end)
+            except UsmGeoError:
+                first.append(None), last.append(None)
+        bad = keep & np.array([f is None for f in first])
+        ledger.add(SOURCE, rows[bad], "dropped", "unparseable_period", "the period is not a year, quarter, month or window")
+        keep &= ~bad
+        outside = keep & np.array([f is not None and (la < periods.start or f > periods.end) for f, la in zip(first, last)])
+        ledger.add(SOURCE, rows[outside], "dropped", "outside_study_period", f"outside {periods.start}…{periods.end}")
+        keep &= ~outside
     scores = []
     for name in src.scores:
         c = cols.resolve(frame.columns, name, "score", src.path, "inputs.perception.scores")
