@@ -236,10 +236,28 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
             return pd.DataFrame(columns=MEASURE_COLUMNS)
         periods = study_periods(intake.study, inc["occurred_at"])
         labels = period_labels(inc["occurred_at"].to_numpy(), intake.study.periods.frequency)
-        weight = inc["weight"].to_numpy() if "weight" in inc else None
+        weight = _harm_weights(intake)
         counts = count_measures(located.incidents, located.units, period=labels, periods=periods,
                                 category=inc["category"].to_numpy(dtype=object), weight=weight)
         return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
+
+
+def _harm_weights(intake: Intake) -> np.ndarray | None:
+    """Harm weight per incident: the study's harm table by category (``indicators.harm``), else the
+    incidents' own ``weight`` column, else None. Categories the table does not weigh count 0 and
+    are named in a ledger note (harm is then a lower bound for them)."""
+    inc = intake.incidents
+    harm_path = (intake.study.indicators or {}).get("harm")
+    if harm_path:
+        from usm_geo.indicators.registry import harm_weights, read_label_table
+
+        table = read_label_table(intake.study.path.parent / harm_path, "harm_days", intake.study.path)
+        table["harm"] = pd.to_numeric(table["harm_days"], errors="coerce")
+        w, missing = harm_weights(inc["category"].to_numpy(dtype=object), table)
+        if missing:
+            intake.ledger.note("incidents", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
+        return np.nan_to_num(w, nan=0.0)
+    return inc["weight"].to_numpy() if "weight" in inc else None
 
 
 @dataclass
