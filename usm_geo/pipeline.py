@@ -193,11 +193,38 @@ def run_population(intake: Intake, located: Located, stages: Stages | None = Non
                 if units.nested.get((spec.level, coarse)):
                     cw = units.parents(spec.level, coarse)
                     out[coarse] = population.roll_up(out[spec.level], pd.DataFrame({"unit_id": cw.index, "parent_id": cw.to_numpy()}))
+        others = [lv for lv in units.levels if lv not in out]
+        if others and (spec.points is not None or spec.areas is not None):
+            src = _population_layer(spec.points or spec.areas, spec.value, units.crs)
+            for level in others:
+                layer = units.levels[level]
+                if spec.points is not None:
+                    g = src.geometry
+                    out[level] = population.from_points(g.x.to_numpy(), g.y.to_numpy(), src[spec.value].to_numpy(float), layer)
+                else:
+                    out[level] = population.from_areas(src, spec.value, layer)
         if spec.raster is not None:
             for level, layer in units.levels.items():
                 if level not in out:
                     out[level] = population.from_raster(spec.raster, layer)
     return out
+
+
+def _population_layer(path: Path, column: str, crs) -> gpd.GeoDataFrame:
+    """Population points or areas in the working CRS with a numeric ``column`` (clear errors otherwise)."""
+    raw = read_spatial(path, fmt=detect_format(path))
+    if raw.crs is None:
+        raise CRSError("the population layer has no CRS", where=path, fix="add a .prj file or use a GeoPackage")
+    frame = raw.frame
+    if column not in frame:
+        raise UsmGeoError(f"the population layer has no column '{column}'", where=path,
+                          fix=f"set inputs.population.value to one of: {', '.join(c for c in frame.columns if c != 'geometry')}")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    if values.isna().any() or (values < 0).any():
+        row = int(np.flatnonzero(values.isna().to_numpy() | (values < 0).to_numpy())[0]) + 1
+        raise UsmGeoError(f"population '{frame[column].iloc[row - 1]}' is not a number ≥ 0", where=f"{path}:{row}, column '{column}'",
+                          fix="fix or remove the feature")
+    return gpd.GeoDataFrame({column: values.to_numpy(float)}, geometry=frame.geometry.to_numpy(), crs=raw.crs).to_crs(crs)
 
 
 def population_measures(pop: dict[str, pd.DataFrame], periods: list[str]) -> pd.DataFrame:

@@ -95,6 +95,9 @@ class PopulationSource:
     column: str = "population"
     sheet: str | None = None
     raster: Path | None = None
+    points: Path | None = None  # population points (e.g. census block centroids), any CRS
+    areas: Path | None = None  # polygons of another geography with a population count
+    value: str = "population"  # the count column of points or areas
 
 
 @dataclass(frozen=True)
@@ -176,8 +179,9 @@ class Study:
         if self.population is not None:
             if self.population.path is not None:
                 out["population"] = self.population.path
-            if self.population.raster is not None:
-                out["population.raster"] = self.population.raster
+            for key in ("raster", "points", "areas"):
+                if getattr(self.population, key) is not None:
+                    out[f"population.{key}"] = getattr(self.population, key)
         if self.perception is not None:
             out["perception"] = self.perception.path
         if self.units.study_area is not None:
@@ -399,10 +403,14 @@ def _population(table, file: Path) -> PopulationSource:
         column=r.take("column", str, "population"),
         sheet=r.take("sheet", str, None),
         raster=r.path("raster", required=False),
+        points=r.path("points", required=False),
+        areas=r.path("areas", required=False),
+        value=r.take("value", str, "population"),
     )
     r.done()
-    if pop.path is None and pop.raster is None:
-        raise r.error("inputs.population", "needs a table (path) or a raster", 'add path = "population.csv" with level and id, or raster = "population.tif"')
+    if pop.path is None and pop.raster is None and pop.points is None and pop.areas is None:
+        raise r.error("inputs.population", "needs a table (path), points, areas or a raster",
+                      'add path = "population.csv" with level and id, or points/areas/raster = "..."')
     if pop.path is not None and (pop.level is None or pop.id is None):
         raise r.error("inputs.population.level/id", "must name the level and id column the table is keyed by", 'e.g. level = "neighbourhood", id = "nbhd_id"')
     return pop
