@@ -39,6 +39,7 @@ from usm_geo.measures import check_rollups, count_measures, sort_measures
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
+from usm_geo.units.assign import PolygonIndex
 from usm_geo.units.hierarchy import UnitSet, build_units, h3_level
 from usm_geo.units.locate import locate_by_unit, locate_points, point_cells
 
@@ -127,7 +128,11 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         check_parents(levels, study.boundaries)
         area = _study_area(study, levels, crs) if crs is not None else None
     unit_ids = {name: set(layer["unit_id"]) for name, layer in levels.items()}
-    ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, periods=study.periods, now=now, unit_ids=unit_ids)
+    index = None
+    if levels and study.units.study_area is None:
+        index = PolygonIndex.build(next(iter(levels.values())).geometry.to_numpy())
+    ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, study_index=index, periods=study.periods,
+                  now=now, unit_ids=unit_ids)
     incidents = survey = None
     if study.incidents is not None:
         with stages("incidents"):
@@ -500,7 +505,8 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
         shapely.prepare(area)
     src = RecordSource(name="points", path=Path(points).resolve(), lon=lon, lat=lat, x=x, y=y, crs=crs,
                        datetime=time, category=category)
-    ctx = Context(working_crs=work, timezone=timezone, study_area=area, now=now)
+    index = PolygonIndex.build(levels["area"].geometry.to_numpy()) if levels else None
+    ctx = Context(working_crs=work, timezone=timezone, study_area=area, study_index=index, now=now)
     records = read_point_records(src, ledger, ctx, detect=False)
     cells = point_cells(records["lon"], records["lat"], [res]) if res is not None else {}
     unitset = build_units(levels, study_area=area, crs=ctx.working_crs, h3_resolutions=[res] if res is not None else (),

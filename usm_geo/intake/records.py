@@ -44,6 +44,9 @@ class Context:
     working_crs: CRS
     timezone: str = "UTC"
     study_area: object = None  # shapely geometry in the working CRS, or None
+    # the finest boundary level's PolygonIndex: "inside the study area" then means "in a unit",
+    # by the same rule as the units stage (so a used point always lands in a finest unit)
+    study_index: object = None
     periods: Periods | None = None
     now: dt.datetime | None = None  # local "now" for the future-date check
     unit_ids: dict | None = None  # level → set of unit ids (surveys located by unit)
@@ -163,6 +166,13 @@ def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tu
     return a, b, crs, names
 
 
+def _inside(ctx: Context, x, y) -> np.ndarray:
+    """In the study area: in a unit of the finest level when its index is known, else in the polygon."""
+    if ctx.study_index is not None:
+        return ctx.study_index.assign(np.asarray(x, float), np.asarray(y, float)) >= 0
+    return shapely.intersects_xy(ctx.study_area, x, y)
+
+
 def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
                        location: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Range, swap, zero and study-area checks. Returns lon, lat (degrees) and x, y (working CRS).
@@ -198,16 +208,16 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
             cand = ok & in_range & swapped_ok & ~swap
             if cand.any():
                 x1, y1 = to_work.transform(a[cand], b[cand])
-                inside = shapely.intersects_xy(ctx.study_area, x1, y1)
+                inside = _inside(ctx, x1, y1)
                 x2, y2 = to_work.transform(b[cand], a[cand])
-                inside_sw = shapely.intersects_xy(ctx.study_area, x2, y2)
+                inside_sw = _inside(ctx, x2, y2)
                 idx = np.flatnonzero(cand)[~inside & inside_sw]
                 swap[idx] = True
             # an out-of-range row is only fixed when the swapped point is in the study area
             if (swap & ~in_range).any():
                 sidx = np.flatnonzero(swap & ~in_range)
                 xs, ys = to_work.transform(b[sidx], a[sidx])
-                swap[sidx[~shapely.intersects_xy(ctx.study_area, xs, ys)]] = False
+                swap[sidx[~_inside(ctx, xs, ys)]] = False
             if swap.sum() > 0.5 * n_ok:
                 # a few swapped rows are typing slips; most of them means the columns are swapped
                 raise CoordinateError(
@@ -243,7 +253,7 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
     if ctx.study_area is not None:
         m = keep.mask
         outside = np.zeros(len(a), dtype=bool)
-        outside[m] = ~shapely.intersects_xy(ctx.study_area, x[m], y[m])
+        outside[m] = ~_inside(ctx, x[m], y[m])
         keep.drop(outside, "outside_study_area", "the point is not inside the study area")
     return lon, lat, x, y
 
