@@ -145,5 +145,60 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
     click.echo(f"{int(agg.table['count'].sum()):,} points in {len(agg.units):,} units ({agg.level}) → {out}")
 
 
+@main.command()
+@click.argument("areas", required=False, type=click.Path(path_type=Path))
+@click.option("--value", default=None, help="Numeric column of AREAS to analyse.")
+@click.option("--id", "id_column", default=None, help="Id column of AREAS (default: the feature number).")
+@click.option("--layer", default=None, help="Layer of AREAS (GeoPackage).")
+@click.option("--points", type=click.Path(path_type=Path), default=None, help="Count these points on --grid instead of AREAS.")
+@click.option("--grid", default=None, metavar="h3:RES|square:METRES", help="Grid for --points (e.g. h3:9, square:250).")
+@click.option("--lon", default=None, help="Longitude column of --points.")
+@click.option("--lat", default=None, help="Latitude column of --points.")
+@click.option("--x", "x", default=None, help="x column of --points (with --crs).")
+@click.option("--y", "y", default=None, help="y column of --points (with --crs).")
+@click.option("--crs", default=None, help="CRS of --x/--y.")
+@click.option("--weights", default=None, metavar="queen|rook|knn:K|distance[:METRES]|h3",
+              help="Spatial weights (default: queen; h3 rings on an H3 grid).")
+@click.option("--transform", type=click.Choice(["B", "R"]), default="B", show_default=True,
+              help="Binary or row-standardised weights for Gi* (its z is the same either way).")
+@click.option("--permutations", type=int, default=999, show_default=True, help="Permutations for local Moran's p_sim.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.gpkg (a FILE.json sidecar holds the global statistics).")
+def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, weights, transform, permutations, seed, out) -> None:
+    """Gi* hot and cold spots (FDR-controlled bins) and local Moran's I of AREAS' --value column,
+    or of counts of --points on a --grid. Global Moran's I and Getis-Ord G are printed and written
+    to OUT's .json sidecar with every value chosen automatically."""
+    import json
+
+    from usm_geo.export import write_json, write_layers
+    from usm_geo.pipeline import hotspots_from_areas, hotspots_from_points
+
+    if (areas is None) == (points is None):
+        raise click.UsageError("give either AREAS with --value, or --points with --grid")
+    if Path(out).suffix.lower() != ".gpkg":
+        raise click.UsageError("--out must end with .gpkg")
+    if areas is not None:
+        if not value:
+            raise click.UsageError("AREAS needs --value COLUMN")
+        layer_out, globals_, report = hotspots_from_areas(areas, value, id_column=id_column, layer=layer,
+                                                          weights=weights or "queen", transform=transform,
+                                                          permutations=permutations, seed=seed)
+    else:
+        if not grid:
+            raise click.UsageError("--points needs --grid h3:RES or square:METRES")
+        layer_out, globals_, report, ledger = hotspots_from_points(points, grid, lon=lon, lat=lat, x=x, y=y, crs=crs,
+                                                                   weights=weights, transform=transform,
+                                                                   permutations=permutations, seed=seed)
+        click.echo(ledger.summary())
+    write_layers(Path(out), {"hotspots": layer_out})
+    write_json(Path(out).with_suffix(".json"), {"global": globals_, "report": report})
+    click.echo(json.dumps({"global": globals_}, indent=2))
+    for key, val in report.items():
+        click.echo(f"  {key}: {val}")
+    hot = int((layer_out["gistar_bin"] > 0).sum())
+    cold = int((layer_out["gistar_bin"] < 0).sum())
+    click.echo(f"{len(layer_out):,} units: {hot} hot, {cold} cold (FDR-controlled) → {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

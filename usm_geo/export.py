@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def fixed_gdal_date():
 
 def write_layers(target: Path, layers: dict) -> None:
     """Write GeoDataFrames as the layers of one GeoPackage, atomically and byte-reproducibly."""
-    with atomic_path(target) as tmp, fixed_gdal_date():
+    with atomic_path(target) as tmp, fixed_gdal_date(), warnings.catch_warnings():
+        # a layer without a CRS is allowed (contiguity needs none) and the run's report says so
+        warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
         for layer, frame in layers.items():
             frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
 

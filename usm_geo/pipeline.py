@@ -33,7 +33,7 @@ from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, s
 from usm_geo.indicators.registry import load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.perception import read_perception
-from usm_geo.intake.records import Context, read_point_records
+from usm_geo.intake.records import Context, normalise_ids, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
 from usm_geo.measures import check_rollups, count_measures, sort_measures
 from usm_geo.periods import all_periods
@@ -343,6 +343,54 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
     return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped, tables=tables)
 
 
+@dataclass
+class Hotspots:
+    layers: dict[str, gpd.GeoDataFrame]  # level → units with Gi*/LISA columns
+    globals: dict[str, dict]
+    reports: dict[str, dict]
+    kde: object  # usm_geo.hotspots.kde.KDEResult or None
+    period: str | None
+
+
+def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Hotspots:
+    """Gi* (FDR bins) and local Moran's I on the counts of the current period at every H3 and polygon
+    level with at least 3 units, and a KDE surface of the same incidents over the study area."""
+    from usm_geo.hotspots.analysis import hotspot_layer
+    from usm_geo.hotspots.kde import kde
+
+    stages = stages or Stages()
+    study = intake.study
+    inc = intake.incidents
+    empty = Hotspots({}, {}, {}, None, None)
+    if inc is None:
+        return empty
+    with stages("hotspots"):
+        counts = measures[(measures["measure"] == "count") & (measures["category"] == "all")]
+        periods = sorted(counts["period"].unique())
+        period = study.periods.current if study.periods.current in periods else (periods[-1] if periods else None)
+        if period is None:
+            return empty
+        units = located.units
+        layers, globals_, reports = {}, {}, {}
+        for level, layer in units.levels.items():
+            if units.kinds[level] not in ("h3", "polygon") or len(layer) < 3:
+                continue
+            y = counts[(counts["level"] == level) & (counts["period"] == period)].set_index("unit_id")["value"]
+            y = y.reindex(layer["unit_id"]).fillna(0).to_numpy(float)
+            base = layer[["unit_id", "name", "geometry"]].assign(period=period, count=y.astype(np.int64))
+            kind = units.kinds[level]
+            out, g, rep = hotspot_layer(base, y, weights="h3" if kind == "h3" else "queen", permutations=999,
+                                        seed=study.seed, cells=layer.attrs.get("cells") if kind == "h3" else None)
+            layers[level], globals_[level], reports[level] = out, g, rep
+        labels = period_labels(inc["occurred_at"].to_numpy(), study.periods.frequency)
+        sel = labels == period
+        surface = None
+        if sel.sum() >= 3 and intake.working_crs is not None:
+            area = intake.study_area if intake.study_area is not None else None
+            surface = kde(inc["x"].to_numpy(float)[sel], inc["y"].to_numpy(float)[sel], area=area, crs=intake.working_crs)
+    return Hotspots(layers, globals_, reports, surface, period)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -400,8 +448,15 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     pop = run_population(intake, located, stages)
     measures = run_measures(intake, located, pop, stages)
     indicators = run_indicators(intake, located, measures, stages)
+    hot = run_hotspots(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
+        if hot.layers:
+            write_layers(folder / "hotspots.gpkg", hot.layers)
+        if hot.kde is not None:
+            from usm_geo.hotspots.kde import write_geotiff
+
+            write_geotiff(hot.kde, folder / "kde.tif")
         write_csv(folder / "measures.csv", measures)
         write_csv(folder / "indicators.csv", indicators.wide)
         for name, frame in indicators.tables.items():
@@ -412,6 +467,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info = run_info(intake, timings, started)
     info["units"] = {name: len(layer) for name, layer in located.units.levels.items()}
     info["rollup_check"] = check_rollups(measures, located.units)
+    info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
+                        "kde": hot.kde.report if hot.kde is not None else None}
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     write_json(folder / "run.json", info)
@@ -557,3 +614,85 @@ def write_aggregation(agg: Aggregation, out: Path) -> None:
     else:
         with atomic_path(out) as tmp:
             frame.to_parquet(tmp, index=False)
+
+
+# --------------------------------------------------------------------------- hot spots
+
+
+def hotspots_from_areas(areas: Path, value: str, *, id_column: str | None = None, layer: str | None = None,
+                        weights: str = "queen", transform: str = "B", permutations: int = 999, seed: int = 0):
+    """Hot spot analysis of any polygon layer with a numeric value column (``usm-geo hotspots AREAS``).
+
+    Returns (layer with the input columns and :data:`usm_geo.hotspots.analysis.COLUMNS`, globals, report).
+    """
+    from usm_geo.hotspots.analysis import hotspot_layer
+
+    raw = read_spatial(Path(areas), fmt=detect_format(Path(areas)), layer=layer)
+    frame = raw.frame
+    if value not in frame.columns:
+        raise UsmGeoError(f"the layer has no column '{value}'", where=areas,
+                          fix=f"name one of: {', '.join(c for c in frame.columns if c != 'geometry')}")
+    y = pd.to_numeric(frame[value], errors="coerce")
+    if y.isna().any():
+        row = int(np.flatnonzero(y.isna().to_numpy())[0]) + 1
+        raise UsmGeoError(f"'{frame[value].iloc[row - 1]}' is not a number", where=f"{areas}:{row}, column '{value}'",
+                          fix="fill or remove the feature, or choose another --value")
+    gdf = gpd.GeoDataFrame(frame.copy(), geometry="geometry", crs=raw.crs)
+    gdf["unit_id"] = normalise_ids(frame[id_column]).to_numpy() if id_column else np.arange(1, len(frame) + 1).astype(str)
+    out, globals_, report = hotspot_layer(gdf, y.to_numpy(float), weights=weights, transform=transform,
+                                          permutations=permutations, seed=seed)
+    report["value"] = value
+    return out, globals_, report
+
+
+def hotspots_from_points(points: Path, grid: str, *, lon=None, lat=None, x=None, y=None, crs=None,
+                         weights: str | None = None, transform: str = "B", permutations: int = 999, seed: int = 0,
+                         now: dt.datetime | None = None):
+    """Counts of points on an H3 (``h3:RES``) or square (``square:METRES``) grid over the points'
+    convex hull, then the same hot spot analysis. Returns (layer, globals, report, ledger)."""
+    from usm_geo.hotspots.analysis import hotspot_layer
+    from usm_geo.hotspots.grids import count_points_square, square_grid
+    from usm_geo.study import RecordSource
+
+    kind, _, arg = grid.partition(":")
+    if kind not in ("h3", "square"):
+        raise UsmGeoError(f"unknown grid '{grid}'", where="--grid", fix="use h3:RES (e.g. h3:9) or square:METRES (e.g. square:250)")
+    ledger = Ledger()
+    src = RecordSource(name="points", path=Path(points).resolve(), lon=lon, lat=lat, x=x, y=y, crs=crs)
+    work = working_crs(crs) if crs and CRS.from_user_input(crs).is_projected else None
+    ctx = Context(working_crs=work, now=now)
+    records = read_point_records(src, ledger, ctx, detect=False)
+    px, py = records["x"].to_numpy(float), records["y"].to_numpy(float)
+    hull = shapely.convex_hull(shapely.multipoints(np.column_stack([px, py])))
+    if kind == "h3":
+        res, _, _ = parse_units_option(grid)
+        cells = point_cells(records["lon"], records["lat"], [res])
+        units = build_units({}, study_area=hull.buffer(1.0), crs=ctx.working_crs, h3_resolutions=[res], point_cells=cells)
+        layer = units.levels[h3_level(res)][["unit_id", "geometry"]].reset_index(drop=True)
+        idx = pd.Index(layer["unit_id"]).get_indexer(h3cells_str(cells[res]))
+        counts = np.bincount(idx[idx >= 0], minlength=len(layer)).astype(float)
+        cell_ids = layer.attrs.get("cells", units.levels[h3_level(res)].attrs["cells"])
+        auto_weights = "h3"
+        grid_report = {"grid": grid, "grid_cover": "H3 cells whose centre is in the points' convex hull, plus every cell holding a point"}
+    else:
+        try:
+            size = float(arg) if arg else None
+        except ValueError:
+            raise UsmGeoError(f"'{grid}' needs a cell size in metres", where="--grid", fix="e.g. square:250") from None
+        layer, grid_report = square_grid(hull.buffer(1.0), cell_size=size, crs=ctx.working_crs, cover="touch")
+        full, _ = count_points_square(px, py, grid_report["origin"], grid_report["cell_size"], grid_report["shape"])
+        counts = full[layer["row"].to_numpy(), layer["col"].to_numpy()].astype(float)
+        layer = layer[["unit_id", "geometry"]]
+        cell_ids, auto_weights = None, "queen"
+    layer = layer.assign(count=counts.astype(np.int64))
+    out, globals_, report = hotspot_layer(layer, counts, weights=weights or auto_weights, transform=transform,
+                                          permutations=permutations, seed=seed, cells=cell_ids)
+    report.update({f"grid_{k}": v for k, v in grid_report.items()})
+    report["points_counted"] = int(counts.sum())
+    return out, globals_, report, ledger
+
+
+def h3cells_str(cells: np.ndarray) -> np.ndarray:
+    from usm_geo.units.h3cells import cells_to_str
+
+    return cells_to_str(cells)

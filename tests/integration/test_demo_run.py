@@ -66,7 +66,11 @@ def test_rerun_of_written_study_is_byte_identical(demo, tmp_path):
     again = tmp_path / "again"
     result = CliRunner().invoke(main, ["run", str(out / "inputs" / "study.toml"), "--out", str(again), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert (again / "ledger.csv").read_bytes() == (out / "ledger.csv").read_bytes()
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "run.json")
+    assert {"ledger.csv", "measures.csv", "indicators.csv", "hotspots.gpkg", "kde.tif"} <= set(files)
+    assert files == sorted(p.name for p in again.iterdir() if p.is_file() and p.name != "run.json")
+    for name in files:  # same inputs and seed → the same bytes (maps and GeoPackages included)
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
     a, b = (json.loads((d / "run.json").read_text()) for d in (out, again))
     for info in (a, b):
         info.pop("timings_s"), info.pop("started_at")
