@@ -94,8 +94,13 @@ def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str 
             raise InputFileError(f"cannot decode the file as {encoding}: {exc}", where=path,
                                  fix="remove encoding from the study to let usm_geo detect it, or name the right one") from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"starts like UTF-16 text but is not valid UTF-16 ({exc.reason} at byte {exc.start})",
+                                 where=path, fix="re-export the file as UTF-8 CSV") from None
         ledger.note(source, "encoding", "UTF-16 text with a byte-order mark, converted to UTF-8")
-        return data.decode("utf-16")
+        return text
     if b"\x00" in data[:65536]:
         raise InputFileError("looks like a binary file, not text (it contains NUL bytes)", where=path,
                              fix="export the table as CSV, or name the right format in the study; if it is UTF-16 text "
