@@ -101,6 +101,18 @@ def write_csv(target: Path, frame: pd.DataFrame) -> None:
         pacsv.write_csv(table, tmp)
 
 
+def _remove_stale_stages(target: Path) -> None:
+    """Remove hidden staging folders of ``target`` left by a run that was killed (its process is gone)."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*-*"):
+        try:
+            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            os.kill(pid, 0)  # still running: leave it alone
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, PermissionError, IndexError):
+            continue
+
+
 @contextmanager
 def staged_folder(target: Path):
     """Build an output folder as a hidden sibling and swap it in whole when the block succeeds.
@@ -116,7 +128,8 @@ def staged_folder(target: Path):
                           fix="choose a new or empty folder for --out")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        _remove_stale_stages(target)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     except OSError as exc:
         raise _os_error(exc, target) from None
     try:
@@ -125,7 +138,7 @@ def staged_folder(target: Path):
         os.umask(umask)
         os.chmod(stage, 0o777 & ~umask)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(stage, target)
             shutil.rmtree(old, ignore_errors=True)
