@@ -200,5 +200,42 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
     click.echo(f"{len(layer_out):,} units: {hot} hot, {cold} cold (FDR-controlled) → {out}")
 
 
+@main.command()
+@click.argument("points", type=click.Path(path_type=Path))
+@click.option("--treated", required=True, type=click.Path(path_type=Path), help="Polygon file of the treated area.")
+@click.option("--control", type=click.Path(path_type=Path), default=None, help="Polygon file of the control area.")
+@click.option("--buffer", "buffer", type=float, default=None, help="Width in metres of the displacement ring around the treated area.")
+@click.option("--buffer-area", type=click.Path(path_type=Path), default=None, help="Polygon file of the displacement buffer instead.")
+@click.option("--before", required=True, metavar="START:END", help="Before window, ISO dates, both included.")
+@click.option("--after", required=True, metavar="START:END", help="After window, ISO dates, both included.")
+@click.option("--time", "time", default=None, help="Date/time column (default: detected).")
+@click.option("--category", default=None, help="Only incidents of this category.")
+@click.option("--harm", type=click.Path(path_type=Path), default=None, help="CSV label,harm_days: harm-weighted measures too.")
+@click.option("--lon", default=None)
+@click.option("--lat", default=None)
+@click.option("--x", "x", default=None)
+@click.option("--y", "y", default=None)
+@click.option("--crs", default=None)
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="impact.json")
+def impact(points, treated, control, buffer, buffer_area, before, after, time, category, harm, lon, lat, x, y, crs, out) -> None:
+    """Area-based impact of an intervention: gross and net effect, WDQ and total net effect
+    (Bowers & Johnson 2003), WDD with its interval (Wheeler & Ratcliffe 2018), and difference in
+    differences — with a plain-language reading. A measure that cannot be computed says why."""
+    from usm_geo.export import write_json
+    from usm_geo.pipeline import impact_from_files
+
+    if control is None:
+        raise click.UsageError("--control is required: a comparison area of the same kind as the treated one")
+    if buffer is not None and buffer_area is not None:
+        raise click.UsageError("give --buffer or --buffer-area, not both")
+    result, ledger = impact_from_files(points, treated=treated, control=control, buffer=buffer, buffer_area=buffer_area,
+                                       before=before, after=after, time=time, category=category, harm=harm,
+                                       lon=lon, lat=lat, x=x, y=y, crs=crs)
+    write_json(Path(out), result)
+    click.echo(ledger.summary())
+    click.echo(result["reading"])
+    click.echo(f"→ {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

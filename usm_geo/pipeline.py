@@ -449,6 +449,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     measures = run_measures(intake, located, pop, stages)
     indicators = run_indicators(intake, located, measures, stages)
     hot = run_hotspots(intake, located, measures, stages)
+    impact_json, impact_layer = run_impact(intake, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         if hot.layers:
@@ -457,6 +458,9 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
             from usm_geo.hotspots.kde import write_geotiff
 
             write_geotiff(hot.kde, folder / "kde.tif")
+        if impact_json is not None:
+            write_json(folder / "impact.json", impact_json)
+            write_layers(folder / "impact_areas.gpkg", {"impact_areas": impact_layer})
         write_csv(folder / "measures.csv", measures)
         write_csv(folder / "indicators.csv", indicators.wide)
         for name, frame in indicators.tables.items():
@@ -696,3 +700,115 @@ def h3cells_str(cells: np.ndarray) -> np.ndarray:
     from usm_geo.units.h3cells import cells_to_str
 
     return cells_to_str(cells)
+
+
+# --------------------------------------------------------------------------- impact
+
+
+def _polygons_in(path: Path, crs, layer: str | None = None, what: str = "area"):
+    """The union of a polygon file's features, in ``crs``."""
+    raw = read_spatial(Path(path), fmt=detect_format(Path(path)), layer=layer)
+    if raw.crs is None:
+        raise CRSError(f"the {what} layer has no CRS", where=path, fix="add a .prj file or use a GeoPackage")
+    geom = gpd.GeoSeries(raw.frame.geometry.to_numpy(), crs=raw.crs).to_crs(crs).to_numpy()
+    return shapely.union_all(shapely.make_valid(geom))
+
+
+def impact_result(x, y, t, areas, before, after, *, weights=None, population=None) -> dict:
+    """Counts per area × window and every impact measure (see :mod:`usm_geo.impact`)."""
+    from usm_geo import impact
+
+    counts = impact.count_in_areas(x, y, t, areas, before, after, weights=weights)
+    result = impact.impact_measures(counts, before_days=impact.window_days(before), after_days=impact.window_days(after),
+                                    population=population)
+    result["areas_report"] = areas.report
+    return result
+
+
+def run_impact(intake: Intake, stages: Stages | None = None):
+    """The study's intervention: treated area, a ring buffer of ``intervention.buffer`` metres and the
+    rest of the study area as control; before = study start … the day before the intervention,
+    after = the intervention start … study end. Returns (impact dict, GeoDataFrame of the three areas) or (None, None)."""
+    from usm_geo import impact
+
+    study = intake.study
+    iv, inc = study.intervention, intake.incidents
+    if iv is None or inc is None:
+        return None, None
+    with stages("impact") if stages else _null():
+        treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        areas = impact.impact_areas(treated, buffer_width=iv.buffer, study_area=intake.study_area)
+        t = inc["occurred_at"]
+        start = study.periods.start or t.min().date()
+        end = study.periods.end or t.max().date()
+        before = (start, iv.start - dt.timedelta(days=1))
+        after = (iv.start, end)
+        names = ["treated", "buffer", "control"]
+        geoms = [areas.treated, areas.buffer, areas.control]
+        frame = gpd.GeoDataFrame({"area": names}, geometry=geoms, crs=intake.working_crs)
+        population_by_area = None
+        spec = study.population
+        if spec is not None and spec.raster is not None:
+            pop = population.from_raster(spec.raster, frame.assign(unit_id=names))
+            population_by_area = dict(zip(pop["unit_id"], pop["population"].astype(float)))
+        harm = _harm_weights(intake)
+        result = impact_result(inc["x"].to_numpy(float), inc["y"].to_numpy(float), t.to_numpy(), areas, before, after,
+                               weights=harm, population=population_by_area)
+        result["intervention"] = {"name": iv.name, "start": iv.start.isoformat(), "buffer_m": iv.buffer,
+                                  "before": [str(before[0]), str(before[1])], "after": [str(after[0]), str(after[1])]}
+        counts = result["counts"]
+        frame["before"] = [(counts.get(a) or {}).get("before") for a in names]
+        frame["after"] = [(counts.get(a) or {}).get("after") for a in names]
+        frame["area_km2"] = shapely.area(frame.geometry.to_numpy()) / 1e6
+    return result, frame
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def impact_from_files(points: Path, *, treated: Path, control: Path | None = None, buffer: float | None = None,
+                      buffer_area: Path | None = None, before: str, after: str, time: str | None = None,
+                      category: str | None = None, harm: Path | None = None, lon=None, lat=None, x=None, y=None,
+                      crs=None, now: dt.datetime | None = None) -> tuple[dict, Ledger]:
+    """``usm-geo impact``: the same measures as a study's intervention, from files on the command line."""
+    from usm_geo import impact
+    from usm_geo.indicators.registry import harm_weights, read_label_table
+    from usm_geo.periods import parse_window
+    from usm_geo.study import RecordSource
+
+    before_w, after_w = parse_window(before), parse_window(after)
+    ledger = Ledger()
+    treated_raw = read_spatial(Path(treated), fmt=detect_format(Path(treated)))
+    if treated_raw.crs is None:
+        raise CRSError("the treated area has no CRS", where=treated, fix="add a .prj file or use a GeoPackage")
+    work = treated_raw.crs if treated_raw.crs.is_projected else _utm_of_layer(gpd.GeoDataFrame(geometry=treated_raw.frame.geometry, crs=treated_raw.crs))
+    src = RecordSource(name="points", path=Path(points).resolve(), lon=lon, lat=lat, x=x, y=y, crs=crs, datetime=time)
+    records = read_point_records(src, ledger, Context(working_crs=work, now=now))  # dates are needed: detected
+    if "occurred_at" not in records:
+        raise UsmGeoError("no date column found in the points", where=points, fix="name it with --time COLUMN")
+    if category is not None:
+        keep = records["category"].astype(str).str.casefold() == category.casefold()
+        if not keep.any():
+            raise UsmGeoError(f"no point has category '{category}'", where=points,
+                              fix=f"categories present: {', '.join(sorted(set(records['category'].astype(str)))[:15])}")
+        records = records[keep.to_numpy()].reset_index(drop=True)
+    weights = None
+    if harm is not None:
+        table = read_label_table(Path(harm), "harm_days", Path(harm))
+        table["harm"] = pd.to_numeric(table["harm_days"], errors="coerce")
+        weights, missing = harm_weights(records["category"].to_numpy(dtype=object), table)
+        if missing:
+            ledger.note("points", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
+        weights = np.nan_to_num(weights, nan=0.0)
+    t_geom = _polygons_in(treated, work, what="treated")
+    c_geom = _polygons_in(control, work, what="control") if control is not None else None
+    b_geom = _polygons_in(buffer_area, work, what="buffer") if buffer_area is not None else None
+    areas = impact.impact_areas(t_geom, buffer_width=buffer if b_geom is None else None, buffer_area=b_geom, control=c_geom)
+    result = impact_result(records["x"].to_numpy(float), records["y"].to_numpy(float), records["occurred_at"].to_numpy(),
+                           areas, (before_w.start, before_w.end), (after_w.start, after_w.end), weights=weights)
+    return result, ledger
