@@ -736,8 +736,15 @@ def run_impact(intake: Intake, stages: Stages | None = None):
     if iv is None or inc is None:
         return None, None
     with stages("impact") if stages else _null():
-        treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
-        areas = impact.impact_areas(treated, buffer_width=iv.buffer, study_area=intake.study_area)
+        if iv.units:
+            if iv.level not in intake.levels:
+                raise UsmGeoError(f"intervention.level '{iv.level}' is not a boundary level", where=study.path,
+                                  fix=f"use one of: {', '.join(intake.levels)}")
+            treated = impact.areas_from_units(intake.levels[iv.level], list(iv.units))
+        else:
+            treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        control = _polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
+        areas = impact.impact_areas(treated, buffer_width=iv.buffer, control=control, study_area=intake.study_area)
         t = inc["occurred_at"]
         start = study.periods.start or t.min().date()
         end = study.periods.end or t.max().date()

@@ -126,11 +126,17 @@ class Periods:
 
 @dataclass(frozen=True)
 class Intervention:
+    """The treated area is a polygon file (``path``, ``layer``) or a set of unit ids of one boundary
+    level (``units``, ``level``); ``control`` optionally a polygon file (default: the rest of the study area)."""
+
     name: str
-    path: Path
+    path: Path | None
     start: dt.date
     layer: str | None = None
     buffer: float = 400.0
+    units: tuple[str, ...] = ()
+    level: str | None = None
+    control: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,10 @@ class Study:
         if self.units.study_area is not None:
             out["units.study_area"] = self.units.study_area
         if self.intervention is not None:
-            out["intervention"] = self.intervention.path
+            if self.intervention.path is not None:
+                out["intervention"] = self.intervention.path
+            if self.intervention.control is not None:
+                out["intervention.control"] = self.intervention.control
         return out
 
 
@@ -483,14 +492,23 @@ def _outputs(table, file: Path) -> Outputs:
 
 def _intervention(table, file: Path) -> Intervention:
     r = _Reader(table, "intervention", file)
+    units = r.take("units", list, [])
     iv = Intervention(
         name=r.take("name", str),
-        path=r.path("path"),
+        path=r.path("path", required=False),
         layer=r.take("layer", str, None),
         start=r.date("start", REQUIRED),
         buffer=float(r.take("buffer", float, 400.0)),
+        units=tuple(str(u) for u in units),
+        level=r.take("level", str, None),
+        control=r.path("control", required=False),
     )
     r.done()
+    if (iv.path is None) == (not iv.units):
+        raise r.error("intervention", "needs either path (a polygon file) or units (ids of one boundary level)",
+                      'e.g. path = "treated.gpkg", or units = ["N04", "N27"] with level = "neighbourhood"')
+    if iv.units and iv.level is None:
+        raise r.error("intervention.level", "is missing: units are ids of which boundary level?", 'e.g. level = "neighbourhood"')
     if iv.buffer < 0:
         raise r.error("intervention.buffer", f"must be metres ≥ 0, not {iv.buffer}", "e.g. buffer = 400.0 (0 for the area itself)")
     return iv
