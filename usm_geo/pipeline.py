@@ -452,6 +452,10 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     impact_json, impact_layer = run_impact(intake, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
+        write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
+                                             for lv, layer in located.units.levels.items()})
+        write_csv(folder / "crosswalk.csv", located.units.crosswalk.assign(
+            nested=[located.units.nested.get((a, b), False) for a, b in zip(located.units.crosswalk["level"], located.units.crosswalk["to_level"])]))
         if hot.layers:
             write_layers(folder / "hotspots.gpkg", hot.layers)
         if hot.kde is not None:
