@@ -6,6 +6,7 @@ before it (see DESIGN.md). So far: intake (boundaries → study area → inciden
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import sys
@@ -299,6 +300,7 @@ class Indicators:
     skipped: dict[str, str]  # indicator → why it was not computed
     unmapped_categories: list[str]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # progress, concentration, gap
+    definitions: dict[str, dict] = field(default_factory=dict)  # indicator id → its definition (run.json)
 
 
 def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Indicators:
@@ -340,7 +342,12 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
             perceived += [(sc, study.perception.lower_is_better) for sc in study.perception.scores]
         if perceived and "incident_rate" in ids:
             tables["gap"] = gap_table(both, "incident_rate", *perceived[0])
-    return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped, tables=tables)
+    definitions = {i: dataclasses.asdict(d) for i, d in settings.indicators.items()}
+    targets = {i: dataclasses.asdict(t) for i, t in settings.targets.items()}
+    for i, t in targets.items():
+        definitions[i]["target"] = t
+    return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped, tables=tables,
+                      definitions=definitions)
 
 
 @dataclass
@@ -479,6 +486,13 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                         "kde": hot.kde.report if hot.kde is not None else None}
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
+    info["indicator_definitions"] = indicators.definitions
+    info["outputs"] = {"profile": study.outputs.profile, "suppression_threshold": study.outputs.suppression_threshold,
+                       "formats": list(study.outputs.formats)}
+    info["periods"] = {"frequency": study.periods.frequency, "baseline": study.periods.baseline,
+                       "current": study.periods.current,
+                       "start": study.periods.start.isoformat() if study.periods.start else None,
+                       "end": study.periods.end.isoformat() if study.periods.end else None}
     write_json(folder / "run.json", info)
     info["_intake"] = intake
     return info
