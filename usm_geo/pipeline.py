@@ -82,6 +82,7 @@ class Intake:
     survey: pd.DataFrame | None
     ledger: Ledger
     perception: pd.DataFrame | None = None
+    index: object = None  # the finest polygon level's PolygonIndex (reused by the units stage)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -144,7 +145,7 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         with stages("perception"):
             perception = read_perception(study.perception, ledger, levels[study.perception.unit_level], study.periods)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
-                  survey=survey, ledger=ledger, perception=perception, timings=stages.timings)
+                  survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings)
 
 
 @dataclass
@@ -168,6 +169,8 @@ def run_units(intake: Intake, stages: Stages | None = None) -> Located:
         units = build_units(intake.levels, study_area=intake.study_area, crs=intake.working_crs, city_name=study.name,
                             h3_resolutions=resolutions, h3_cover=study.units.h3_cover, point_cells=cells,
                             declared_parents=declared)
+        if intake.index is not None:  # built for the study-area test at intake: the same layer
+            units._indexes[next(iter(intake.levels))] = intake.index
         inc_loc = locate_points(inc, units, cells, intake.ledger, "incidents") if inc is not None else None
         srv = intake.survey
         srv_loc = None

@@ -105,13 +105,10 @@ def smoothed_rows(rate_rows_: pd.DataFrame, units, weights: dict[str, object]) -
 
 def contiguity(units) -> dict[str, object]:
     """Queen contiguity (scipy CSR, binary) of every polygon level with at least 3 units."""
-    from libpysal.weights import Queen
+    from usm_geo.hotspots.weights import queen
 
-    out = {}
-    for level, layer in units.levels.items():
-        if units.kinds[level] == "polygon" and len(layer) >= 3:
-            out[level] = Queen.from_dataframe(layer, use_index=False, silence_warnings=True).sparse
-    return out
+    return {level: queen(layer).sparse for level, layer in units.levels.items()
+            if units.kinds[level] == "polygon" and len(layer) >= 3}
 
 
 def perception_rows(table: pd.DataFrame, level: str, scores) -> pd.DataFrame:
