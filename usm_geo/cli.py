@@ -237,5 +237,30 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
     click.echo(f"→ {out}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--indicators", default=None, help="Comma-separated indicator ids (default: all).")
+@click.option("--levels", default=None, help="Comma-separated levels (default: all).")
+@click.option("--periods", default=None, help="Comma-separated period labels (default: all).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif"]),
+              default=("gpkg",), show_default=True, help="Repeat for several formats.")
+@click.option("--crs", default=None, help="Reproject to this CRS (GeoJSON is always EPSG:4326).")
+@click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
+              help="public: small counts and what would reveal them suppressed; no incident points.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+def export(run_dir, indicators, levels, periods, formats, crs, profile, out) -> None:
+    """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
+    GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the city report card and metadata.json."""
+    from usm_geo.export import export_run
+
+    split = (lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None)
+    result = export_run(run_dir, out, formats=tuple(formats), indicators=split(indicators), levels=split(levels),
+                        periods=split(periods), crs=crs, profile=profile)
+    click.echo(f"{profile} export → {out}")
+    for key, val in (result or {}).items():
+        if isinstance(val, (str, int, float)) or (isinstance(val, (list, tuple)) and len(val) < 20):
+            click.echo(f"  {key}: {val}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

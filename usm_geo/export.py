@@ -13,8 +13,10 @@ import shutil
 import tempfile
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -150,3 +152,765 @@ def staged_folder(target: Path):
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+# =========================================================================== area exports
+#
+# ``export_run`` (reading a run folder) and ``write_run_exports`` (called by ``run`` with its
+# in-memory tables) share everything below: the disclosure profile is applied to the whole
+# measures table first (suppression looks across levels and categories), then the wide
+# indicator table is built per level, joined to unit geometry and written in each format.
+
+FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif")
+PROFILES = ("public", "internal")
+DEFAULT_K = 5
+DEFAULT_MIN_N = 30
+BASE_MEASURES = ("count", "harm", "population")
+SMOOTHED = {"": 0, "_eb": 1, "_seb": 2}
+PARTS = ("_lower", "_upper", "_n", "_flags")
+#: The only hot spot columns a public file carries (plus geometry): no counts.
+PUBLIC_HOTSPOT_COLUMNS = ("unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant")
+#: Columns of impact_areas that are counts (left out of public files).
+IMPACT_COUNT_COLUMNS = ("before", "after")
+GPKG_NAME, SHP_NAME, CSV_NAME = "areas.gpkg", "shapefiles.zip", "indicators.csv"
+DBF_NAME_WIDTH, DBF_TEXT_BYTES, DBF_REAL_WIDTH, DBF_INT_WIDTH, DBF_MAX_FIELDS = 10, 254, 24, 18, 255
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _base_id(ind: str) -> tuple[str, str]:
+    for suffix in ("_seb", "_eb"):
+        if ind.endswith(suffix):
+            return ind[: -len(suffix)], suffix
+    return ind, ""
+
+
+def indicator_ids(measures: pd.DataFrame) -> list[str]:
+    """Indicator ids of a measures table (not count/harm/population), each base id followed by its
+    ``_eb`` and ``_seb`` smoothed versions."""
+    ids = [m for m in pd.unique(measures["measure"]) if m not in BASE_MEASURES]
+    return sorted(ids, key=lambda i: (_base_id(i)[0], SMOOTHED[_base_id(i)[1]]))
+
+
+def wide_table(measures: pd.DataFrame, names: dict, ids: list[str]) -> pd.DataFrame:
+    """The wide table of ``indicators.csv`` (category ``all``): ``level, unit_id, name, period`` and
+    ``<id>, <id>_lower, <id>_upper, <id>_n, <id>_flags`` per id, sorted by level (as listed), unit, period.
+
+    The same layout as :func:`usm_geo.indicators.compute.wide`, without importing the statistics
+    (scipy) into a plain export; a test compares the two on the Demo City.
+    """
+    key = ["level", "unit_id", "period"]
+    sub = measures[(measures["category"] == "all") & measures["measure"].isin(ids)]
+    if sub.empty:
+        return pd.DataFrame(columns=["level", "unit_id", "name", "period"])
+    piv = sub.set_index(key + ["measure"])[["value", "lower", "upper", "n", "flags"]].unstack("measure")
+    cols = {}
+    for i in ids:
+        if ("value", i) not in piv.columns:
+            continue
+        cols[i] = piv[("value", i)]
+        cols[f"{i}_lower"] = piv[("lower", i)]
+        cols[f"{i}_upper"] = piv[("upper", i)]
+        cols[f"{i}_n"] = piv[("n", i)]
+        cols[f"{i}_flags"] = piv[("flags", i)].fillna("")
+    out = pd.DataFrame(cols, index=piv.index).reset_index()
+    out.insert(2, "name", [names.get(lv, {}).get(u, u) for lv, u in zip(out["level"], out["unit_id"])])
+    order = {lv: k for k, lv in enumerate(pd.unique(measures["level"]))}
+    return (out.assign(_k=out["level"].map(order)).sort_values(["_k", "unit_id", "period"], kind="stable")
+            .drop(columns="_k").reset_index(drop=True))
+
+
+def _safe_name(text: str) -> str:
+    import re
+
+    return re.sub(r"[^\w.-]", "_", str(text)) or "layer"
+
+
+def apply_disclosure(measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str, k: int,
+                     min_n: int = DEFAULT_MIN_N) -> tuple[pd.DataFrame, dict]:
+    """``usm_geo.disclosure.apply_profile`` on the whole measures table (imported lazily)."""
+    from usm_geo.errors import UsmGeoError
+
+    if profile not in PROFILES:
+        raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
+    try:
+        from usm_geo.disclosure import apply_profile
+    except ModuleNotFoundError as exc:
+        if exc.name != "usm_geo.disclosure":
+            raise
+        if profile == "internal":
+            return measures, {"profile": "internal", "suppressed": 0}
+        raise UsmGeoError("the public profile needs usm_geo.disclosure, which this installation lacks",
+                          fix="update usm_geo, or export with --profile internal (not for publication)") from None
+    out, report = apply_profile(measures, crosswalk, profile=profile, k=int(k), min_n=int(min_n))
+    return out, report
+
+
+@dataclass
+class AreaTables:
+    """The wide indicator table of each level joined to its geometry, after the profile."""
+
+    layers: dict  # level → GeoDataFrame (level, unit_id, name, period, <id>…, geometry)
+    ids: list
+    periods: list
+    measures: pd.DataFrame  # the measures after the profile (all levels, periods, categories)
+    profile: str
+    k: int
+    min_n: int
+    report: dict
+    crs: object
+
+
+def area_tables(units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *,
+                profile: str = "public", k: int = DEFAULT_K, min_n: int = DEFAULT_MIN_N, indicators=None,
+                levels=None, periods=None, crs=None) -> AreaTables:
+    """Apply the profile to the whole measures table, then build one wide table per level
+    (category ``all``; columns like indicators.csv) with the unit geometry, filtered and reprojected."""
+    import geopandas as gpd
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError as CRSError_
+
+    from usm_geo.errors import UsmGeoError
+
+    out, report = apply_disclosure(measures, crosswalk, profile=profile, k=k, min_n=min_n)
+    ids = indicator_ids(out)
+    if indicators:
+        unknown = [i for i in indicators if i not in ids]
+        if unknown:
+            raise UsmGeoError(f"no indicator '{unknown[0]}' in this run", where="--indicators",
+                              fix=f"choose from: {', '.join(ids)}")
+        ids = [i for i in ids if i in set(indicators)]
+    all_levels = list(units_layers)
+    if levels:
+        unknown = [lv for lv in levels if lv not in all_levels]
+        if unknown:
+            raise UsmGeoError(f"no level '{unknown[0]}' in this run", where="--levels",
+                              fix=f"choose from: {', '.join(all_levels)}")
+        all_levels = [lv for lv in all_levels if lv in set(levels)]
+    names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in units_layers.items()}
+    table = wide_table(out[out["level"].isin(all_levels)], names, ids)
+    run_periods = sorted(set(table["period"])) if len(table) else []
+    if periods:
+        unknown = [p for p in periods if p not in run_periods]
+        if unknown:
+            raise UsmGeoError(f"no period '{unknown[0]}' in this run", where="--periods",
+                              fix=f"choose from: {', '.join(run_periods)}")
+        table = table[table["period"].isin(set(periods))]
+        run_periods = [p for p in run_periods if p in set(periods)]
+    target = None
+    if crs is not None:
+        try:
+            target = CRS.from_user_input(crs)
+        except (CRSError_, TypeError, ValueError):
+            raise UsmGeoError(f"'{crs}' is not a coordinate reference system", where="--crs",
+                              fix="use an EPSG code such as EPSG:4326 or EPSG:3857") from None
+    layers = {}
+    for level in all_levels:
+        unit = units_layers[level]
+        rows = table[table["level"] == level].reset_index(drop=True)
+        for i in ids:
+            if f"{i}_n" in rows:
+                rows[f"{i}_n"] = pd.array(pd.to_numeric(rows[f"{i}_n"]).round(), dtype="Int64")
+        geom = unit.set_index("unit_id").geometry
+        frame = gpd.GeoDataFrame(rows, geometry=geom.reindex(rows["unit_id"]).to_numpy(), crs=unit.crs)
+        if target is not None:
+            frame = _to_crs(frame, target)
+        layers[level] = frame
+    first = next(iter(units_layers.values()), None)
+    return AreaTables(layers=layers, ids=ids, periods=run_periods, measures=out, profile=profile, k=int(k),
+                      min_n=int(min_n), report=report, crs=target if target is not None else (first.crs if first is not None else None))
+
+
+def _to_crs(frame, target):
+    from usm_geo.errors import CRSError
+
+    if frame.crs is None:
+        raise CRSError("the units have no CRS, so they cannot be reprojected", fix="export without --crs")
+    return frame.to_crs(target)
+
+
+def public_hotspots(layer, k: int):
+    """A hot spot layer for the public: unit ids, Gi* z (rounded to 0.1, so that counts cannot be
+    solved back exactly from the z of every unit), the FDR bin and the LISA quadrant. No counts."""
+    keep = [c for c in PUBLIC_HOTSPOT_COLUMNS if c in layer.columns]
+    out = layer[keep + [layer.geometry.name]].copy()
+    if "gistar_z" in out:
+        out["gistar_z"] = out["gistar_z"].round(1)
+    return out
+
+
+def public_impact_areas(layer, k: int):
+    """Impact areas for the public: the treated, buffer and control polygons without their before /
+    after counts. Those are multi-period totals over areas that may be unions of units (an
+    intervention named by unit ids), i.e. sums of published unit × period cells: one of them could
+    give a suppressed cell back by differencing, so they stay internal (``impact.json``)."""
+    return layer.drop(columns=[c for c in IMPACT_COUNT_COLUMNS if c in layer.columns])
+
+
+# --------------------------------------------------------------------------- field dictionary
+
+
+def _definition(ind: str, definitions: dict) -> dict:
+    base, _ = _base_id(ind)
+    if ind in definitions:
+        return definitions[ind]
+    if base in definitions:
+        return definitions[base]
+    from usm_geo.indicators.registry import shipped_indicators
+
+    shipped = shipped_indicators()
+    if base in shipped:
+        import dataclasses
+
+        return dataclasses.asdict(shipped[base])
+    return {}
+
+
+def indicator_definitions(ids, definitions: dict | None) -> dict:
+    """Definitions of the exported indicators: ``run.json["indicator_definitions"]``, else the shipped
+    registry; smoothed versions name their base indicator and method."""
+    definitions = definitions or {}
+    out = {}
+    for ind in ids:
+        base, suffix = _base_id(ind)
+        d = dict(_definition(ind, definitions))
+        if suffix and ind not in definitions:
+            d["derived_from"] = base
+            d["smoothing"] = ("global empirical Bayes (Marshall 1991)" if suffix == "_eb"
+                              else "spatial empirical Bayes, queen contiguity")
+        if not d:
+            d = {"id": ind, "note": "no definition recorded (e.g. a perception score from an area table)"}
+        out[ind] = d
+    return out
+
+
+def field_dictionary(columns, definitions: dict) -> pd.DataFrame:
+    """name, description, unit of every column of a level table."""
+    fixed = {
+        "level": ("unit level (H3 levels are h3_<res>; the top level is city)", ""),
+        "unit_id": ("unit id (text)", ""),
+        "name": ("unit name", ""),
+        "period": ("period label (2019, 2019-Q1, 2019-03 or START/END)", ""),
+    }
+    rows = []
+    for col in columns:
+        if col in fixed:
+            rows.append((col, *fixed[col]))
+            continue
+        part = next((p for p in PARTS if col.endswith(p) and col[: -len(p)] in definitions), "")
+        ind = col[: -len(part)] if part else col
+        d = definitions.get(ind, {})
+        kind, name = d.get("kind"), d.get("name") or ind
+        if d.get("smoothing"):
+            name = f"{name}, smoothed: {d['smoothing']}"
+        unit = (f"per {float(d.get('per') or 1000):,.0f} residents" if kind == "rate"
+                else "proportion (0-1)" if kind == "share" else "")
+        if part == "":
+            rows.append((col, name, unit))
+        elif part == "_lower":
+            rows.append((col, f"lower bound of the 95 % interval: {name}", unit))
+        elif part == "_upper":
+            rows.append((col, f"upper bound of the 95 % interval: {name}", unit))
+        elif part == "_n":
+            rows.append((col, f"{'incidents counted (numerator)' if kind == 'rate' else 'respondents'}: {name}",
+                         "incidents" if kind == "rate" else "respondents" if kind == "share" else ""))
+        else:
+            rows.append((col, f"flags, ';'-separated (docs/outputs.md): {name}", ""))
+    return pd.DataFrame(rows, columns=["name", "description", "unit"])
+
+
+# --------------------------------------------------------------------------- shapefiles
+
+
+def short_field_names(names, width: int = DBF_NAME_WIDTH) -> dict[str, str]:
+    """Unique shapefile (DBF) field names of at most ``width`` characters.
+
+    Names that already fit keep themselves; the others are cut to ``width`` characters and, when that
+    collides (case-insensitively, as DBF does), end in a counter: ``incident_rate`` → ``incident_r``,
+    ``incident_rate_lower`` → ``incident_1``. The mapping is written to ``fields.csv``.
+    """
+    import re
+
+    names = list(names)
+    clean = {n: (re.sub(r"[^0-9A-Za-z_]", "_", n) or "field") for n in names}
+    out, used = {}, set()
+    for n in names:
+        if clean[n] == n and len(n) <= width and n.casefold() not in used:
+            out[n] = n
+            used.add(n.casefold())
+    for n in names:
+        if n in out:
+            continue
+        base = clean[n]
+        cand, i = base[:width], 0
+        while cand.casefold() in used:
+            i += 1
+            cand = base[: width - len(str(i))] + str(i)
+        out[n] = cand
+        used.add(cand.casefold())
+    return {n: out[n] for n in names}
+
+
+def check_dbf_values(frame, short: dict[str, str], where: str) -> None:
+    """Refuse (:class:`~usm_geo.errors.UsmGeoError`, naming the field) values a DBF field cannot hold:
+    text over 254 UTF-8 bytes, integers over 18 characters, reals wider than 24 characters or not
+    finite. GDAL would otherwise truncate them, or write garbage with only a warning."""
+    from usm_geo.errors import UsmGeoError
+
+    fix = "export this table as GeoPackage, GeoParquet or GeoJSON (no such limits), or shorten the value"
+    ids = frame["unit_id"].to_numpy(dtype=object) if "unit_id" in frame else None
+
+    def fail(col, pos, what):
+        unit = f", unit {ids[pos]}" if ids is not None else ""
+        raise UsmGeoError(f"field '{col}' (shapefile field '{short.get(col, col)}'){unit}: {what}",
+                          where=where, fix=fix)
+
+    geom = frame.geometry.name if hasattr(frame, "geometry") else None
+    for col in frame.columns:
+        if col == geom:
+            continue
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s):
+            continue
+        if pd.api.types.is_integer_dtype(s):
+            v = pd.to_numeric(s).astype("float64").to_numpy()
+            bad = np.flatnonzero((v >= 10.0 ** DBF_INT_WIDTH) | (v <= -(10.0 ** (DBF_INT_WIDTH - 1))))
+            if len(bad):
+                fail(col, bad[0], f"{s.iloc[bad[0]]} needs more than {DBF_INT_WIDTH} characters")
+        elif pd.api.types.is_float_dtype(s):
+            v = s.to_numpy(dtype=float, na_value=np.nan)
+            inf = np.flatnonzero(np.isinf(v))
+            if len(inf):
+                fail(col, inf[0], f"{v[inf[0]]} is not a finite number")
+            for pos in np.flatnonzero(np.abs(np.nan_to_num(v)) >= 1e22):
+                if len(f"{v[pos]:.0f}") > DBF_REAL_WIDTH:
+                    fail(col, pos, f"{v[pos]!r} needs more than the {DBF_REAL_WIDTH} characters of a DBF number")
+        else:
+            text = s.dropna().astype(str)
+            text = text[text.str.len() > DBF_TEXT_BYTES // 4]  # only these can exceed 254 UTF-8 bytes
+            size = text.str.encode("utf-8").str.len()
+            if len(size) and size.max() > DBF_TEXT_BYTES:
+                pos = frame.index.get_loc(size.idxmax())
+                fail(col, pos, f"a text of {int(size.max())} bytes; a DBF text field holds at most {DBF_TEXT_BYTES} bytes "
+                               "and would be cut silently")
+
+
+def write_shapefile_zip(target: Path, layers: dict, dictionary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One shapefile per layer (``.shp .shx .dbf .prj .cpg``, UTF-8) and ``fields.csv`` in one zip.
+
+    Field names are shortened by :func:`short_field_names`; ``fields.csv`` lists ``short_name, name,
+    description, unit`` for every field. Entries are sorted and dated 1980-01-01 and DBF headers carry
+    the same date, so the same tables give the same bytes. Returns the field table.
+    """
+    import csv
+    import io
+    import zipfile
+
+    from usm_geo.errors import UsmGeoError
+
+    target = Path(target)
+    columns: list[str] = []
+    for frame in layers.values():
+        columns += [c for c in frame.columns if c != frame.geometry.name and c not in columns]
+    if len(columns) > DBF_MAX_FIELDS:
+        raise UsmGeoError(f"{len(columns)} fields; a shapefile holds at most {DBF_MAX_FIELDS}", where=target,
+                          fix="export fewer indicators (--indicators) or use GeoPackage")
+    short = short_field_names(columns)
+    for level, frame in layers.items():
+        check_dbf_values(frame, short, f"{target.name}: layer {level}")
+    info = dictionary.set_index("name") if dictionary is not None else None
+    fields = pd.DataFrame({
+        "short_name": [short[c] for c in columns], "name": columns,
+        "description": [info.at[c, "description"] if info is not None and c in info.index else "" for c in columns],
+        "unit": [info.at[c, "unit"] if info is not None and c in info.index else "" for c in columns],
+    })
+    entries: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix=f".{target.stem}.shp-", dir=target.parent) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
+        for level, frame in layers.items():
+            stem = _safe_name(level)
+            frame.rename(columns=short).to_file(
+                Path(tmp) / f"{stem}.shp", driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8",
+                layer_options={"DBF_DATE_LAST_UPDATE": "1980-01-01"})
+            for part in sorted(Path(tmp).glob(f"{stem}.*")):
+                entries[part.name] = part.read_bytes()
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(fields.columns)
+    w.writerows(fields.itertuples(index=False))
+    entries["fields.csv"] = buf.getvalue().encode("utf-8")
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w") as z:
+        for name in sorted(entries):
+            zi = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zi.create_system = 3
+            zi.external_attr = 0o100644 << 16
+            z.writestr(zi, entries[name], compresslevel=6)
+    return fields
+
+
+# --------------------------------------------------------------------------- other formats
+
+
+def write_geojson(target: Path, frame) -> None:
+    """RFC 7946 GeoJSON: EPSG:4326 (lon, lat), 7 decimals, atomically."""
+    from usm_geo.errors import CRSError
+
+    if frame.crs is None:
+        raise CRSError("the units have no CRS, so they cannot be written as GeoJSON (EPSG:4326)", where=target,
+                       fix="use GeoPackage or shapefiles for layers without a CRS")
+    with atomic_path(target) as tmp:
+        frame.to_crs(4326).to_file(tmp, driver="GeoJSON", engine="pyogrio",
+                                   layer_options={"RFC7946": "YES", "WRITE_NAME": "NO"})
+
+
+def write_geoparquet(target: Path, frame) -> None:
+    """GeoParquet (``geo`` metadata with the CRS as PROJJSON), atomically."""
+    with atomic_path(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def kde_threshold(tags: dict, k: int) -> float | None:
+    """Density (in the surface's units per km²) that ``k`` events reach at most at one cell: the peak
+    of the discretised kernel times k. A cell at or above it has at least k events within reach."""
+    try:
+        h, cell = float(tags["BANDWIDTH"]), float(tags["CELL_SIZE"])
+    except (KeyError, ValueError):
+        return None
+    kernel = tags.get("KERNEL", "quartic")
+    if kernel == "quartic":
+        from usm_geo.hotspots.kde import quartic_kernel
+
+        peak = float(quartic_kernel(h / cell).max())
+    elif kernel == "gaussian":
+        sigma = h / cell
+        r = int(4.0 * sigma + 0.5)
+        x = np.arange(-r, r + 1, dtype=float)
+        w = np.exp(-0.5 * (x / sigma) ** 2)
+        peak = float((w / w.sum()).max() ** 2)
+    else:
+        return None
+    return k * peak / (cell * cell / 1e6)
+
+
+def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
+    """Copy the KDE surface; in the public profile cells below :func:`kde_threshold` become nodata,
+    so no visible bump can come from fewer than k events (one incident's kernel would show where it was)."""
+    if profile != "public":
+        write_bytes(target, Path(source).read_bytes())
+        return {"masked_below": None}
+    import rasterio
+
+    with rasterio.open(source) as src:
+        tags = src.tags()
+        values = src.read(1)
+        meta = src.profile.copy()
+        desc = src.descriptions[0]
+    threshold = kde_threshold(tags, k)
+    if threshold is None:
+        return {"masked_below": None, "skipped": "unknown kernel: not published"}
+    values = np.where(values >= threshold, values, np.nan).astype(np.float32)
+    tags["PUBLIC_MASK"] = f"cells below {threshold!r} (k={k} events at one point) set to nodata"
+    with atomic_path(target) as tmp, rasterio.open(tmp, "w", **meta) as dst:
+        dst.write(values, 1)
+        dst.update_tags(**tags)
+        if desc:
+            dst.set_band_description(1, desc)
+    return {"masked_below": threshold}
+
+
+def write_report_card(folder: Path, card: pd.DataFrame) -> list[str]:
+    """``report_card.json`` (a list of records, docs/report_card.md) and ``report_card.csv``."""
+    from usm_geo.indicators.report_card import records
+
+    folder = Path(folder)
+    write_json(folder / "report_card.json", records(card))
+    write_csv(folder / "report_card.csv", card)
+    return ["report_card.json", "report_card.csv"]
+
+
+def _jsonable(obj):
+    """numpy scalars, tuples, frames and NaN → plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        items = [_jsonable(v) for v in obj]
+        return sorted(items, key=str) if isinstance(obj, set) else items
+    if isinstance(obj, pd.DataFrame):
+        return _jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, pd.Series):
+        return _jsonable(obj.to_dict())
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def _crs_text(crs) -> str | None:
+    if crs is None:
+        return None
+    from usm_geo.intake.crs import crs_label
+
+    return crs_label(crs)
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+SUPPRESSION_RULE = {
+    "public": ("counts 1 … k-1 are suppressed and flagged, with complementary suppression across levels and "
+               "categories so that no suppressed value can be recovered by differencing; rates and intervals on "
+               "suppressed counts and survey values below the minimum (effective) n are suppressed too; no "
+               "incident points or coordinates; hot spot layers without counts (Gi* z rounded to 0.1); impact areas "
+               "without counts; KDE cells below k events masked; report card change and trend withheld when a "
+               "value they depend on is suppressed"),
+    "internal": "none: exact values, for the city's own staff; not for publication",
+}
+
+
+def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
+                       impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
+                       report_card: pd.DataFrame | None = None, info: dict | None = None,
+                       metadata: bool = True) -> dict:
+    """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``.
+
+    Layout (the same for ``run`` and ``export``):
+
+    ``areas.gpkg``            one layer per level, ``hotspots_<level>`` and ``impact_areas`` when present
+    ``shapefiles.zip``        ``<level>.shp/.shx/.dbf/.prj/.cpg`` per level and ``fields.csv``
+    ``areas_<level>.geojson`` RFC 7946, EPSG:4326
+    ``areas_<level>.parquet`` GeoParquet
+    ``indicators.csv``        the wide table of every exported level, no geometry
+    ``kde.tif``               the KDE surface (public: cells below k events masked)
+    ``report_card.json/.csv`` the city report card
+    ``metadata.json``         definitions, periods, CRS, suppression rule, versions, input hashes, file hashes
+    """
+    from usm_geo import __version__
+    from usm_geo.errors import UsmGeoError
+
+    folder = Path(folder)
+    formats = tuple(dict.fromkeys(formats))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise UsmGeoError(f"unknown format '{bad[0]}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
+    public = tables.profile == "public"
+    defs = indicator_definitions(tables.ids, definitions)
+    columns: list[str] = []
+    for frame in tables.layers.values():
+        columns += [c for c in frame.columns if c != frame.geometry.name and c not in columns]
+    dictionary = field_dictionary(columns, defs)
+    extra = {}
+    for level, layer in (hotspots or {}).items():
+        if level not in tables.layers:
+            continue
+        if tables.periods and "period" in layer and not set(layer["period"]) & set(tables.periods):
+            continue
+        layer = public_hotspots(layer, tables.k) if public else layer
+        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
+            layer = layer.to_crs(tables.crs)
+        extra[f"hotspots_{level}"] = layer
+    if impact_areas is not None:
+        layer = public_impact_areas(impact_areas, tables.k) if public else impact_areas
+        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
+            layer = layer.to_crs(tables.crs)
+        extra["impact_areas"] = layer
+    written: dict[str, list[str]] = {}
+    notes: dict[str, object] = {}
+    if "gpkg" in formats:
+        write_layers(folder / GPKG_NAME, {**tables.layers, **extra})
+        written["gpkg"] = [GPKG_NAME]
+    if "shp" in formats:
+        write_shapefile_zip(folder / SHP_NAME, tables.layers, dictionary)
+        written["shp"] = [SHP_NAME]
+    if "geojson" in formats:
+        written["geojson"] = []
+        for level, frame in tables.layers.items():
+            name = f"areas_{_safe_name(level)}.geojson"
+            write_geojson(folder / name, frame)
+            written["geojson"].append(name)
+    if "parquet" in formats:
+        written["parquet"] = []
+        for level, frame in tables.layers.items():
+            name = f"areas_{_safe_name(level)}.parquet"
+            write_geoparquet(folder / name, frame)
+            written["parquet"].append(name)
+    if "csv" in formats:
+        frames = [pd.DataFrame(f.drop(columns=f.geometry.name)) for f in tables.layers.values()]
+        write_csv(folder / CSV_NAME, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+        written["csv"] = [CSV_NAME]
+    if "tif" in formats and kde is not None and Path(kde).exists():
+        notes["kde"] = write_kde(folder / "kde.tif", Path(kde), profile=tables.profile, k=tables.k)
+        if not notes["kde"].get("skipped"):
+            written["tif"] = ["kde.tif"]
+    if report_card is not None:
+        written["report_card"] = write_report_card(folder, report_card)
+    info = info or {}
+    files = sorted(f for names in written.values() for f in names)
+    meta = {
+        "created_by": f"usm_geo {__version__}",
+        "study": info.get("study"),
+        "profile": tables.profile,
+        "suppression": {"rule": SUPPRESSION_RULE[tables.profile], "k": tables.k, "min_n": tables.min_n,
+                        "report": tables.report},
+        "crs": {"layers": _crs_text(tables.crs), "geojson": "EPSG:4326",
+                "kde.tif": info.get("working_crs") if "tif" in written else None},
+        "levels": {lv: {"features": len(f), "units": int(f["unit_id"].nunique())} for lv, f in tables.layers.items()},
+        "extra_layers": sorted(extra),
+        "periods": tables.periods,
+        "period_settings": info.get("periods"),
+        "indicators": defs,
+        "fields": [{**rec, "shapefile_name": short} for rec, short in
+                   zip(dictionary.to_dict(orient="records"), short_field_names(dictionary["name"]).values())],
+        "software": info.get("packages"),
+        "inputs": info.get("inputs"),
+        "notes": notes,
+        "files": {f: _sha256_file(folder / f) for f in files},
+    }
+    if metadata:
+        write_json(folder / "metadata.json", _jsonable(meta))
+        files.append("metadata.json")
+    return {"files": sorted(files), "formats": written, "metadata": meta}
+
+
+def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *,
+                      profile: str = "internal", k: int = DEFAULT_K, report_card: pd.DataFrame | None = None,
+                      min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp"), hotspots: dict | None = None,
+                      impact_areas=None, definitions: dict | None = None, info: dict | None = None) -> dict:
+    """The run folder's ``areas.gpkg`` and ``shapefiles.zip`` (and ``report_card.json/.csv``) from the
+    run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by default).
+
+    ``report_card`` is :func:`usm_geo.indicators.report_card.report_card` on the unsuppressed measures;
+    in the public profile its values are re-taken from the suppressed ones. ``hotspots`` (level →
+    layer) and ``impact_areas`` go into ``areas.gpkg`` when given; ``info`` (run.json's content:
+    packages, inputs, periods…) turns on ``metadata.json``. Returns what :func:`write_area_outputs` does.
+    """
+    tables = area_tables(units_layers, measures, crosswalk, profile=profile, k=k, min_n=min_n)
+    card = report_card
+    if card is not None and profile == "public":
+        from usm_geo.indicators.report_card import match_measures
+
+        card = match_measures(card, tables.measures)
+    return write_area_outputs(folder, tables, formats, hotspots=hotspots if "gpkg" in formats else None,
+                              impact_areas=impact_areas, definitions=definitions, report_card=card, info=info,
+                              metadata=info is not None)
+
+
+# --------------------------------------------------------------------------- export a run folder
+
+_STRING_COLUMNS = ("level", "unit_id", "period", "category", "measure", "flags", "to_level", "to_unit_id",
+                   "indicator", "baseline", "current", "status", "status_reason", "trend_flags", "change_flags")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV written by :func:`write_csv`, with ids and labels kept as text (``"035"``, ``"2019"``)."""
+    import pyarrow.csv as pcsv
+
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8").strip()
+    names = [h.strip('"') for h in header.split(",")]
+    types = {c: pa.string() for c in names if c in _STRING_COLUMNS}
+    table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+    frame = table.to_pandas()
+    for c in types:
+        frame[c] = frame[c].astype(object)
+    return frame
+
+
+def _read_layers(path: Path) -> dict:
+    import pyogrio
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*GeoPackage.*")
+        return {str(name): pyogrio.read_dataframe(path, layer=str(name)) for name, _ in pyogrio.list_layers(path)}
+
+
+def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
+               profile: str = "public", k: int | None = None) -> dict:
+    """Export a run folder's area outputs for others (``usm-geo export``).
+
+    Reads only the run's outputs (``run.json``, ``units.gpkg``, ``measures.csv``, ``crosswalk.csv``,
+    ``progress.csv``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``kde.tif``), never its inputs.
+    Applies the profile (``public`` by default; ``k`` from the study's ``outputs.suppression_threshold``,
+    else 5) to the whole measures table, then filters by ``indicators``, ``levels`` and ``periods`` and
+    reprojects to ``crs`` (GeoJSON is always EPSG:4326).
+
+    ``out`` is always a folder, built as a hidden sibling and swapped in whole when complete (an
+    export killed midway leaves the previous one intact). It holds the files listed in
+    :func:`write_area_outputs` for the chosen ``formats``, plus ``report_card.json/.csv``,
+    ``metadata.json`` and a copy of the run's ``run.json``. Returns a summary (files, seconds, …).
+    """
+    import time
+
+    from usm_geo.errors import OutputError, UsmGeoError
+    from usm_geo.indicators.report_card import report_card as make_card
+
+    t0 = time.perf_counter()
+    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
+    if not (run_dir / MARKER).is_file():
+        raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
+                          fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
+    if out == run_dir or out in run_dir.parents:
+        raise OutputError("the export folder would replace the run folder it exports", where=out,
+                          fix="choose another --out folder")
+    if out.suffix.lower() in (".gpkg", ".zip", ".shp", ".geojson", ".json", ".parquet", ".csv", ".tif", ".tiff"):
+        raise UsmGeoError("--out names a folder (an export writes one file per level and format into it), "
+                          f"not a {out.suffix} file", where=out, fix=f"e.g. --out {out.with_suffix('')}")
+    if (out / "measures.csv").exists():
+        raise OutputError("is a run folder; an export will not replace it", where=out, fix="choose another --out folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():  # fail before the slow part
+        raise OutputError("is a non-empty folder that usm_geo did not write, so it will not be replaced", where=out,
+                          fix="choose a new or empty folder for --out")
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsmGeoError(f"unknown format '{bad[0] if bad else ''}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
+    if profile not in PROFILES:
+        raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
+    for required in ("units.gpkg", "measures.csv"):
+        if not (run_dir / required).is_file():
+            raise OutputError(f"has no {required}", where=run_dir, fix="rerun the study with this version of usm_geo")
+    info = json.loads((run_dir / MARKER).read_text(encoding="utf-8"))
+    outputs = info.get("outputs") or {}
+    if k is None:
+        k = int(outputs.get("suppression_threshold") or DEFAULT_K)
+    if int(k) < 1:
+        raise UsmGeoError(f"k must be at least 1, not {k}", where="--k", fix="e.g. k = 5")
+    min_n = int(outputs.get("min_n") or DEFAULT_MIN_N)
+    units = _read_layers(run_dir / "units.gpkg")
+    measures = read_table(run_dir / "measures.csv")
+    crosswalk = read_table(run_dir / "crosswalk.csv") if (run_dir / "crosswalk.csv").exists() else None
+    tables = area_tables(units, measures, crosswalk, profile=profile, k=k, min_n=min_n, indicators=indicators,
+                         levels=levels, periods=periods, crs=crs)
+    hot = _read_layers(run_dir / "hotspots.gpkg") if "gpkg" in formats and (run_dir / "hotspots.gpkg").exists() else None
+    impact = None
+    if "gpkg" in formats and (run_dir / "impact_areas.gpkg").exists():
+        impact = next(iter(_read_layers(run_dir / "impact_areas.gpkg").values()), None)
+    progress = read_table(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else None
+    period_info = info.get("periods") or {}
+    card = make_card(tables.measures, progress, info.get("indicator_definitions"), baseline=period_info.get("baseline"),
+                     current=period_info.get("current"), city_name=(info.get("study") or {}).get("name") or "city")
+    if indicators:
+        card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
+    with staged_folder(out) as stage:
+        result = write_area_outputs(stage, tables, formats, hotspots=hot, impact_areas=impact,
+                                    kde=run_dir / "kde.tif", definitions=info.get("indicator_definitions"),
+                                    report_card=card, info=info)
+        shutil.copyfile(run_dir / MARKER, stage / MARKER)
+    result["files"] = sorted(result["files"] + [MARKER])
+    result["out"] = str(out)
+    result["profile"], result["k"] = profile, k
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result

@@ -494,6 +494,20 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                        "current": study.periods.current,
                        "start": study.periods.start.isoformat() if study.periods.start else None,
                        "end": study.periods.end.isoformat() if study.periods.end else None}
+    settings_section = study.indicators or {}
+    info["outputs"]["min_n"] = int(settings_section.get("min_n", 30))
+    info["outputs"]["min_eff_n"] = float(settings_section.get("min_eff_n", 30))
+    with stages("exports"):
+        from usm_geo.export import write_run_exports
+        from usm_geo.indicators.report_card import report_card
+
+        card = report_card(measures, indicators.tables.get("progress"), indicators.definitions,
+                           baseline=study.periods.baseline, current=study.periods.current, city_name=study.name)
+        write_run_exports(folder, {lv: layer[["unit_id", "name", "parent_id", "geometry"]] for lv, layer in located.units.levels.items()},
+                          measures, located.units.crosswalk, profile=study.outputs.profile,
+                          k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
+                          hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info)
+    info["timings_s"]["exports"] = stages.timings.get("exports")
     write_json(folder / "run.json", info)
     info["_intake"] = intake
     return info

@@ -1,0 +1,92 @@
+"""The public profile on Chicago's aggravated assaults (2017–2019, 13 location categories, 77
+community areas and ~870 H3 cells of resolution 8): every count of 1–4 is hidden and the attacker
+of tests/unit/test_disclosure.py learns none of them."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+import pytest
+from shared_data import need_shared
+from unit.test_disclosure import check_attack
+
+from usm_geo.disclosure import apply_profile
+from usm_geo.pipeline import run
+
+pytestmark = pytest.mark.realdata
+K = 5
+
+
+@pytest.fixture(scope="module")
+def chicago_run(tmp_path_factory):
+    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
+    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
+    folder = tmp_path_factory.mktemp("chicago-disclosure")
+    (folder / "study.toml").write_text(textwrap.dedent(f"""
+        [study]
+        name = "Chicago"
+        timezone = "America/Chicago"
+        working_crs = "EPSG:32616"
+
+        [inputs.incidents]
+        path = "{csv}"
+        datetime = "date"
+        lon = "longitude"
+        lat = "latitude"
+        category = "loc_cat"
+
+        [[inputs.boundaries]]
+        level = "community_area"
+        path = "{cca}"
+        id = "area_num_1"
+        name = "community"
+
+        [inputs.population]
+        path = "{cca}"
+        level = "community_area"
+        id = "area_num_1"
+        column = "TOT_POP"
+
+        [units]
+        h3_resolution = [8]
+
+        [periods]
+        frequency = "year"
+        start = 2017-01-01
+        end = 2019-12-31
+        baseline = "2017"
+        current = "2019"
+
+        [indicators]
+        use = ["incident_rate"]
+    """))
+    from usm_geo.study import load_study
+
+    out = folder / "out"
+    run(load_study(folder / "study.toml"), out)
+    return out
+
+
+def _read(path):
+    return pd.read_csv(path, dtype={"unit_id": str, "period": str, "category": str}, keep_default_na=False,
+                       na_values=[""], low_memory=False)
+
+
+def test_chicago_public_profile_resists_the_attacker(chicago_run):
+    measures = _read(chicago_run / "measures.csv")
+    crosswalk = _read(chicago_run / "crosswalk.csv")
+    public, report = apply_profile(measures, crosswalk, profile="public", k=K)
+    assert set(measures.level) == {"h3_8", "community_area", "city"}
+    small = measures.measure.isin(["count"]) & measures["n"].between(1, K - 1)
+    assert small.sum() > 5_000 and public.loc[small, "value"].isna().all()
+    rate_small = measures.measure.str.contains("rate") & measures["numerator"].between(1, K - 1)
+    assert public.loc[rate_small, ["value", "lower", "upper", "numerator"]].isna().all().all()
+    stats = check_attack(measures, public, crosswalk, k=K)
+    assert stats["hidden_small"] > 5_000
+    assert report["suppressed_cells"]["community_area"]["primary"] > 500
+    assert report["suppressed_cells"]["city"]["primary"] == 0
+    # the city's count of every location category is published
+    city = (public.level == "city") & (public.measure == "count")
+    assert public.loc[city, "value"].notna().all()
+    assert report["audit"]["exposed_per_pass"][-1] == 0 and report["unresolved_relations"] == 0
