@@ -540,6 +540,9 @@ def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int)
     report = _report(k, min_n, table, row_sup | group_sup, reason, dropped_columns, removed, by_cells, rounds,
                      relations, link_report, unresolved)
     report["audit"] = {"passes": len(audits), "exposed_per_pass": audits}
+    if crosswalk is None or not len(crosswalk):
+        report["warnings"] = [("no crosswalk: only the relations of every level to the city were protected, "
+                               "not those between nested levels")]
     return out, report
 
 
