@@ -90,3 +90,21 @@ def test_chicago_public_profile_resists_the_attacker(chicago_run):
     city = (public.level == "city") & (public.measure == "count")
     assert public.loc[city, "value"].notna().all()
     assert report["audit"]["exposed_per_pass"][-1] == 0 and report["unresolved_relations"] == 0
+
+
+def test_chicago_public_export_in_one_command(chicago_run, tmp_path):
+    import geopandas as gpd
+    from click.testing import CliRunner
+
+    from usm_geo.cli import main
+
+    out = tmp_path / "public"
+    r = CliRunner().invoke(main, ["export", str(chicago_run), "--profile", "public", "--format", "gpkg",
+                                  "--format", "shp", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    areas = gpd.read_file(out / "areas.gpkg", layer="community_area")
+    assert len(areas) == 77 * 3
+    n = pd.to_numeric(areas["incident_rate_n"], errors="coerce")
+    assert not n.between(1, K - 1).any()  # no small count survives into the public file
+    assert not {"lon", "lat", "x", "y", "longitude", "latitude"} & set(map(str.lower, areas.columns))
+    assert (out / "shapefiles.zip").is_file() and (out / "report_card.json").is_file()
