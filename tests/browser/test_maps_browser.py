@@ -1,0 +1,346 @@
+"""Generated maps in headless Chromium: drawn per layer, tooltips, layer switch, legend, no console
+errors, no network beyond the pinned assets, and no XSS payload ever runs (a dialog listener)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+
+from shared_data import need_shared
+from usm_geo.maps import build_before_after, build_map
+from usm_geo.maps.synthetic import XSS_PAYLOADS, grid_inputs, payload_inputs
+
+LEVELS = {"h3_9": "H3 cells (resolution 9)", "neighbourhood": "Neighbourhood", "district": "District", "city": "City"}
+
+
+def expect(target):
+    from playwright.sync_api import expect as _expect
+
+    return _expect(target)
+
+
+def hover_at(page, map_key: str, lat: float, lon: float) -> None:
+    """Move the real mouse to a lat/lon on one of the page's maps."""
+    x, y = page.evaluate("""([k, lat, lon]) => {
+        const m = usmGeo.maps[k], p = m.latLngToContainerPoint([lat, lon]), r = m.getContainer().getBoundingClientRect();
+        return [p.x + r.left, p.y + r.top];
+    }""", [map_key, lat, lon])
+    page.mouse.move(x, y)
+
+
+def inside(layer: gpd.GeoDataFrame, unit_id: str) -> tuple[float, float]:
+    g = layer.to_crs(4326).set_index("unit_id").geometry[unit_id].representative_point()
+    return g.y, g.x
+
+
+def show_only(page, key: str) -> None:
+    page.evaluate("""k => {
+        const m = usmGeo.mapOf[k];
+        Object.keys(usmGeo.layers).forEach(o => { if (usmGeo.mapOf[o] === m && o !== k) m.removeLayer(usmGeo.layers[o]); });
+        m.addLayer(usmGeo.layers[k]);
+    }""", key)
+
+
+def fmt(x: float) -> str:
+    """A value as the map shows it: 4 significant digits, whole numbers with separators from 1,000."""
+    return f"{round(x):,}" if abs(x) >= 1000 else repr(float(f"{x:.4g}")).removesuffix(".0")
+
+
+# ------------------------------------------------------------------------------------ Demo City
+
+@pytest.fixture(scope="session")
+def demo_map(demo_run, tmp_path_factory):
+    return build_map(demo_run, tmp_path_factory.mktemp("maps") / "map.html")
+
+
+@pytest.fixture(scope="session")
+def demo_units(demo_run):
+    return {lv: gpd.read_file(demo_run / "units.gpkg", layer=lv) for lv in LEVELS}
+
+
+@pytest.fixture(scope="session")
+def demo_values(demo_run):
+    wide = pd.read_csv(demo_run / "indicators.csv", dtype={"unit_id": str, "period": str}, low_memory=False)
+    return wide[wide.period == "2023"].set_index(["level", "unit_id"])
+
+
+def test_demo_map_draws_every_level_and_switches_layers(map_page, demo_map, demo_units, tmp_path):
+    page = map_page.open(demo_map)
+    # on opening: neighbourhoods only, one SVG path per unit
+    expect(page.locator("path.usm-level-neighbourhood")).to_have_count(60)
+    assert map_page.drawn("level:neighbourhood") == len(demo_units["neighbourhood"]) == 60
+    for level in ("h3_9", "district", "city"):
+        assert map_page.drawn(f"level:{level}") == 0
+    # each level drawn in full when ticked (H3: 6,650 cells on one canvas), gone when unticked
+    for level, label in LEVELS.items():
+        box = page.get_by_label(label, exact=True)
+        box.check()
+        assert map_page.drawn(f"level:{level}") == len(demo_units[level]), level
+        if level == "h3_9":  # one canvas, no SVG paths
+            expect(page.locator("canvas")).to_have_count(1)
+            expect(page.locator("path.usm-level-h3_9")).to_have_count(0)
+        else:
+            expect(page.locator(f"path.usm-level-{level}")).to_have_count(len(demo_units[level]))
+        box.uncheck()
+        assert map_page.drawn(f"level:{level}") == 0
+        expect(page.locator(f"path.usm-level-{level}")).to_have_count(0)
+    assert len(demo_units["h3_9"]) == 6650
+    page.screenshot(path=str(tmp_path / "demo.png"))
+    map_page.clean()
+    assert map_page.requested == ["https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js",
+                                  "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"]
+    assert map_page.tiles == []  # no basemap by default
+
+
+def test_demo_tooltips_show_name_value_interval_n(map_page, demo_map, demo_units, demo_values):
+    page = map_page.open(demo_map)
+    tip = page.locator(".leaflet-tooltip.usm-tooltip")
+    row = demo_values.loc[("neighbourhood", "N02")]
+    hover_at(page, "main", *inside(demo_units["neighbourhood"], "N02"))
+    expect(tip).to_contain_text("Großer Anger")
+    expect(tip).to_contain_text(f"Recorded incidents per 1,000 residents, 2023: {fmt(row.incident_rate)}")
+    expect(tip).to_contain_text(f"95 % interval: {fmt(row.incident_rate_lower)} – {fmt(row.incident_rate_upper)}")
+    expect(tip).to_contain_text(f"incidents (n): {int(row.incident_rate_n):,}")
+    # an H3 cell on the canvas layer: hit-tested by the page, same tooltip
+    page.get_by_label("Neighbourhood", exact=True).uncheck()
+    page.get_by_label(LEVELS["h3_9"], exact=True).check()
+    cells = demo_values.loc["h3_9"]
+    cell = cells[cells.incident_rate_n >= 10].index[0]
+    hover_at(page, "main", *inside(demo_units["h3_9"], cell))
+    expect(tip).to_contain_text(cell)
+    expect(tip).to_contain_text(f": {fmt(cells.loc[cell, 'incident_rate'])}")
+    small = cells[(cells.incident_rate_n > 0) & (cells.incident_rate_n < 10)].index[0]
+    hover_at(page, "main", *inside(demo_units["h3_9"], small))
+    expect(tip).to_contain_text(small)
+    expect(tip).to_contain_text("small numbers: treat with caution")
+    map_page.clean()
+
+
+def test_demo_legend_follows_the_layers(map_page, demo_map):
+    page = map_page.open(demo_map)
+    blocks = page.locator(".usm-legend-block:visible")
+    expect(blocks).to_have_count(1)
+    expect(blocks.first).to_contain_text("Recorded incidents per 1,000 residents")
+    expect(blocks.first).to_contain_text("per 1,000 residents · 2023 · Neighbourhood")
+    expect(blocks.first).to_contain_text("Quantiles, 5 classes, from every period of this level (2019–2023)")
+    expect(blocks.first.locator(".usm-swatch")).to_have_count(6)  # 5 classes + no value
+    page.get_by_label("District", exact=True).check()
+    expect(blocks).to_have_count(2)
+    page.get_by_label("Neighbourhood", exact=True).uncheck()
+    page.get_by_label("District", exact=True).uncheck()
+    expect(page.locator(".usm-legend")).to_be_hidden()
+    expect(page.locator(".usm-title")).to_contain_text("Demo City")
+    map_page.clean()
+
+
+def test_demo_gistar_kde_and_impact_layers(map_page, demo_map, demo_run):
+    page = map_page.open(demo_map)
+    hot = gpd.read_file(demo_run / "hotspots.gpkg", layer="neighbourhood").set_index("unit_id")
+    page.get_by_label("Gi* hot spots: Neighbourhood, 2023", exact=True).check()
+    expect(page.locator("path.usm-gistar-neighbourhood")).to_have_count(60)
+    labels = {3: "Hot spot, 99 % confidence", 2: "Hot spot, 95 % confidence", 0: "Not significant",
+              -2: "Cold spot, 95 % confidence", -3: "Cold spot, 99 % confidence"}
+    index = list(gpd.read_file(demo_run / "units.gpkg", layer="neighbourhood").unit_id).index("N02")
+    text = page.evaluate("usmGeo.openTip('gistar:neighbourhood', %d)" % index)
+    assert labels[int(hot.loc["N02", "gistar_bin"])] in text and f"incidents: {int(hot.loc['N02', 'count']):,}" in text
+    page.get_by_label("Gi* hot spots: H3 cells (resolution 9), 2023", exact=True).check()
+    assert map_page.drawn("gistar:h3_9") == 6650
+    page.get_by_label("Incident density (KDE)", exact=True).check()
+    img = page.locator("img.usm-image")
+    expect(img).to_have_count(1)
+    assert page.evaluate("() => { const i = document.querySelector('img.usm-image'); return i.complete && i.naturalWidth > 0; }")
+    page.get_by_label("Intervention areas", exact=True).check()
+    expect(page.locator("path.usm-impact")).to_have_count(3)
+    impact = json.loads((demo_run / "impact.json").read_text(encoding="utf-8"))
+    text = page.evaluate("usmGeo.openTip('impact', 0)")
+    assert "Treated area" in text and f"incidents before: {impact['counts']['treated']['before']:,}" in text
+    expect(page.locator(".usm-legend-block:visible")).to_have_count(5)
+    map_page.clean()
+
+
+def test_demo_map_offline_makes_no_request(map_page, demo_run, node_modules, tmp_path):
+    out = build_map(demo_run, tmp_path / "offline.html", offline_assets=node_modules)
+    page = map_page.open(out)
+    expect(page.locator("path.usm-level-neighbourhood")).to_have_count(60)
+    assert map_page.requested == []  # Leaflet and its images are in the page
+    map_page.clean()
+
+
+def test_osm_tiles_when_asked(map_page, tmp_path):
+    page = map_page.open(build_map(grid_inputs(), tmp_path / "osm.html", tiles="osm"))
+    expect(page.locator("path.usm-level-area")).to_have_count(50)
+    page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
+    assert map_page.tiles and all("tile.openstreetmap.org" in t for t in map_page.tiles)
+    expect(page.locator(".leaflet-control-attribution")).to_contain_text("OpenStreetMap")
+    map_page.clean()
+
+
+def test_before_after_side_by_side_in_step(map_page, demo_run, demo_units, tmp_path):
+    out = build_before_after(demo_run, tmp_path / "before_after.html")
+    page = map_page.open(out)
+    assert map_page.drawn("before/level:neighbourhood") == map_page.drawn("after/level:neighbourhood") == 60
+    expect(page.locator(".usm-title").first).to_contain_text("Before: 2019")
+    expect(page.locator(".usm-title").nth(1)).to_contain_text("After: 2023")
+    assert map_page.drawn("before/impact") == map_page.drawn("after/impact") == 3
+    wide = pd.read_csv(demo_run / "indicators.csv", dtype={"unit_id": str, "period": str}, low_memory=False)
+    n02 = wide[(wide.level == "neighbourhood") & (wide.unit_id == "N02")].set_index("period").incident_rate
+    index = list(demo_units["neighbourhood"].unit_id).index("N02")
+    assert f": {fmt(n02['2019'])}" in page.evaluate("usmGeo.openTip('before/level:neighbourhood', %d)" % index)
+    assert f": {fmt(n02['2023'])}" in page.evaluate("usmGeo.openTip('after/level:neighbourhood', %d)" % index)
+    # panning or zooming one map moves the other; a layer switched on one side switches on both
+    page.evaluate("usmGeo.maps.before.setView([52.36, 13.6], 13, {animate: false})")
+    centre = page.evaluate("(() => { const c = usmGeo.maps.after.getCenter(); return [c.lat, c.lng, usmGeo.maps.after.getZoom()]; })()")
+    assert centre[2] == 13 and abs(centre[0] - 52.36) < 1e-3 and abs(centre[1] - 13.6) < 1e-3
+    page.get_by_label("District", exact=True).first.check()
+    assert map_page.drawn("after/level:district") > 0 and map_page.drawn("before/level:district") > 0
+    page.get_by_label("Neighbourhood", exact=True).nth(1).uncheck()
+    assert map_page.drawn("before/level:neighbourhood") == 0
+    map_page.clean()
+    assert "https://cdn.jsdelivr.net/npm/leaflet.sync@0.2.4/L.Map.Sync.js" in map_page.requested
+
+
+# ------------------------------------------------------------------------------------ XSS canary
+
+def test_canary_detects_folium_default_tooltip(map_page, tmp_path):
+    """Positive control: folium's own GeoJsonTooltip runs a raw name on hover, and the listener sees it."""
+    import folium
+
+    m = folium.Map(location=[52.3, 13.5], zoom_start=12, tiles=None)
+    square = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": XSS_PAYLOADS[0]},
+              "geometry": {"type": "Polygon", "coordinates": [[[13.45, 52.28], [13.55, 52.28], [13.55, 52.32],
+                                                                [13.45, 52.32], [13.45, 52.28]]]}}]}
+    folium.GeoJson(square, tooltip=folium.GeoJsonTooltip(["name"])).add_to(m)
+    m.save(str(tmp_path / "raw.html"))
+    page = map_page.page
+    page.goto((tmp_path / "raw.html").as_uri())
+    page.locator("path.leaflet-interactive").first.hover()
+    page.wait_for_timeout(200)
+    assert ("alert", "1") in map_page.dialogs
+
+
+def _hover_everything(page, mouse: bool = True) -> list[str]:
+    """Show each layer alone; hover and click every feature with the mouse (``mouse``); open every
+    feature's tooltip from the page (also those under another feature). Returns the tooltip texts."""
+    texts = []
+    for key in page.evaluate("Object.keys(usmGeo.layers)"):
+        if page.evaluate("k => !usmGeo.layers[k].eachLayer && !usmGeo.layers[k].isBig", key):
+            continue  # the KDE image has no tooltip
+        show_only(page, key)
+        if mouse:
+            points = page.evaluate("k => Array.from({length: usmGeo.count(k)}, (_, i) => usmGeo.pointIn(k, i))", key)
+            for x, y in points:
+                page.mouse.move(x, y)
+                page.mouse.click(x, y)
+        texts += page.evaluate("k => Array.from({length: usmGeo.count(k)}, (_, i) => usmGeo.openTip(k, i))", key)
+    return texts
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS, ids=[f"payload{i}" for i in range(len(XSS_PAYLOADS))])
+def test_xss_canary(map_page, browser, payload, tmp_path):
+    assert len(XSS_PAYLOADS) >= 10
+    inputs = payload_inputs(payload)
+    page = map_page.open(build_map(inputs, tmp_path / "rate.html"))
+    # the literal text is shown: title, layer names, legend (categories), tooltips (names, ids, flags, areas)
+    assert f"Study {payload}" in page.locator(".usm-title").first.text_content()
+    assert f"Lvl {payload}" in page.locator(".leaflet-control-layers").text_content()
+    page.get_by_label("Intervention areas").check()
+    legend = page.locator(".usm-legend").text_content()
+    assert f"Rate {payload}" in legend and f"cat {payload}" in legend and f"Study {payload} pilot" in legend
+    texts = _hover_everything(page)
+    joined = "\n".join(texts)
+    flag = f"flag {payload}".split(";")[0]  # flags are ";"-separated: a ";" in one splits it
+    for literal in (f"Area 3 {payload}", f"id3{payload}", flag, f"area {payload}", f"2023 {payload}"):
+        assert literal in joined, literal
+    page.wait_for_timeout(150)  # an <img onerror> fires after its load fails
+    map_page.clean()  # no dialog, no console error, no unexpected request
+
+    # survey labels in a share indicator's legend; and the side-by-side page
+    share = map_page.open(build_map(inputs, tmp_path / "share.html", indicator="safe_share"))
+    legend = share.locator(".usm-legend").text_content()
+    assert f"safe {payload}" in legend and f"q {payload}" in legend
+    _hover_everything(share, mouse=False)
+    both = map_page.open(build_before_after(inputs, tmp_path / "ba.html"))
+    assert f"Study {payload}" in both.locator(".usm-title").nth(1).text_content()
+    _hover_everything(both, mouse=False)
+    both.wait_for_timeout(150)
+    map_page.clean()
+
+
+# ------------------------------------------------------------------------------------ Chicago
+
+@pytest.fixture(scope="module")
+def chicago_run(tmp_path_factory):
+    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
+    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
+    folder = tmp_path_factory.mktemp("chicago-map")
+    (folder / "study.toml").write_text(textwrap.dedent(f"""
+        [study]
+        name = "Chicago"
+        timezone = "America/Chicago"
+        working_crs = "EPSG:32616"
+
+        [inputs.incidents]
+        path = "{csv}"
+        datetime = "date"
+        lon = "longitude"
+        lat = "latitude"
+
+        [[inputs.boundaries]]
+        level = "community_area"
+        path = "{cca}"
+        id = "area_num_1"
+        name = "community"
+
+        [inputs.population]
+        path = "{cca}"
+        level = "community_area"
+        id = "area_num_1"
+        column = "TOT_POP"
+
+        [units]
+        h3_resolution = [8]
+
+        [periods]
+        frequency = "year"
+        start = 2018-01-01
+        end = 2019-12-31
+        baseline = "2018"
+        current = "2019"
+
+        [indicators]
+        use = ["incident_rate"]
+    """), encoding="utf-8")
+    from usm_geo.pipeline import run
+    from usm_geo.study import load_study
+
+    out = folder / "out"
+    run(load_study(folder / "study.toml"), out)
+    return out
+
+
+@pytest.mark.realdata
+def test_chicago_map(map_page, chicago_run, tmp_path):
+    page = map_page.open(build_map(chicago_run, tmp_path / "chicago.html"))
+    areas = gpd.read_file(chicago_run / "units.gpkg", layer="community_area")
+    assert len(areas) == 77
+    expect(page.locator("path.usm-level-community_area")).to_have_count(77)
+    assert map_page.drawn("level:community_area") == 77
+    wide = pd.read_csv(chicago_run / "indicators.csv", dtype={"unit_id": str, "period": str})
+    loop = wide[(wide.level == "community_area") & (wide.unit_id == "32") & (wide.period == "2019")].iloc[0]
+    hover_at(page, "main", *inside(areas, "32"))
+    tip = page.locator(".leaflet-tooltip.usm-tooltip")
+    expect(tip).to_contain_text("LOOP")
+    expect(tip).to_contain_text(f"Recorded incidents per 1,000 residents, 2019: {fmt(loop.incident_rate)}")
+    page.get_by_label("Community area", exact=True).uncheck()
+    expect(page.locator("path.usm-level-community_area")).to_have_count(0)
+    # no population per H3 cell in this study, so no rate layer for them; their Gi* layer is there
+    expect(page.get_by_label("H3 cells (resolution 8)", exact=True)).to_have_count(0)
+    page.get_by_label("Gi* hot spots: H3 cells (resolution 8), 2019", exact=True).check()
+    hot = gpd.read_file(chicago_run / "hotspots.gpkg", layer="h3_8")
+    assert map_page.drawn("gistar:h3_8") == len(hot) > 0
+    expect(page.locator(".usm-legend-block:visible")).to_contain_text("H3 cells (resolution 8) · 2019")
+    map_page.clean()
