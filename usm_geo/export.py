@@ -195,8 +195,8 @@ def wide_table(measures: pd.DataFrame, names: dict, ids: list[str]) -> pd.DataFr
     """The wide table of ``indicators.csv`` (category ``all``): ``level, unit_id, name, period`` and
     ``<id>, <id>_lower, <id>_upper, <id>_n, <id>_flags`` per id, sorted by level (as listed), unit, period.
 
-    The same layout as :func:`usm_geo.indicators.compute.wide`, without importing the statistics
-    (scipy) into a plain export; a test compares the two on the Demo City.
+    Used by the run (``indicators.csv``) and by exports; kept here, away from the statistics, so a
+    plain export does not import scipy.
     """
     key = ["level", "unit_id", "period"]
     sub = measures[(measures["category"] == "all") & measures["measure"].isin(ids)]

@@ -24,12 +24,12 @@ import shapely
 
 from usm_geo import __version__, population
 from usm_geo.errors import CRSError, OutputError, UsmGeoError
-from usm_geo.export import staged_folder, write_csv, write_json, write_layers
+from usm_geo.export import staged_folder, wide_table, write_csv, write_json, write_layers
 from usm_geo.intake.boundaries import check_parents, read_boundary_level
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
-from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows, wide
+from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows
 from usm_geo.indicators.registry import load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.perception import read_perception
@@ -334,7 +334,7 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
         rows = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=MEASURE_COLUMNS)
         names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in located.units.levels.items()}
         ids = list(pd.unique(rows["measure"])) if len(rows) else []
-        table = wide(rows, names, ids)
+        table = wide_table(rows, names, ids)
         both = pd.concat([measures, rows], ignore_index=True)
         tables = {"progress": progress_table(both, settings, study.periods.baseline, study.periods.current),
                   "concentration": concentration_table(measures, located.units)}

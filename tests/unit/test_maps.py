@@ -7,7 +7,6 @@ import json
 import re
 import struct
 import zlib
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np

@@ -124,28 +124,6 @@ def perception_rows(table: pd.DataFrame, level: str, scores) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
-def wide(measures: pd.DataFrame, names: dict[str, dict[str, str]], ids: list[str]) -> pd.DataFrame:
-    """``indicators.csv``: one row per level × unit × period (category ``all``), with
-    ``<id>, <id>_lower, <id>_upper, <id>_n, <id>_flags`` for every indicator id in ``ids``."""
-    sub = measures[(measures["category"] == "all") & measures["measure"].isin(ids)]
-    if sub.empty:
-        return pd.DataFrame(columns=["level", "unit_id", "name", "period"])
-    piv = sub.set_index(KEY + ["measure"])[["value", "lower", "upper", "n", "flags"]].unstack("measure")
-    out = pd.DataFrame(index=piv.index)
-    for i in ids:
-        if ("value", i) not in piv.columns:
-            continue
-        out[i] = piv[("value", i)]
-        out[f"{i}_lower"] = piv[("lower", i)]
-        out[f"{i}_upper"] = piv[("upper", i)]
-        out[f"{i}_n"] = piv[("n", i)]
-        out[f"{i}_flags"] = piv[("flags", i)].fillna("")
-    out = out.reset_index()
-    out.insert(2, "name", [names.get(lv, {}).get(u, u) for lv, u in zip(out["level"], out["unit_id"])])
-    order = {lv: k for k, lv in enumerate(pd.unique(measures["level"]))}
-    return out.assign(_k=out["level"].map(order)).sort_values(["_k", "unit_id", "period"], kind="stable").drop(columns="_k").reset_index(drop=True)
-
-
 def share_rows(survey: pd.DataFrame, located: pd.DataFrame, units, settings: IndicatorSettings, frequency: str,
                questions: set[str]) -> tuple[pd.DataFrame, dict[str, str]]:
     """Survey share indicators per level × unit × period (domain estimation on the full design).
