@@ -28,6 +28,9 @@ _LAZY = {
     "run_hotspots": ("usm_geo.pipeline", "run_hotspots"),
     "run_impact": ("usm_geo.pipeline", "run_impact"),
     "aggregate_points": ("usm_geo.commands", "aggregate_points"),
+    "export_run": ("usm_geo.export", "export_run"),
+    "build_map": ("usm_geo.maps", "build_map"),
+    "build_before_after": ("usm_geo.maps", "build_before_after"),
     "Ledger": ("usm_geo.intake.ledger", "Ledger"),
     "generate_demo_inputs": ("usm_geo.demo", "generate_demo_inputs"),
 }

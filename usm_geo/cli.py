@@ -242,7 +242,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--indicators", default=None, help="Comma-separated indicator ids (default: all).")
 @click.option("--levels", default=None, help="Comma-separated levels (default: all).")
 @click.option("--periods", default=None, help="Comma-separated period labels (default: all).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif"]),
+@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif", "html"]),
               default=("gpkg",), show_default=True, help="Repeat for several formats.")
 @click.option("--crs", default=None, help="Reproject to this CRS (GeoJSON is always EPSG:4326).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
@@ -250,7 +250,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 def export(run_dir, indicators, levels, periods, formats, crs, profile, out) -> None:
     """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
-    GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the city report card and metadata.json."""
+    GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json."""
     from usm_geo.export import export_run
 
     split = (lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None)
@@ -260,6 +260,71 @@ def export(run_dir, indicators, levels, periods, formats, crs, profile, out) -> 
     for key, val in (result or {}).items():
         if isinstance(val, (str, int, float)) or (isinstance(val, (list, tuple)) and len(val) < 20):
             click.echo(f"  {key}: {val}")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@main.command("map")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--table", type=click.Path(path_type=Path), default=None,
+              help="Instead of RUN_DIR: a measures.csv or indicators.csv (with --units).")
+@click.option("--units", "units", type=click.Path(path_type=Path), default=None,
+              help="With --table: the units (a GeoPackage with one layer per level, finest first, or one layer).")
+@click.option("--indicator", default=None, help="Indicator id (default: incident_rate, else the first rate).")
+@click.option("--period", default=None, help="Period shown (default: the run's current period).")
+@click.option("--before-after", "before_after", is_flag=True, help="Two maps side by side, kept in step.")
+@click.option("--before", default=None, help="With --before-after: the left period (default: the baseline).")
+@click.option("--after", default=None, help="With --before-after: the right period (default: the current period).")
+@click.option("--scheme", type=click.Choice(["quantiles", "fisher_jenks", "user"]), default="quantiles",
+              show_default=True, help="Classes (breaks pooled over every period).")
+@click.option("--k", "k", type=int, default=5, show_default=True, help="Number of classes (2-9).")
+@click.option("--breaks", default=None, help="With --scheme user: comma-separated upper bounds, in the units shown.")
+@click.option("--classes", type=click.Choice(["level", "shared"]), default="level", show_default=True,
+              help="Breaks per level, or one set for every level.")
+@click.option("--palette", default=None, help="ColorBrewer name (default YlOrRd, or YlGnBu when higher is better).")
+@click.option("--levels", default=None, help="Comma-separated levels to draw (default: all).")
+@click.option("--show-level", default=None, help="Level shown on opening (default: the finest non-H3 level).")
+@click.option("--tiles", default=None, help="Basemap: 'osm', or a tile URL (default: none, so no network is needed).")
+@click.option("--title", default=None, help="Page title (default: the study's name).")
+@click.option("--offline-assets", type=click.Path(path_type=Path), default=None,
+              help="A node_modules folder with the pinned Leaflet packages: inline them so the map opens offline.")
+@click.option("--profile", type=click.Choice(["public", "internal"]), default=None,
+              help="With RUN_DIR: suppress as `export` does (default: the run's own profile).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.html")
+def map_(run_dir, table, units, indicator, period, before_after, before, after, scheme, k, breaks, classes, palette,
+         levels, show_level, tiles, title, offline_assets, profile, out) -> None:
+    """A map of one indicator at every level (with Gi*, KDE and intervention layers), from a run's
+    output folder or from any measures/indicators table with its units."""
+    from usm_geo.maps import MapInputs, build_before_after, build_map, load_run
+
+    if (run_dir is None) == (table is None):
+        raise click.UsageError("give RUN_DIR, or --table with --units")
+    if table is not None and units is None:
+        raise click.UsageError("--table needs --units")
+    if run_dir is None and profile == "public":
+        raise click.UsageError("--profile applies to RUN_DIR; a --table is mapped as given")
+    if not before_after and (before or after):
+        raise click.UsageError("--before/--after need --before-after")
+    if before_after and period:
+        raise click.UsageError("--period is for one map; use --before/--after with --before-after")
+    if Path(out).suffix.lower() not in (".html", ".htm"):
+        raise UsmGeoError("--out names the map's HTML file", where=out, fix=f"e.g. --out {Path(out).with_suffix('.html')}")
+    if scheme == "user" and not breaks:
+        raise click.UsageError("--scheme user needs --breaks")
+    try:
+        cuts = [float(b) for b in _split(breaks)] if breaks else None
+    except ValueError:
+        raise UsmGeoError(f"--breaks {breaks!r} is not a list of numbers", where="--breaks", fix="e.g. --breaks 5,10,20") from None
+    inputs = load_run(run_dir, profile=profile) if run_dir is not None else MapInputs.from_files(table, units)
+    common = dict(indicator=indicator, scheme=scheme, k=k, breaks=cuts, classes=classes, palette=palette,
+                  levels=_split(levels), show_level=show_level, tiles=tiles, title=title, offline_assets=offline_assets)
+    if before_after:
+        path = build_before_after(inputs, out, before=before, after=after, **common)
+    else:
+        path = build_map(inputs, out, period=period, **common)
+    click.echo(f"map → {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,8 +26,11 @@ from usm_geo.errors import OutputError
 MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
 
 
+_DISK_FULL = ("no space left on device", "disk is full", "disk full")
+
+
 def _os_error(exc: OSError, path: Path) -> OutputError:
-    if exc.errno == errno.ENOSPC:
+    if exc.errno == errno.ENOSPC or any(t in str(exc).lower() for t in _DISK_FULL):
         return OutputError("the disk is full", where=path, fix="free some space or choose another --out on a larger disk")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError("permission denied: cannot write here", where=path, fix="choose an --out folder you can write to")
@@ -39,7 +42,10 @@ def atomic_path(target: Path):
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
     target = Path(target)
     # the suffix stays last so that GDAL still recognises the format (.x.tmp-ab12.gpkg)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise _os_error(exc, target) from None
     os.close(fd)
     tmp = Path(tmp)
     tmp.unlink()  # writers such as GDAL refuse an existing empty file
@@ -50,8 +56,11 @@ def atomic_path(target: Path):
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _os_error(exc, target) from None
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        # GDAL (pyogrio, rasterio) reports a full disk as its own error types, not OSError
+        if isinstance(exc, Exception) and not isinstance(exc, OutputError) and any(t in str(exc).lower() for t in _DISK_FULL):
+            raise _os_error(OSError(errno.ENOSPC, str(exc)), target) from None
         raise
 
 
@@ -149,6 +158,12 @@ def staged_folder(target: Path):
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)
         raise _os_error(exc, target) from None
+    except OutputError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        # name the file as the user will know it (out/measures.csv), not the hidden staging folder
+        if exc.where and exc.where.startswith(str(stage)):
+            raise OutputError(exc.what, where=str(target) + exc.where[len(str(stage)):], fix=exc.fix) from None
+        raise
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -161,7 +176,7 @@ def staged_folder(target: Path):
 # measures table first (suppression looks across levels and categories), then the wide
 # indicator table is built per level, joined to unit geometry and written in each format.
 
-FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif")
+FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif", "html")
 PROFILES = ("public", "internal")
 DEFAULT_K = 5
 DEFAULT_MIN_N = 30
@@ -172,7 +187,7 @@ PARTS = ("_lower", "_upper", "_n", "_flags")
 PUBLIC_HOTSPOT_COLUMNS = ("unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant")
 #: Columns of impact_areas that are counts (left out of public files).
 IMPACT_COUNT_COLUMNS = ("before", "after")
-GPKG_NAME, SHP_NAME, CSV_NAME = "areas.gpkg", "shapefiles.zip", "indicators.csv"
+GPKG_NAME, SHP_NAME, CSV_NAME, MAP_NAME = "areas.gpkg", "shapefiles.zip", "indicators.csv", "map.html"
 DBF_NAME_WIDTH, DBF_TEXT_BYTES, DBF_REAL_WIDTH, DBF_INT_WIDTH, DBF_MAX_FIELDS = 10, 254, 24, 18, 255
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -592,13 +607,14 @@ def kde_threshold(tags: dict, k: int) -> float | None:
     return k * peak / (cell * cell / 1e6)
 
 
-def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
-    """Copy the KDE surface; in the public profile cells below :func:`kde_threshold` become nodata,
-    so no visible bump can come from fewer than k events (one incident's kernel would show where it was)."""
+def kde_bytes(source: Path, *, profile: str, k: int) -> tuple[bytes | None, dict]:
+    """The KDE GeoTIFF's bytes in ``profile``: as written for ``internal``; for ``public`` the cells
+    below :func:`kde_threshold` become nodata, so no visible bump can come from fewer than k events
+    (one incident's kernel would show where it was). ``None`` when it cannot be published."""
     if profile != "public":
-        write_bytes(target, Path(source).read_bytes())
-        return {"masked_below": None}
+        return Path(source).read_bytes(), {"masked_below": None}
     import rasterio
+    from rasterio.io import MemoryFile
 
     with rasterio.open(source) as src:
         tags = src.tags()
@@ -607,15 +623,43 @@ def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
         desc = src.descriptions[0]
     threshold = kde_threshold(tags, k)
     if threshold is None:
-        return {"masked_below": None, "skipped": "unknown kernel: not published"}
+        return None, {"masked_below": None, "skipped": "unknown kernel: not published"}
     values = np.where(values >= threshold, values, np.nan).astype(np.float32)
     tags["PUBLIC_MASK"] = f"cells below {threshold!r} (k={k} events at one point) set to nodata"
-    with atomic_path(target) as tmp, rasterio.open(tmp, "w", **meta) as dst:
-        dst.write(values, 1)
-        dst.update_tags(**tags)
-        if desc:
-            dst.set_band_description(1, desc)
-    return {"masked_below": threshold}
+    with MemoryFile() as mem:
+        with mem.open(**meta) as dst:
+            dst.write(values, 1)
+            dst.update_tags(**tags)
+            if desc:
+                dst.set_band_description(1, desc)
+        data = mem.read()
+    return data, {"masked_below": threshold}
+
+
+def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
+    """Write :func:`kde_bytes` to ``target`` (nothing when it cannot be published)."""
+    data, report = kde_bytes(source, profile=profile, k=k)
+    if data is not None:
+        write_bytes(target, data)
+    return report
+
+
+def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None, impact_areas=None,
+              impact: dict | None = None, kde: Path | None = None, info: dict | None = None,
+              definitions: dict | None = None) -> None:
+    """``map.html`` of the area tables (after their profile): the default indicator at every level,
+    Gi* (the profile's hot spot layers), the KDE (masked in the public profile) and the impact areas."""
+    from usm_geo.maps import build_map, default_indicator
+    from usm_geo.maps.data import from_area_tables
+
+    surface = None
+    if kde is not None and Path(kde).exists():
+        surface = kde_bytes(Path(kde), profile=tables.profile, k=tables.k)[0]
+    inputs = from_area_tables(tables, hotspots=hotspots, impact_areas=impact_areas, impact=impact, kde=surface,
+                              info=info, definitions=definitions)
+    indicator = default_indicator(inputs)
+    if indicator is not None:
+        build_map(inputs, target, indicator=indicator)
 
 
 def write_report_card(folder: Path, card: pd.DataFrame) -> list[str]:
@@ -684,7 +728,7 @@ SUPPRESSION_RULE = {
 def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
-                       metadata: bool = True) -> dict:
+                       metadata: bool = True, impact: dict | None = None) -> dict:
     """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``.
 
     Layout (the same for ``run`` and ``export``):
@@ -695,6 +739,7 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     ``areas_<level>.parquet`` GeoParquet
     ``indicators.csv``        the wide table of every exported level, no geometry
     ``kde.tif``               the KDE surface (public: cells below k events masked)
+    ``map.html``              the folium map of what the files hold (:func:`usm_geo.maps.build_map`)
     ``report_card.json/.csv`` the city report card
     ``metadata.json``         definitions, periods, CRS, suppression rule, versions, input hashes, file hashes
     """
@@ -712,13 +757,14 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     for frame in tables.layers.values():
         columns += [c for c in frame.columns if c != frame.geometry.name and c not in columns]
     dictionary = field_dictionary(columns, defs)
-    extra = {}
+    extra, map_hot = {}, {}
     for level, layer in (hotspots or {}).items():
         if level not in tables.layers:
             continue
         if tables.periods and "period" in layer and not set(layer["period"]) & set(tables.periods):
             continue
         layer = public_hotspots(layer, tables.k) if public else layer
+        map_hot[level] = layer
         if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
             layer = layer.to_crs(tables.crs)
         extra[f"hotspots_{level}"] = layer
@@ -755,6 +801,10 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
         notes["kde"] = write_kde(folder / "kde.tif", Path(kde), profile=tables.profile, k=tables.k)
         if not notes["kde"].get("skipped"):
             written["tif"] = ["kde.tif"]
+    if "html" in formats and tables.layers:
+        write_map(folder / MAP_NAME, tables, hotspots=map_hot, impact_areas=extra.get("impact_areas"), impact=impact,
+                  kde=kde, info=info, definitions=definitions)
+        written["html"] = [MAP_NAME]
     if report_card is not None:
         written["report_card"] = write_report_card(folder, report_card)
     info = info or {}
@@ -787,10 +837,12 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
 
 def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *,
                       profile: str = "internal", k: int = DEFAULT_K, report_card: pd.DataFrame | None = None,
-                      min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp"), hotspots: dict | None = None,
-                      impact_areas=None, definitions: dict | None = None, info: dict | None = None) -> dict:
-    """The run folder's ``areas.gpkg`` and ``shapefiles.zip`` (and ``report_card.json/.csv``) from the
-    run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by default).
+                      min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp", "html"), hotspots: dict | None = None,
+                      impact_areas=None, definitions: dict | None = None, info: dict | None = None,
+                      impact: dict | None = None, kde: Path | None = None) -> dict:
+    """The run folder's ``areas.gpkg``, ``shapefiles.zip`` and ``map.html`` (and ``report_card.json/.csv``)
+    from the run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by
+    default). ``kde`` (the run's ``kde.tif``) and ``impact`` (``impact.json``) feed the map.
 
     ``report_card`` is :func:`usm_geo.indicators.report_card.report_card` on the unsuppressed measures;
     in the public profile its values are re-taken from the suppressed ones. ``hotspots`` (level →
@@ -803,9 +855,9 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
         from usm_geo.indicators.report_card import match_measures
 
         card = match_measures(card, tables.measures)
-    return write_area_outputs(folder, tables, formats, hotspots=hotspots if "gpkg" in formats else None,
-                              impact_areas=impact_areas, definitions=definitions, report_card=card, info=info,
-                              metadata=info is not None)
+    return write_area_outputs(folder, tables, formats, hotspots=hotspots, impact_areas=impact_areas,
+                              definitions=definitions, report_card=card, info=info, metadata=info is not None,
+                              impact=impact, kde=kde)
 
 
 # --------------------------------------------------------------------------- export a run folder
@@ -837,6 +889,78 @@ def _read_layers(path: Path) -> dict:
         return {str(name): pyogrio.read_dataframe(path, layer=str(name)) for name, _ in pyogrio.list_layers(path)}
 
 
+@dataclass
+class RunFolder:
+    """A run folder's outputs read back, with the area tables in one profile (:func:`read_run`)."""
+
+    folder: Path
+    info: dict  # run.json
+    tables: AreaTables
+    raw_hotspots: dict  # level → hotspots.gpkg layer, as the run wrote it (internal)
+    raw_impact_areas: object  # impact_areas.gpkg's layer or None (internal)
+    impact: dict | None  # impact.json
+    kde: Path | None  # the run's kde.tif (internal)
+
+    @property
+    def hotspots(self) -> dict:
+        """The hot spot layers in the tables' profile."""
+        if self.tables.profile != "public":
+            return self.raw_hotspots
+        return {lv: public_hotspots(layer, self.tables.k) for lv, layer in self.raw_hotspots.items()}
+
+    @property
+    def impact_areas(self):
+        """The impact areas in the tables' profile."""
+        if self.raw_impact_areas is None or self.tables.profile != "public":
+            return self.raw_impact_areas
+        return public_impact_areas(self.raw_impact_areas, self.tables.k)
+
+    def public_kde(self) -> bytes | None:
+        """The KDE GeoTIFF's bytes in the tables' profile (:func:`kde_bytes`)."""
+        if self.kde is None:
+            return None
+        return kde_bytes(self.kde, profile=self.tables.profile, k=self.tables.k)[0]
+
+
+def read_run(run_dir, *, profile: str | None = None, k: int | None = None, indicators=None, levels=None,
+             periods=None, crs=None) -> RunFolder:
+    """Read a run folder's outputs (never its inputs) and build its area tables in ``profile``
+    (default: the run's ``outputs.profile``; ``k`` default: its ``outputs.suppression_threshold``, else 5),
+    filtered by ``indicators``, ``levels`` and ``periods`` and reprojected to ``crs``."""
+    from usm_geo.errors import OutputError, UsmGeoError
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / MARKER).is_file():
+        raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
+                          fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
+    for required in ("units.gpkg", "measures.csv"):
+        if not (run_dir / required).is_file():
+            raise OutputError(f"has no {required}", where=run_dir, fix="rerun the study with this version of usm_geo")
+    info = json.loads((run_dir / MARKER).read_text(encoding="utf-8"))
+    outputs = info.get("outputs") or {}
+    profile = profile or outputs.get("profile") or "internal"
+    if profile not in PROFILES:
+        raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
+    if k is None:
+        k = int(outputs.get("suppression_threshold") or DEFAULT_K)
+    if int(k) < 1:
+        raise UsmGeoError(f"k must be at least 1, not {k}", where="--k", fix="e.g. k = 5")
+    min_n = int(outputs.get("min_n") or DEFAULT_MIN_N)
+    units = _read_layers(run_dir / "units.gpkg")
+    measures = read_table(run_dir / "measures.csv")
+    crosswalk = read_table(run_dir / "crosswalk.csv") if (run_dir / "crosswalk.csv").exists() else None
+    tables = area_tables(units, measures, crosswalk, profile=profile, k=k, min_n=min_n, indicators=indicators,
+                         levels=levels, periods=periods, crs=crs)
+    hot = _read_layers(run_dir / "hotspots.gpkg") if (run_dir / "hotspots.gpkg").exists() else {}
+    areas = None
+    if (run_dir / "impact_areas.gpkg").exists():
+        areas = next(iter(_read_layers(run_dir / "impact_areas.gpkg").values()), None)
+    impact = json.loads((run_dir / "impact.json").read_text(encoding="utf-8")) if (run_dir / "impact.json").exists() else None
+    kde = run_dir / "kde.tif" if (run_dir / "kde.tif").exists() else None
+    return RunFolder(folder=run_dir, info=info, tables=tables, raw_hotspots=hot, raw_impact_areas=areas,
+                     impact=impact, kde=kde)
+
+
 def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
                profile: str = "public", k: int | None = None) -> dict:
     """Export a run folder's area outputs for others (``usm-geo export``).
@@ -865,7 +989,7 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     if out == run_dir or out in run_dir.parents:
         raise OutputError("the export folder would replace the run folder it exports", where=out,
                           fix="choose another --out folder")
-    if out.suffix.lower() in (".gpkg", ".zip", ".shp", ".geojson", ".json", ".parquet", ".csv", ".tif", ".tiff"):
+    if out.suffix.lower() in (".gpkg", ".zip", ".shp", ".geojson", ".json", ".parquet", ".csv", ".tif", ".tiff", ".html"):
         raise UsmGeoError("--out names a folder (an export writes one file per level and format into it), "
                           f"not a {out.suffix} file", where=out, fix=f"e.g. --out {out.with_suffix('')}")
     if (out / "measures.csv").exists():
@@ -877,27 +1001,8 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsmGeoError(f"unknown format '{bad[0] if bad else ''}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
-    if profile not in PROFILES:
-        raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
-    for required in ("units.gpkg", "measures.csv"):
-        if not (run_dir / required).is_file():
-            raise OutputError(f"has no {required}", where=run_dir, fix="rerun the study with this version of usm_geo")
-    info = json.loads((run_dir / MARKER).read_text(encoding="utf-8"))
-    outputs = info.get("outputs") or {}
-    if k is None:
-        k = int(outputs.get("suppression_threshold") or DEFAULT_K)
-    if int(k) < 1:
-        raise UsmGeoError(f"k must be at least 1, not {k}", where="--k", fix="e.g. k = 5")
-    min_n = int(outputs.get("min_n") or DEFAULT_MIN_N)
-    units = _read_layers(run_dir / "units.gpkg")
-    measures = read_table(run_dir / "measures.csv")
-    crosswalk = read_table(run_dir / "crosswalk.csv") if (run_dir / "crosswalk.csv").exists() else None
-    tables = area_tables(units, measures, crosswalk, profile=profile, k=k, min_n=min_n, indicators=indicators,
-                         levels=levels, periods=periods, crs=crs)
-    hot = _read_layers(run_dir / "hotspots.gpkg") if "gpkg" in formats and (run_dir / "hotspots.gpkg").exists() else None
-    impact = None
-    if "gpkg" in formats and (run_dir / "impact_areas.gpkg").exists():
-        impact = next(iter(_read_layers(run_dir / "impact_areas.gpkg").values()), None)
+    run = read_run(run_dir, profile=profile, k=k, indicators=indicators, levels=levels, periods=periods, crs=crs)
+    tables, info = run.tables, run.info
     progress = read_table(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else None
     period_info = info.get("periods") or {}
     card = make_card(tables.measures, progress, info.get("indicator_definitions"), baseline=period_info.get("baseline"),
@@ -905,12 +1010,12 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     if indicators:
         card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
     with staged_folder(out) as stage:
-        result = write_area_outputs(stage, tables, formats, hotspots=hot, impact_areas=impact,
-                                    kde=run_dir / "kde.tif", definitions=info.get("indicator_definitions"),
-                                    report_card=card, info=info)
+        result = write_area_outputs(stage, tables, formats, hotspots=run.raw_hotspots, impact_areas=run.raw_impact_areas,
+                                    kde=run.kde, definitions=info.get("indicator_definitions"),
+                                    report_card=card, info=info, impact=run.impact)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)
-    result["profile"], result["k"] = profile, k
+    result["profile"], result["k"] = profile, tables.k
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result

@@ -506,7 +506,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         write_run_exports(folder, {lv: layer[["unit_id", "name", "parent_id", "geometry"]] for lv, layer in located.units.levels.items()},
                           measures, located.units.crosswalk, profile=study.outputs.profile,
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
-                          hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info)
+                          hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
+                          impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None)
     info["timings_s"]["exports"] = stages.timings.get("exports")
     write_json(folder / "run.json", info)
     info["_intake"] = intake

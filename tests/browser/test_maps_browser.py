@@ -9,8 +9,10 @@ import textwrap
 import geopandas as gpd
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from shared_data import need_shared
+from shared_data import REPO, need_shared
+from usm_geo.cli import main
 from usm_geo.maps import build_before_after, build_map
 from usm_geo.maps.synthetic import XSS_PAYLOADS, grid_inputs, payload_inputs
 
@@ -53,8 +55,9 @@ def fmt(x: float) -> str:
 # ------------------------------------------------------------------------------------ Demo City
 
 @pytest.fixture(scope="session")
-def demo_map(demo_run, tmp_path_factory):
-    return build_map(demo_run, tmp_path_factory.mktemp("maps") / "map.html")
+def demo_map(demo_run):
+    """The map every run writes (``map.html`` of the run folder)."""
+    return demo_run / "map.html"
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +120,25 @@ def test_demo_tooltips_show_name_value_interval_n(map_page, demo_map, demo_units
     hover_at(page, "main", *inside(demo_units["h3_9"], small))
     expect(tip).to_contain_text(small)
     expect(tip).to_contain_text("small numbers: treat with caution")
+    map_page.clean()
+
+
+def test_public_map_tooltip_says_suppressed(map_page, demo_run, demo_units, tmp_path):
+    """`usm-geo map RUN --profile public`: a neighbourhood with 1-4 homicides shows no value and no n."""
+    out = tmp_path / "public.html"
+    result = CliRunner().invoke(main, ["map", str(demo_run), "--profile", "public", "--indicator", "homicide_rate",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    m = pd.read_csv(demo_run / "measures.csv", dtype={"unit_id": str, "period": str}, low_memory=False)
+    n = m[(m.level == "neighbourhood") & (m.period == "2023") & (m.measure == "homicide_rate")
+          & (m.category == "all")].set_index("unit_id")["n"]
+    small = n[(n > 0) & (n < 5)].index[0]
+    page = map_page.open(out)
+    hover_at(page, "main", *inside(demo_units["neighbourhood"], small))
+    tip = page.locator(".leaflet-tooltip.usm-tooltip")
+    expect(tip).to_contain_text("Victims of intentional homicide per 100,000 residents (police records), 2023: no value")
+    expect(tip).to_contain_text("suppressed")
+    expect(tip).not_to_contain_text("incidents (n): ")
     map_page.clean()
 
 
@@ -344,3 +366,33 @@ def test_chicago_map(map_page, chicago_run, tmp_path):
     assert map_page.drawn("gistar:h3_8") == len(hot) > 0
     expect(page.locator(".usm-legend-block:visible")).to_contain_text("H3 cells (resolution 8) · 2019")
     map_page.clean()
+
+
+SCREENSHOT = REPO / "docs" / "images" / "demo_map.png"
+
+
+def test_readme_screenshot_of_the_demo_map(map_page, demo_map, tmp_path):
+    """The README's picture is this test's screenshot of the Demo City map as it opens (the incident
+    rate per neighbourhood). USM_GEO_WRITE_SCREENSHOT=1 writes it to docs/images/demo_map.png; every run
+    checks that the page draws a picture of the same size with the map's colours in it."""
+    import os
+    import struct
+
+    page = map_page.open(demo_map)
+    page.mouse.move(5, 795)
+    shot = page.screenshot(path=str(tmp_path / "shot.png"))
+    map_page.clean()
+
+    def size(png: bytes) -> tuple[int, int]:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+        return struct.unpack(">II", png[16:24])
+
+    assert size(shot) == (1200, 800)
+    # a blank or unstyled page compresses to a few kB; 60 polygons in 6 colours, the legend and the
+    # layer control do not
+    assert len(shot) > 40_000, f"the screenshot looks blank ({len(shot):,} bytes)"
+    if os.environ.get("USM_GEO_WRITE_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(shot)
+    assert SCREENSHOT.is_file(), "run the browser tests with USM_GEO_WRITE_SCREENSHOT=1 once"
+    assert size(SCREENSHOT.read_bytes()) == (1200, 800)

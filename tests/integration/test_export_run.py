@@ -187,6 +187,17 @@ def check_folder_with_gdal(out: Path, res: dict, run_dir: Path, info: dict, *, e
     assert tif["size"] == gdalinfo(run_dir / "kde.tif")["size"]
     seen.add("kde.tif")
 
+    # the map: the same page build_map makes of the run in this profile (tests/browser open it)
+    from usm_geo.maps import build_map, load_run
+
+    html = (out / "map.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "<title>Demo City — " in html
+    if periods == len(INTERNAL_PERIODS) and not public:
+        assert f", {INTERNAL_PERIODS[-1]}</title>" in html
+    else:
+        assert html == build_map(load_run(run_dir, profile="public"))
+    seen.add("map.html")
+
     for name in ("metadata.json", "run.json", "report_card.json"):
         json.loads((out / name).read_text(encoding="utf-8"))
         seen.add(name)

@@ -318,7 +318,7 @@ def test_write_run_exports_internal(tmp_path):
                               geometry=[shapely.box(0, 0, 1, 1)] * 3, crs=UTM)
     res = write_run_exports(tmp_path, _units(), _measures(), _crosswalk(), profile="internal", k=5, report_card=card,
                             impact_areas=impact)
-    assert res["files"] == ["areas.gpkg", "report_card.csv", "report_card.json", "shapefiles.zip"]
+    assert res["files"] == ["areas.gpkg", "map.html", "report_card.csv", "report_card.json", "shapefiles.zip"]
     assert pyogrio.list_layers(tmp_path / "areas.gpkg")[:, 0].tolist() == ["neighbourhood", "city", "impact_areas"]
     back = pyogrio.read_dataframe(tmp_path / "areas.gpkg", layer="impact_areas")
     assert back["before"].tolist() == [3, 40, 900]  # internal: exact

@@ -249,7 +249,7 @@ def test_errors_name_the_choices():
         build_map(grid_inputs(), period="1999")
     with pytest.raises(UsmGeoError, match="area, district, city"):
         build_map(grid_inputs(), levels=["ward"])
-    with pytest.raises(UsmGeoError, match="not a complete run folder"):
+    with pytest.raises(UsmGeoError, match="is not a usm_geo run folder"):
         build_map(REPO / "docs")
 
 

@@ -5,9 +5,10 @@ synchronised maps of two periods. Every string from data or the study is HTML-es
 string enters script source (see :mod:`usm_geo.maps.escape`); the same inputs give the same bytes.
 """
 
-from usm_geo.maps.build import CANVAS_THRESHOLD, FLAG_TEXT, build_before_after, build_map, describe, level_label
-from usm_geo.maps.data import MapInputs, load_run
+from usm_geo.maps.build import (CANVAS_THRESHOLD, FLAG_TEXT, build_before_after, build_map, default_indicator, describe,
+                                level_label)
+from usm_geo.maps.data import MapInputs, from_area_tables, load_run
 from usm_geo.maps.escape import esc, plain_text, script_json
 
-__all__ = ["CANVAS_THRESHOLD", "FLAG_TEXT", "MapInputs", "build_before_after", "build_map", "describe", "esc",
+__all__ = ["CANVAS_THRESHOLD", "FLAG_TEXT", "MapInputs", "build_before_after", "build_map", "default_indicator", "describe", "from_area_tables", "esc",
            "level_label", "load_run", "plain_text", "script_json"]

@@ -507,8 +507,15 @@ def _kde_layer(b: _Builder, page: Page, key: str, legend: str, max_pixels: int =
     from pyproj import Transformer
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-    path = b.inputs.kde
-    with rasterio.open(path) as src, warnings.catch_warnings():
+    from rasterio.io import MemoryFile
+
+    source = b.inputs.kde
+    if isinstance(source, (bytes, bytearray)):
+        mem = MemoryFile(bytes(source))
+        opened = mem.open()
+    else:
+        mem, opened = None, rasterio.open(source)
+    with opened as src, warnings.catch_warnings():
         # rasterio 1.4's own transform helpers multiply Affines with `*` (affine 3 warns)
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         if src.crs is None:
@@ -526,6 +533,8 @@ def _kde_layer(b: _Builder, page: Page, key: str, legend: str, max_pixels: int =
         dst = np.full((height, width), np.nan)
         reproject(band, dst, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
                   dst_crs="EPSG:3857", src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.nearest)
+    if mem is not None:
+        mem.close()
     y = dst[np.isfinite(dst) & (dst > 0)]
     if not len(y):
         return None
@@ -660,7 +669,17 @@ def _unique(name: str, taken: set) -> str:
     return out
 
 
-def build_map(source, out=None, *, indicator: str = "incident_rate", period=None, scheme: str = "quantiles",
+def default_indicator(inputs: MapInputs) -> str | None:
+    """The indicator a map shows when none is named: ``incident_rate`` if the table holds it, else
+    the first rate, else the first indicator (``None`` when the table holds none)."""
+    have = inputs.available()
+    if "incident_rate" in have:
+        return "incident_rate"
+    rates = [i for i in have if (inputs.definitions.get(i) or {}).get("kind") == "rate"]
+    return (rates or have or [None])[0]
+
+
+def build_map(source, out=None, *, indicator: str | None = None, period=None, scheme: str = "quantiles",
               k: int = 5, breaks=None, classes: str = "level", palette=None, levels=None, show_level=None,
               hotspots: bool = True, kde: bool = True, impact: bool = True, tiles=None, title=None,
               offline_assets=None, simplify_m: float = 1.0):
@@ -672,8 +691,9 @@ def build_map(source, out=None, *, indicator: str = "incident_rate", period=None
         A run's output folder (see :func:`usm_geo.maps.load_run`) or :class:`MapInputs`.
     out : path, optional
         Write the HTML here (atomically) and return the path; otherwise return the HTML text.
-    indicator : str
-        Indicator id (a column of ``indicators.csv`` / ``measure`` of ``measures.csv``).
+    indicator : str, optional
+        Indicator id (a column of ``indicators.csv`` / ``measure`` of ``measures.csv``); default
+        :func:`default_indicator`.
     period : str, optional
         Period shown; default the run's current period, else the last period with values.
     scheme, k, breaks : classification
@@ -708,6 +728,10 @@ def build_map(source, out=None, *, indicator: str = "incident_rate", period=None
     ``export.public_hotspots`` and ``export.public_impact_areas`` layers, the masked KDE).
     """
     inputs = _inputs(source)
+    if indicator is None:
+        indicator = default_indicator(inputs)
+        if indicator is None:
+            raise UsmGeoError("the table holds no indicator to map", fix="give a measures or indicators table of a run")
     with deterministic_ids():
         b = _Builder(inputs, indicator=indicator, scheme=scheme, k=k, breaks=breaks, classes=classes,
                      palette=palette, levels=levels, simplify_m=simplify_m, show_level=show_level)
@@ -766,7 +790,7 @@ def _fit(bounds):
     return [[round(s, 6), round(w, 6)], [round(n, 6), round(e, 6)]]
 
 
-def build_before_after(source, out=None, *, indicator: str = "incident_rate", before=None, after=None,
+def build_before_after(source, out=None, *, indicator: str | None = None, before=None, after=None,
                        scheme: str = "quantiles", k: int = 5, breaks=None, classes: str = "level", palette=None,
                        levels=None, show_level=None, impact: bool = True, tiles=None, title=None,
                        offline_assets=None, simplify_m: float = 1.0):
@@ -779,6 +803,10 @@ def build_before_after(source, out=None, *, indicator: str = "incident_rate", be
     parameters as in :func:`build_map`.
     """
     inputs = _inputs(source)
+    if indicator is None:
+        indicator = default_indicator(inputs)
+        if indicator is None:
+            raise UsmGeoError("the table holds no indicator to map", fix="give a measures or indicators table of a run")
     with deterministic_ids():
         b = _Builder(inputs, indicator=indicator, scheme=scheme, k=k, breaks=breaks, classes=classes,
                      palette=palette, levels=levels, simplify_m=simplify_m, show_level=show_level)

@@ -36,7 +36,7 @@ class MapInputs:
         ``count``, ``period`` (``hotspots.gpkg``).
     impact_areas : GeoDataFrame with ``area`` (treated/buffer/control), ``before``, ``after``,
         ``area_km2`` (``impact_areas.gpkg``); impact : ``impact.json`` (its before/after windows).
-    kde : path of a single-band GeoTIFF (``kde.tif``); kde_period : its period label.
+    kde : path or bytes of a single-band GeoTIFF (``kde.tif``); kde_period : its period label.
     title : the study's name; periods : ``run.json``'s ``periods`` (``baseline``, ``current``).
     """
 
@@ -46,7 +46,7 @@ class MapInputs:
     hotspots: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
     impact_areas: gpd.GeoDataFrame | None = None
     impact: dict | None = None
-    kde: str | Path | None = None
+    kde: str | Path | bytes | None = None
     kde_period: str | None = None
     title: str | None = None
     periods: dict = field(default_factory=dict)
@@ -65,7 +65,10 @@ class MapInputs:
     @classmethod
     def from_files(cls, table, units, **kwargs) -> "MapInputs":
         """From a measures or indicators CSV and a units file (every layer of a GeoPackage is a
-        level, in file order; a single-layer file is one level named after the file)."""
+        level, in file order; a single-layer file is one level named after the file).
+
+        Without ``definitions``, indicators are named and scaled (shares in %) by the ``run.json``
+        beside the table when there is one, else by the shipped registry."""
         import pyogrio
 
         units = Path(units)
@@ -78,6 +81,8 @@ class MapInputs:
             levels[name if len(layers) > 1 else (name or units.stem)] = _units_frame(layer, units)
         if not Path(table).exists():
             raise InputFileError("table not found", where=table, fix="give measures.csv or indicators.csv of a run")
+        if "definitions" not in kwargs:
+            kwargs["definitions"] = _definitions_for(Path(table))
         return cls(units=levels, table=Path(table), **kwargs)
 
     # ------------------------------------------------------------------ values of one indicator
@@ -128,6 +133,23 @@ class MapInputs:
         return out.reset_index(drop=True)
 
 
+def _definitions_for(table: Path) -> dict:
+    """Indicator definitions for a bare table: its run's ``run.json``, else the shipped registry."""
+    import dataclasses
+
+    beside = table.parent / "run.json"
+    if beside.is_file():
+        try:
+            found = json.loads(beside.read_text(encoding="utf-8")).get("indicator_definitions")
+        except (OSError, ValueError):
+            found = None
+        if found:
+            return found
+    from usm_geo.indicators.registry import shipped_indicators
+
+    return {i: dataclasses.asdict(d) for i, d in shipped_indicators().items()}
+
+
 def _as_id(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return ""
@@ -153,34 +175,44 @@ def _units_frame(layer: gpd.GeoDataFrame, where) -> gpd.GeoDataFrame:
     return layer
 
 
-def load_run(folder) -> MapInputs:
-    """:class:`MapInputs` from a run's output folder (``units.gpkg`` and ``indicators.csv`` are
-    required; ``run.json``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``impact.json`` and
-    ``kde.tif`` are used when present)."""
-    import pyogrio
+def from_area_tables(tables, *, hotspots: dict | None = None, impact_areas=None, impact: dict | None = None,
+                     kde=None, info: dict | None = None, definitions: dict | None = None) -> MapInputs:
+    """:class:`MapInputs` from :func:`usm_geo.export.area_tables`' result, i.e. after the profile.
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputFileError("run folder not found", where=folder, fix="give the --out folder of `usm-geo run`")
-    units_path, table = folder / "units.gpkg", folder / "indicators.csv"
-    for p in (units_path, table):
-        if not p.exists():
-            raise InputFileError(f"{p.name} not found: not a complete run folder", where=folder,
-                                 fix="run `usm-geo run STUDY --out DIR` first")
-    info = {}
-    if (folder / "run.json").exists():
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    units = {name: _units_frame(gpd.read_file(units_path, layer=name, engine="pyogrio"), units_path)
-             for name, _ in pyogrio.list_layers(units_path)}
-    hotspots = {}
-    if (folder / "hotspots.gpkg").exists():
-        hp = folder / "hotspots.gpkg"
-        hotspots = {name: _units_frame(gpd.read_file(hp, layer=name, engine="pyogrio"), hp)
-                    for name, _ in pyogrio.list_layers(hp)}
-    areas = gpd.read_file(folder / "impact_areas.gpkg", engine="pyogrio") if (folder / "impact_areas.gpkg").exists() else None
-    impact = json.loads((folder / "impact.json").read_text(encoding="utf-8")) if (folder / "impact.json").exists() else None
-    return MapInputs(units=units, table=table, definitions=info.get("indicator_definitions") or {},
-                     hotspots=hotspots, impact_areas=areas, impact=impact,
-                     kde=folder / "kde.tif" if (folder / "kde.tif").exists() else None,
-                     kde_period=(info.get("hotspots") or {}).get("period"),
+    This is how every run and export builds its ``map.html``: the map shows what the exported
+    files show and nothing more. ``hotspots`` (level → layer), ``impact_areas`` and ``kde`` must
+    already be the profile's (``export.public_hotspots``, ``export.public_impact_areas``, the masked
+    surface); ``impact`` is ``impact.json`` (only its intervention's name, windows and buffer width
+    are shown); ``info`` is ``run.json``'s content (study name, periods, hot spot period).
+    """
+    units, rows = {}, []
+    for level, layer in tables.layers.items():
+        cols = ["unit_id"] + (["name"] if "name" in layer.columns else [])
+        first = layer.drop_duplicates("unit_id")
+        units[level] = gpd.GeoDataFrame(first[cols].reset_index(drop=True),
+                                        geometry=first.geometry.to_numpy(), crs=layer.crs)
+        rows.append(pd.DataFrame(layer.drop(columns=layer.geometry.name)))
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["level", "unit_id", "period"])
+    info = info or {}
+    iv = (impact or {}).get("intervention") or {}
+    shown = {k: iv[k] for k in ("name", "before", "after", "buffer_m") if k in iv}
+    return MapInputs(units=units, table=table, definitions=definitions or info.get("indicator_definitions") or {},
+                     hotspots={lv: layer for lv, layer in (hotspots or {}).items() if lv in units},
+                     impact_areas=impact_areas, impact={"intervention": shown} if shown else None,
+                     kde=kde, kde_period=(info.get("hotspots") or {}).get("period"),
                      title=(info.get("study") or {}).get("name"), periods=info.get("periods") or {})
+
+
+def load_run(folder, profile: str | None = None, k: int | None = None) -> MapInputs:
+    """:class:`MapInputs` from a run's output folder, in ``profile`` (default: the run's own
+    ``outputs.profile``; ``"public"`` suppresses as :func:`usm_geo.export.export_run` does).
+    ``units.gpkg`` and ``measures.csv`` are required; ``run.json``, ``crosswalk.csv``,
+    ``hotspots.gpkg``, ``impact_areas.gpkg``, ``impact.json`` and ``kde.tif`` are used when present."""
+    from usm_geo.export import read_run
+
+    run = read_run(folder, profile=profile, k=k)
+    kde = run.kde
+    if kde is not None and run.tables.profile == "public":
+        kde = run.public_kde()
+    return from_area_tables(run.tables, hotspots=run.hotspots, impact_areas=run.impact_areas, impact=run.impact,
+                            kde=kde, info=run.info)
