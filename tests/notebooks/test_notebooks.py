@@ -8,6 +8,7 @@ quickstart makes its own run in a temporary folder (``TMPDIR`` points into pytes
 
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from pathlib import Path
@@ -27,7 +28,9 @@ KEY_TAG = "key-figures"
 VIOLENT = ["assault", "homicide", "robbery", "sexual offence"]  # the demo's ICCS 01–04 categories
 
 
+@functools.lru_cache(maxsize=4)
 def _read(path: Path) -> pd.DataFrame:
+    """A run's CSV file (cached: measures.csv is read by several tests; do not modify the frame)."""
     return pd.read_csv(path, dtype={"unit_id": str, "period": str}, low_memory=False)
 
 
