@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from shared_data import IN_CI, REPO, SHARED_DATA, need_shared  # noqa: F401  (re-exported for fixtures)
 
@@ -21,3 +22,15 @@ def write_study(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """One Demo City run shared by the integration and notebook tests (~40 s):
+    (output folder, CLI output) of `usm-geo demo --out DIR --quiet`."""
+    from usm_geo.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output

@@ -10,6 +10,7 @@ The public API (everything else is private by default)::
     info = usm_geo.run(study, "out/")                      # every stage, outputs written atomically
     intake = usm_geo.run_intake(study)                     # tables only: incidents, survey, ledger, levels
     located = usm_geo.run_units(intake)                    # every level and each record's unit
+    info = usm_geo.run_demo("demo-out/")                   # `usm-geo demo`: Demo City inputs + run
 """
 
 from usm_geo.errors import UsmGeoError
@@ -27,6 +28,7 @@ _LAZY = {
     "run_indicators": ("usm_geo.pipeline", "run_indicators"),
     "run_hotspots": ("usm_geo.pipeline", "run_hotspots"),
     "run_impact": ("usm_geo.pipeline", "run_impact"),
+    "run_demo": ("usm_geo.pipeline", "run_demo"),
     "aggregate_points": ("usm_geo.commands", "aggregate_points"),
     "export_run": ("usm_geo.export", "export_run"),
     "build_map": ("usm_geo.maps", "build_map"),

@@ -68,17 +68,10 @@ def demo(out: Path, seed: int | None, quiet: bool) -> None:
     OUT/inputs/ holds the generated inputs, study.toml and planted_truths.json, so the study can
     be rerun with `usm-geo run OUT/inputs/study.toml --out OTHER`.
     """
-    from usm_geo.demo import DEMO_SEED, generate_demo_inputs
-    from usm_geo.export import staged_folder
-    from usm_geo.pipeline import run_into
-    from usm_geo.study import load_study
+    from usm_geo.pipeline import run_demo
 
-    stages = _stages(quiet)
     out = out.resolve()
-    with staged_folder(out) as stage:
-        with stages("demo inputs"):
-            study_file = generate_demo_inputs(stage / "inputs", seed=DEMO_SEED if seed is None else seed)
-        info = run_into(load_study(study_file), stage, stages)
+    info = run_demo(out, seed=seed, stages=_stages(quiet))
     _finish(info, out)
 
 

@@ -526,6 +526,20 @@ def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime 
         return run_into(study, stage, stages, now=now)
 
 
+def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -> dict:
+    """Generate the Demo City into ``out/inputs/`` (inputs, ``study.toml``, ``planted_truths.json``)
+    and run its study into ``out``: what ``usm-geo demo --out OUT`` does. ``out`` is built as a
+    temporary sibling and swapped in when complete. ``seed`` defaults to the Demo City's own."""
+    from usm_geo.demo import DEMO_SEED, generate_demo_inputs
+    from usm_geo.study import load_study
+
+    stages = stages or Stages()
+    with staged_folder(Path(out).resolve()) as stage:
+        with stages("demo inputs"):
+            study_file = generate_demo_inputs(stage / "inputs", seed=DEMO_SEED if seed is None else seed)
+        return run_into(load_study(study_file), stage, stages)
+
+
 def _utm_of_layer(layer: gpd.GeoDataFrame):
     b = layer.to_crs(WGS84).total_bounds
     return utm_for(np.array([b[0], b[2]]), np.array([b[1], b[3]]))
