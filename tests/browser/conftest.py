@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
 from offline_assets import NM, install_routes
 from shared_data import IN_CI
@@ -93,11 +92,6 @@ def map_page(browser):
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """A Demo City run folder (``usm-geo demo``), shared by the browser tests."""
-    from usm_geo.cli import main
-
-    out = tmp_path_factory.mktemp("browser-demo") / "run"
-    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out
+def demo_run(demo):
+    """The session's Demo City run folder (tests/conftest.py), shared by the browser tests."""
+    return demo[0]

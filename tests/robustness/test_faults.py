@@ -42,11 +42,8 @@ def test_kill_9_during_a_run_leaves_previous_outputs_intact(demo_inputs, tmp_pat
 # ----------------------------------------------------------------------- real small and read-only disks
 
 @pytest.fixture(scope="module")
-def demo_run(demo_inputs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fault-run") / "run"
-    result = CliRunner().invoke(main, ["run", str(demo_inputs / "study.toml"), "--out", str(out), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out
+def demo_run(demo):
+    return demo[0]  # the session's Demo City run (tests/conftest.py); only read here
 
 
 @pytest.fixture

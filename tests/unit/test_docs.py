@@ -1,4 +1,4 @@
-"""Relative links in the documentation and the notebooks' README point to files that exist."""
+"""Relative links in the documentation, the README and the notebooks' README point to files that exist."""
 
 import re
 
@@ -6,7 +6,7 @@ import pytest
 
 from shared_data import REPO
 
-PAGES = sorted((REPO / "docs").glob("*.md")) + [REPO / "notebooks" / "README.md"]
+PAGES = sorted((REPO / "docs").glob("*.md")) + [REPO / "notebooks" / "README.md", REPO / "README.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
