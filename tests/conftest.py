@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from shared_data import IN_CI, REPO, SHARED_DATA, need_shared  # noqa: F401  (re-exported for fixtures)
 
@@ -21,3 +22,15 @@ def write_study(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """(output folder, CLI output) of `usm-geo demo --out DIR --quiet`: one Demo City run (~20 s)
+    shared by the integration and PostGIS tests."""
+    from usm_geo.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output

@@ -383,6 +383,25 @@ def indicator_definitions(ids, definitions: dict | None) -> dict:
     return out
 
 
+#: Columns of the hot spot and impact area layers (docs/outputs.md), for the field dictionary.
+LAYER_FIELDS = {
+    "count": ("incidents counted in the unit in the period", "incidents"),
+    "gistar_z": ("Getis-Ord Gi* z-score (spdep/ArcGIS; the same under row-standardised weights)", ""),
+    "gistar_p": ("two-sided p-value of the Gi* z-score", ""),
+    "gistar_p_fdr": ("Gi* p-value adjusted for multiple testing (Benjamini-Hochberg FDR)", ""),
+    "gistar_bin": ("hot (+) / cold (-) spot class: 3, 2, 1 at 99, 95, 90 % confidence after FDR; 0 not significant", ""),
+    "lisa_i": ("local Moran's I", ""),
+    "lisa_z": ("z-score of local Moran's I (n-1 variance divisor, as esda/GeoDa)", ""),
+    "lisa_p_sim": ("pseudo p-value of local Moran's I from conditional permutations", ""),
+    "lisa_quadrant": ("Moran scatterplot quadrant: HH, LH, LL, HL or island", ""),
+    "n_neighbours": ("number of neighbours in the spatial weights", "units"),
+    "area": ("impact area: treated, buffer (displacement ring) or control", ""),
+    "before": ("incidents in the area before the intervention", "incidents"),
+    "after": ("incidents in the area after the intervention starts", "incidents"),
+    "area_km2": ("area of the polygon", "km²"),
+}
+
+
 def field_dictionary(columns, definitions: dict) -> pd.DataFrame:
     """name, description, unit of every column of a level table."""
     fixed = {
@@ -390,6 +409,7 @@ def field_dictionary(columns, definitions: dict) -> pd.DataFrame:
         "unit_id": ("unit id (text)", ""),
         "name": ("unit name", ""),
         "period": ("period label (2019, 2019-Q1, 2019-03 or START/END)", ""),
+        **LAYER_FIELDS,
     }
     rows = []
     for col in columns:
@@ -681,6 +701,28 @@ SUPPRESSION_RULE = {
 }
 
 
+def extra_layers(tables: AreaTables, hotspots: dict | None, impact_areas) -> dict:
+    """``hotspots_<level>`` (for exported levels and periods) and ``impact_areas`` as published in
+    ``tables.profile`` (public: :func:`public_hotspots`, :func:`public_impact_areas`), in ``tables.crs``."""
+    public = tables.profile == "public"
+    extra = {}
+    for level, layer in (hotspots or {}).items():
+        if level not in tables.layers:
+            continue
+        if tables.periods and "period" in layer and not set(layer["period"]) & set(tables.periods):
+            continue
+        layer = public_hotspots(layer, tables.k) if public else layer
+        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
+            layer = layer.to_crs(tables.crs)
+        extra[f"hotspots_{level}"] = layer
+    if impact_areas is not None:
+        layer = public_impact_areas(impact_areas, tables.k) if public else impact_areas
+        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
+            layer = layer.to_crs(tables.crs)
+        extra["impact_areas"] = layer
+    return extra
+
+
 def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
@@ -706,27 +748,12 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsmGeoError(f"unknown format '{bad[0]}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
-    public = tables.profile == "public"
     defs = indicator_definitions(tables.ids, definitions)
     columns: list[str] = []
     for frame in tables.layers.values():
         columns += [c for c in frame.columns if c != frame.geometry.name and c not in columns]
     dictionary = field_dictionary(columns, defs)
-    extra = {}
-    for level, layer in (hotspots or {}).items():
-        if level not in tables.layers:
-            continue
-        if tables.periods and "period" in layer and not set(layer["period"]) & set(tables.periods):
-            continue
-        layer = public_hotspots(layer, tables.k) if public else layer
-        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
-            layer = layer.to_crs(tables.crs)
-        extra[f"hotspots_{level}"] = layer
-    if impact_areas is not None:
-        layer = public_impact_areas(impact_areas, tables.k) if public else impact_areas
-        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
-            layer = layer.to_crs(tables.crs)
-        extra["impact_areas"] = layer
+    extra = extra_layers(tables, hotspots, impact_areas)
     written: dict[str, list[str]] = {}
     notes: dict[str, object] = {}
     if "gpkg" in formats:
@@ -837,46 +864,40 @@ def _read_layers(path: Path) -> dict:
         return {str(name): pyogrio.read_dataframe(path, layer=str(name)) for name, _ in pyogrio.list_layers(path)}
 
 
-def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
-               profile: str = "public", k: int | None = None) -> dict:
-    """Export a run folder's area outputs for others (``usm-geo export``).
+@dataclass
+class RunExport:
+    """A run folder's outputs as published: the area tables after the profile (filtered and
+    reprojected), the hot spot and impact layers when asked for, the report card and run.json."""
 
-    Reads only the run's outputs (``run.json``, ``units.gpkg``, ``measures.csv``, ``crosswalk.csv``,
-    ``progress.csv``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``kde.tif``), never its inputs.
-    Applies the profile (``public`` by default; ``k`` from the study's ``outputs.suppression_threshold``,
-    else 5) to the whole measures table, then filters by ``indicators``, ``levels`` and ``periods`` and
-    reprojects to ``crs`` (GeoJSON is always EPSG:4326).
+    run_dir: Path
+    tables: AreaTables
+    hotspots: dict | None
+    impact_areas: object
+    report_card: pd.DataFrame
+    info: dict
 
-    ``out`` is always a folder, built as a hidden sibling and swapped in whole when complete (an
-    export killed midway leaves the previous one intact). It holds the files listed in
-    :func:`write_area_outputs` for the chosen ``formats``, plus ``report_card.json/.csv``,
-    ``metadata.json`` and a copy of the run's ``run.json``. Returns a summary (files, seconds, …).
-    """
-    import time
 
-    from usm_geo.errors import OutputError, UsmGeoError
-    from usm_geo.indicators.report_card import report_card as make_card
+def check_run_folder(run_dir) -> Path:
+    """``run_dir`` resolved, refusing a folder without ``run.json``."""
+    from usm_geo.errors import OutputError
 
-    t0 = time.perf_counter()
-    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
+    run_dir = Path(run_dir).resolve()
     if not (run_dir / MARKER).is_file():
         raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
                           fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
-    if out == run_dir or out in run_dir.parents:
-        raise OutputError("the export folder would replace the run folder it exports", where=out,
-                          fix="choose another --out folder")
-    if out.suffix.lower() in (".gpkg", ".zip", ".shp", ".geojson", ".json", ".parquet", ".csv", ".tif", ".tiff"):
-        raise UsmGeoError("--out names a folder (an export writes one file per level and format into it), "
-                          f"not a {out.suffix} file", where=out, fix=f"e.g. --out {out.with_suffix('')}")
-    if (out / "measures.csv").exists():
-        raise OutputError("is a run folder; an export will not replace it", where=out, fix="choose another --out folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():  # fail before the slow part
-        raise OutputError("is a non-empty folder that usm_geo did not write, so it will not be replaced", where=out,
-                          fix="choose a new or empty folder for --out")
-    formats = tuple(formats)
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise UsmGeoError(f"unknown format '{bad[0] if bad else ''}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
+    return run_dir
+
+
+def prepare_run_export(run_dir, *, indicators=None, levels=None, periods=None, crs=None, profile: str = "public",
+                       k: int | None = None, layers: bool = True) -> RunExport:
+    """Read a run folder's outputs (never its inputs) and apply the profile (``k`` from the study's
+    ``outputs.suppression_threshold``, else 5) to the whole measures table, then filter by
+    ``indicators``, ``levels`` and ``periods`` and reproject to ``crs``. With ``layers``, the run's
+    hot spot and impact area layers are read too. Every export (files or database) starts here."""
+    from usm_geo.errors import OutputError, UsmGeoError
+    from usm_geo.indicators.report_card import report_card as make_card
+
+    run_dir = check_run_folder(run_dir)
     if profile not in PROFILES:
         raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
     for required in ("units.gpkg", "measures.csv"):
@@ -894,9 +915,9 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     crosswalk = read_table(run_dir / "crosswalk.csv") if (run_dir / "crosswalk.csv").exists() else None
     tables = area_tables(units, measures, crosswalk, profile=profile, k=k, min_n=min_n, indicators=indicators,
                          levels=levels, periods=periods, crs=crs)
-    hot = _read_layers(run_dir / "hotspots.gpkg") if "gpkg" in formats and (run_dir / "hotspots.gpkg").exists() else None
+    hot = _read_layers(run_dir / "hotspots.gpkg") if layers and (run_dir / "hotspots.gpkg").exists() else None
     impact = None
-    if "gpkg" in formats and (run_dir / "impact_areas.gpkg").exists():
+    if layers and (run_dir / "impact_areas.gpkg").exists():
         impact = next(iter(_read_layers(run_dir / "impact_areas.gpkg").values()), None)
     progress = read_table(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else None
     period_info = info.get("periods") or {}
@@ -904,13 +925,52 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
                      current=period_info.get("current"), city_name=(info.get("study") or {}).get("name") or "city")
     if indicators:
         card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
+    return RunExport(run_dir=run_dir, tables=tables, hotspots=hot, impact_areas=impact, report_card=card, info=info)
+
+
+def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
+               profile: str = "public", k: int | None = None) -> dict:
+    """Export a run folder's area outputs for others (``usm-geo export``).
+
+    Reads only the run's outputs (``run.json``, ``units.gpkg``, ``measures.csv``, ``crosswalk.csv``,
+    ``progress.csv``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``kde.tif``), never its inputs,
+    through :func:`prepare_run_export` (profile, filters, CRS; GeoJSON is always EPSG:4326).
+
+    ``out`` is always a folder, built as a hidden sibling and swapped in whole when complete (an
+    export killed midway leaves the previous one intact). It holds the files listed in
+    :func:`write_area_outputs` for the chosen ``formats``, plus ``report_card.json/.csv``,
+    ``metadata.json`` and a copy of the run's ``run.json``. Returns a summary (files, seconds, …).
+    """
+    import time
+
+    from usm_geo.errors import OutputError, UsmGeoError
+
+    t0 = time.perf_counter()
+    run_dir, out = check_run_folder(run_dir), Path(out).resolve()
+    if out == run_dir or out in run_dir.parents:
+        raise OutputError("the export folder would replace the run folder it exports", where=out,
+                          fix="choose another --out folder")
+    if out.suffix.lower() in (".gpkg", ".zip", ".shp", ".geojson", ".json", ".parquet", ".csv", ".tif", ".tiff"):
+        raise UsmGeoError("--out names a folder (an export writes one file per level and format into it), "
+                          f"not a {out.suffix} file", where=out, fix=f"e.g. --out {out.with_suffix('')}")
+    if (out / "measures.csv").exists():
+        raise OutputError("is a run folder; an export will not replace it", where=out, fix="choose another --out folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():  # fail before the slow part
+        raise OutputError("is a non-empty folder that usm_geo did not write, so it will not be replaced", where=out,
+                          fix="choose a new or empty folder for --out")
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsmGeoError(f"unknown format '{bad[0] if bad else ''}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
+    run = prepare_run_export(run_dir, indicators=indicators, levels=levels, periods=periods, crs=crs, profile=profile,
+                             k=k, layers="gpkg" in formats)
     with staged_folder(out) as stage:
-        result = write_area_outputs(stage, tables, formats, hotspots=hot, impact_areas=impact,
-                                    kde=run_dir / "kde.tif", definitions=info.get("indicator_definitions"),
-                                    report_card=card, info=info)
+        result = write_area_outputs(stage, run.tables, formats, hotspots=run.hotspots, impact_areas=run.impact_areas,
+                                    kde=run_dir / "kde.tif", definitions=run.info.get("indicator_definitions"),
+                                    report_card=run.report_card, info=run.info)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)
-    result["profile"], result["k"] = profile, k
+    result["profile"], result["k"] = profile, run.tables.k
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
