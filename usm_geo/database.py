@@ -56,18 +56,20 @@ def split_table_name(text: str, where: str) -> tuple[str, ...]:
     A part written in double quotes keeps dots and case (``'"my.schema"."Wards 2022"'``), with
     ``""`` for a quote inside it, as in SQL. Anything else is refused.
     """
-    parts, pos = [], 0
+    parts, pos, ok = [], 0, False
     text = text.strip()
     while True:
         m = _IDENT.match(text, pos)
         if m is None:
+            ok = False  # nothing (or a stray quote) where a name should be
             break
+        ok = True
         parts.append(m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2).strip())
         pos = m.end()
         if pos == len(text) or text[pos] != ".":
             break
         pos += 1
-    if pos != len(text) or not 1 <= len(parts) <= 2 or not all(parts):
+    if not ok or pos != len(text) or not 1 <= len(parts) <= 2 or not all(parts):
         raise UsmGeoError(f"'{text}' is not a table name", where=where,
                           fix='write table = "schema.name" (double-quote a part holding a dot: \'"my.schema".wards\')')
     for part in parts:

@@ -282,7 +282,7 @@ class _Reader:
             url = checked_url(url, self.full("source"))
             parts = split_table_name(table, self.full("table")) if table is not None else None
         except UsmGeoError as exc:
-            raise StudyError(exc.what, where=f"{self.file}: {exc.where}", fix=exc.fix) from None
+            raise StudyError(f"'{exc.where}': {exc.what}", where=self.file, fix=exc.fix) from None
         if (table is None) == (query is None):
             raise self.error(self.key, "needs either table or query with its source" if table is None else
                              "names both table and query", 'e.g. table = "public.incidents", or query = "SELECT … ORDER BY id"')
