@@ -42,9 +42,10 @@ def load_csv(conn, path: Path, schema: str, table: str) -> list[str]:
     return header
 
 
-def load_layer(url: str, source: str, layer: str | None, schema: str, table: str) -> None:
-    """ogr2ogr a layer into ``schema.table`` (geometry column ``geom``, primary key ``fid``)."""
-    args = ["ogr2ogr", "-f", "PostgreSQL", ogr_dsn(url), source] + ([layer] if layer else []) + [
+def load_layer(url: str, source: str, layer: str | None, schema: str, table: str, *options: str) -> None:
+    """ogr2ogr a layer into ``schema.table`` (geometry column ``geom``, primary key ``fid``) with
+    extra ogr2ogr ``options`` (e.g. ``-a_srs EPSG:4326`` for a "GCS_unknown" WGS 84 shapefile)."""
+    args = ["ogr2ogr", "-f", "PostgreSQL", ogr_dsn(url), source] + ([layer] if layer else []) + list(options) + [
         "-nln", f"{schema}.{table}", "-lco", "GEOMETRY_NAME=geom", "-lco", "FID=fid", "-lco", f"SCHEMA={schema}",
         "-overwrite"]
     subprocess.run(args, check=True, capture_output=True, text=True)
