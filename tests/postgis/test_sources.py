@@ -68,6 +68,22 @@ def test_database_source_mistakes(tmp_path, lines, fragments):
     assert "s3cret" not in message
 
 
+def test_names_postgresql_would_cut_are_refused_before_connecting():
+    import geopandas as gpd
+    import shapely
+
+    from usm_geo.postgis_export import write_tables
+
+    layer = gpd.GeoDataFrame({"a": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32633")
+    nowhere = "postgresql://usm@127.0.0.1:9/none"
+    with pytest.raises(UsmGeoError, match="PostgreSQL names hold at most 63"):
+        write_tables(nowhere, "s", {"é" * 32: layer})  # 64 bytes
+    with pytest.raises(UsmGeoError, match="column name"):
+        write_tables(nowhere, "s", {"t": layer.rename(columns={"a": "c" * 64})})
+    with pytest.raises(UsmGeoError, match="schema name"):
+        write_tables(nowhere, "s" * 64, {"t": layer})
+
+
 def test_table_names():
     assert split_table_name("wards", "k") == ("wards",)
     assert split_table_name("gis.wards", "k") == ("gis", "wards")
