@@ -140,7 +140,7 @@ def driver_error(exc: Exception, where: str, action: str) -> UsmGeoError:
     text = (getattr(diag, "message_primary", None) or str(exc) or type(exc).__name__).strip()
     first = _scrub(text.splitlines()[0] if text else type(exc).__name__)
     low = text.lower()
-    if "password" in low or state == "28P01":
+    if state == "28P01" or "password authentication failed" in low or "no password supplied" in low:
         fix = PASSWORD_FIX
     elif state == "3D000" or ("database" in low and "does not exist" in low):
         fix = "check the database name at the end of the URL"

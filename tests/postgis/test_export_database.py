@@ -73,7 +73,7 @@ def test_tables_open_in_ogrinfo_with_crs_counts_and_values(internal, tmp_path):
         assert summary["geometry"] == "Multi Polygon", name
         assert f"  {name}: {len(ref[name]):,} rows" in output
     assert ogr_summary(url, "usm_internal.neighbourhood")["count"] == 60 * 5  # 60 units × 5 years
-    for name in ("neighbourhood", "h3_9", "hotspots_neighbourhood", "impact_areas"):
+    for name in ("neighbourhood", "hotspots_h3_9", "impact_areas"):
         _assert_same_layer(_db_layer(url, "usm_internal", name, tmp_path), ref[name])
 
 

@@ -46,7 +46,7 @@ def test_a_database_source_in_the_study(tmp_path):
 
 
 @pytest.mark.parametrize("lines, fragments", [
-    (f'source = "postgresql://analyst:s3cret@db.city.example/safety"\ntable = "t"',
+    ('source = "postgresql://analyst:s3cret@db.city.example/safety"\ntable = "t"',
      ["'inputs.incidents.source': the database URL holds a password", "PGPASSWORD", ".pgpass"]),
     (f'source = "{URL}?sslmode=require&password=s3cret"\ntable = "t"', ["holds a password"]),
     (f'source = "{URL}"', ["'inputs.incidents' needs either table or query"]),
@@ -56,7 +56,7 @@ def test_a_database_source_in_the_study(tmp_path):
     (f'source = "{URL}"\ntable = "t"\nformat = "csv"', ["'inputs.incidents.format' does not apply to a database source"]),
     (f'source = "{URL}"\nquery = " ; "', ["'inputs.incidents.query' is empty"]),
     (f'source = "{URL}"\ntable = "a.b.c"', ["'a.b.c' is not a table name"]),
-    (f'source = "mysql://analyst@db/safety"\ntable = "t"', ["is not a PostgreSQL URL"]),
+    ('source = "mysql://analyst@db/safety"\ntable = "t"', ["is not a PostgreSQL URL"]),
 ])
 def test_database_source_mistakes(tmp_path, lines, fragments):
     with pytest.raises(StudyError) as err:

@@ -12,6 +12,7 @@ query (give it an ``ORDER BY``).
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ import shapely
 
 from usm_geo.database import DatabaseSource, connect, driver_error
 from usm_geo.errors import CRSError, InputFileError
+
+if TYPE_CHECKING:
+    from usm_geo.intake.files import RawRecords
 
 BLOCK_BYTES = 64 << 20  # a pyarrow block must hold the longest row (a detailed polygon is megabytes of hex)
 
