@@ -50,7 +50,7 @@ def pg(pg_url):
 
 
 @pytest.fixture(scope="session")
-def demo_db(demo, pg_url):
+def demo_db(pg_url, demo):  # pg_url first: no server, no demo run
     """The Demo City inputs of the shared demo run, loaded into schema ``demo_in``.
 
     Returns (run folder, inputs folder, url). Tables: incidents, survey (COPY: text columns + seq),

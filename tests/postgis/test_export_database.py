@@ -34,7 +34,7 @@ def _export(run_dir, url, schema, *args) -> str:
 
 
 @pytest.fixture(scope="module")
-def internal(demo, pg_url):
+def internal(pg_url, demo):
     run_dir, _ = demo
     output = _export(run_dir, pg_url, "usm_internal", "--profile", "internal")
     return run_dir, pg_url, output
@@ -101,7 +101,7 @@ def test_primary_key_spatial_index_and_comments(internal, pg):
     assert note.startswith("Demo City: district; usm_geo export, internal profile")
 
 
-def test_public_profile_is_the_file_exports(demo, pg_url, tmp_path):
+def test_public_profile_is_the_file_exports(pg_url, demo, tmp_path):
     """The public tables equal the public file export's layers: same suppressed values, hot spots
     without counts, impact areas without before/after."""
     run_dir, _ = demo
@@ -176,8 +176,7 @@ def test_export_refuses_a_password_in_the_url_and_mixed_options(demo):
     assert result.exit_code == 2 and "--format applies to files" in result.output
 
 
-def test_export_to_a_database_without_postgis_is_refused(demo, pg_url):
-    run_dir, _ = demo
+def test_export_to_a_database_without_postgis_is_refused(pg_url):
     plain = pg_url.rsplit("/", 1)[0] + "/usm_plain"
     with pytest.raises(UsmGeoError, match="has no PostGIS extension") as err:
         postgis_export.write_tables(plain, "s", {})

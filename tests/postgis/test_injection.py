@@ -91,7 +91,7 @@ def test_a_query_runs_in_a_read_only_transaction(pg_url, pg, canary):
     assert canary() == 3
 
 
-def test_hostile_schema_on_the_command_line(demo, pg_url, pg, canary):
+def test_hostile_schema_on_the_command_line(pg_url, pg, canary, demo):
     run_dir, _ = demo
     result = CliRunner().invoke(main, ["export", str(run_dir), "--to", pg_url, "--schema", HOSTILE, "--profile", "internal",
                                        "--levels", "district", "--periods", "2023"])
