@@ -26,8 +26,8 @@ def write_study(tmp_path):
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
-    """One Demo City run shared by the integration and notebook tests (~40 s):
-    (output folder, CLI output) of `usm-geo demo --out DIR --quiet`."""
+    """One Demo City run shared by the integration, notebook, browser, fault and PostGIS tests
+    (~40 s): (output folder, CLI output) of `usm-geo demo --out DIR --quiet`."""
     from usm_geo.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "demo-out"

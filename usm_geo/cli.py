@@ -240,13 +240,39 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--crs", default=None, help="Reproject to this CRS (GeoJSON is always EPSG:4326).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
               help="public: small counts and what would reveal them suppressed; no incident points.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-def export(run_dir, indicators, levels, periods, formats, crs, profile, out) -> None:
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--to", "to", default=None, metavar="postgresql://USER@HOST:PORT/DB",
+              help="Write tables into this PostgreSQL/PostGIS database instead of files (password from PGPASSWORD or ~/.pgpass).")
+@click.option("--schema", default=None, help="Schema of the tables written with --to (created if missing).")
+@click.pass_context
+def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema) -> None:
     """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
-    GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json."""
+    GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json —
+    or, with
+    --to and --schema, one PostGIS table per level plus hot spots and impact areas, replaced in one
+    transaction (docs/postgis.md)."""
+    split = (lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None)
+    if (out is None) == (to is None):
+        raise click.UsageError("give either --out FOLDER or --to postgresql://… with --schema")
+    if to is not None:
+        from click.core import ParameterSource
+
+        from usm_geo.postgis_export import export_run_to_database
+
+        if schema is None:
+            raise click.UsageError("--to needs --schema NAME")
+        if ctx.get_parameter_source("formats") is not ParameterSource.DEFAULT:
+            raise click.UsageError("--format applies to files (--out), not to --to")
+        result = export_run_to_database(run_dir, to, schema, indicators=split(indicators), levels=split(levels),
+                                        periods=split(periods), crs=crs, profile=profile)
+        click.echo(f"{profile} export → {to.split('@')[-1]} schema {schema} ({result['seconds']} s)")
+        for name, rows in result["tables"].items():
+            click.echo(f"  {name}: {rows:,} rows")
+        return
+    if schema is not None:
+        raise click.UsageError("--schema goes with --to")
     from usm_geo.export import export_run
 
-    split = (lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None)
     result = export_run(run_dir, out, formats=tuple(formats), indicators=split(indicators), levels=split(levels),
                         periods=split(periods), crs=crs, profile=profile)
     click.echo(f"{profile} export → {out}")

@@ -398,6 +398,25 @@ def indicator_definitions(ids, definitions: dict | None) -> dict:
     return out
 
 
+#: Columns of the hot spot and impact area layers (docs/outputs.md), for the field dictionary.
+LAYER_FIELDS = {
+    "count": ("incidents counted in the unit in the period", "incidents"),
+    "gistar_z": ("Getis-Ord Gi* z-score (spdep/ArcGIS; the same under row-standardised weights)", ""),
+    "gistar_p": ("two-sided p-value of the Gi* z-score", ""),
+    "gistar_p_fdr": ("Gi* p-value adjusted for multiple testing (Benjamini-Hochberg FDR)", ""),
+    "gistar_bin": ("hot (+) / cold (-) spot class: 3, 2, 1 at 99, 95, 90 % confidence after FDR; 0 not significant", ""),
+    "lisa_i": ("local Moran's I", ""),
+    "lisa_z": ("z-score of local Moran's I (n-1 variance divisor, as esda/GeoDa)", ""),
+    "lisa_p_sim": ("pseudo p-value of local Moran's I from conditional permutations", ""),
+    "lisa_quadrant": ("Moran scatterplot quadrant: HH, LH, LL, HL or island", ""),
+    "n_neighbours": ("number of neighbours in the spatial weights", "units"),
+    "area": ("impact area: treated, buffer (displacement ring) or control", ""),
+    "before": ("incidents in the area before the intervention", "incidents"),
+    "after": ("incidents in the area after the intervention starts", "incidents"),
+    "area_km2": ("area of the polygon", "km²"),
+}
+
+
 def field_dictionary(columns, definitions: dict) -> pd.DataFrame:
     """name, description, unit of every column of a level table."""
     fixed = {
@@ -405,6 +424,7 @@ def field_dictionary(columns, definitions: dict) -> pd.DataFrame:
         "unit_id": ("unit id (text)", ""),
         "name": ("unit name", ""),
         "period": ("period label (2019, 2019-Q1, 2019-03 or START/END)", ""),
+        **LAYER_FIELDS,
     }
     rows = []
     for col in columns:
@@ -725,6 +745,28 @@ SUPPRESSION_RULE = {
 }
 
 
+def extra_layers(tables: AreaTables, hotspots: dict | None, impact_areas) -> dict:
+    """``hotspots_<level>`` (for exported levels and periods) and ``impact_areas`` as published in
+    ``tables.profile`` (public: :func:`public_hotspots`, :func:`public_impact_areas`), in ``tables.crs``."""
+    public = tables.profile == "public"
+    extra = {}
+    for level, layer in (hotspots or {}).items():
+        if level not in tables.layers:
+            continue
+        if tables.periods and "period" in layer and not set(layer["period"]) & set(tables.periods):
+            continue
+        layer = public_hotspots(layer, tables.k) if public else layer
+        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
+            layer = layer.to_crs(tables.crs)
+        extra[f"hotspots_{level}"] = layer
+    if impact_areas is not None:
+        layer = public_impact_areas(impact_areas, tables.k) if public else impact_areas
+        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
+            layer = layer.to_crs(tables.crs)
+        extra["impact_areas"] = layer
+    return extra
+
+
 def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
@@ -751,28 +793,13 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsmGeoError(f"unknown format '{bad[0]}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
-    public = tables.profile == "public"
     defs = indicator_definitions(tables.ids, definitions)
     columns: list[str] = []
     for frame in tables.layers.values():
         columns += [c for c in frame.columns if c != frame.geometry.name and c not in columns]
     dictionary = field_dictionary(columns, defs)
-    extra, map_hot = {}, {}
-    for level, layer in (hotspots or {}).items():
-        if level not in tables.layers:
-            continue
-        if tables.periods and "period" in layer and not set(layer["period"]) & set(tables.periods):
-            continue
-        layer = public_hotspots(layer, tables.k) if public else layer
-        map_hot[level] = layer
-        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
-            layer = layer.to_crs(tables.crs)
-        extra[f"hotspots_{level}"] = layer
-    if impact_areas is not None:
-        layer = public_impact_areas(impact_areas, tables.k) if public else impact_areas
-        if tables.crs is not None and layer.crs is not None and not layer.crs.equals(tables.crs):
-            layer = layer.to_crs(tables.crs)
-        extra["impact_areas"] = layer
+    extra = extra_layers(tables, hotspots, impact_areas)
+    map_hot = {name[len("hotspots_"):]: layer for name, layer in extra.items() if name.startswith("hotspots_")}
     written: dict[str, list[str]] = {}
     notes: dict[str, object] = {}
     if "gpkg" in formats:
@@ -889,6 +916,17 @@ def _read_layers(path: Path) -> dict:
         return {str(name): pyogrio.read_dataframe(path, layer=str(name)) for name, _ in pyogrio.list_layers(path)}
 
 
+def check_run_folder(run_dir) -> Path:
+    """``run_dir`` resolved, refusing a folder without ``run.json``."""
+    from usm_geo.errors import OutputError
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / MARKER).is_file():
+        raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
+                          fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
+    return run_dir
+
+
 @dataclass
 class RunFolder:
     """A run folder's outputs read back, with the area tables in one profile (:func:`read_run`)."""
@@ -929,10 +967,7 @@ def read_run(run_dir, *, profile: str | None = None, k: int | None = None, indic
     filtered by ``indicators``, ``levels`` and ``periods`` and reprojected to ``crs``."""
     from usm_geo.errors import OutputError, UsmGeoError
 
-    run_dir = Path(run_dir).resolve()
-    if not (run_dir / MARKER).is_file():
-        raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
-                          fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
+    run_dir = check_run_folder(run_dir)
     for required in ("units.gpkg", "measures.csv"):
         if not (run_dir / required).is_file():
             raise OutputError(f"has no {required}", where=run_dir, fix="rerun the study with this version of usm_geo")
@@ -961,15 +996,28 @@ def read_run(run_dir, *, profile: str | None = None, k: int | None = None, indic
                      impact=impact, kde=kde)
 
 
+def run_report_card(run: RunFolder, indicators=None) -> pd.DataFrame:
+    """The city report card of a run read back, from its area tables' (profiled) measures."""
+    from usm_geo.indicators.report_card import report_card as make_card
+
+    info, folder = run.info, run.folder
+    progress = read_table(folder / "progress.csv") if (folder / "progress.csv").exists() else None
+    period_info = info.get("periods") or {}
+    card = make_card(run.tables.measures, progress, info.get("indicator_definitions"),
+                     baseline=period_info.get("baseline"), current=period_info.get("current"),
+                     city_name=(info.get("study") or {}).get("name") or "city")
+    if indicators:
+        card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
+    return card
+
+
 def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
                profile: str = "public", k: int | None = None) -> dict:
     """Export a run folder's area outputs for others (``usm-geo export``).
 
     Reads only the run's outputs (``run.json``, ``units.gpkg``, ``measures.csv``, ``crosswalk.csv``,
-    ``progress.csv``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``kde.tif``), never its inputs.
-    Applies the profile (``public`` by default; ``k`` from the study's ``outputs.suppression_threshold``,
-    else 5) to the whole measures table, then filters by ``indicators``, ``levels`` and ``periods`` and
-    reprojects to ``crs`` (GeoJSON is always EPSG:4326).
+    ``progress.csv``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``impact.json``, ``kde.tif``), never
+    its inputs, through :func:`read_run` (profile, filters, CRS; GeoJSON is always EPSG:4326).
 
     ``out`` is always a folder, built as a hidden sibling and swapped in whole when complete (an
     export killed midway leaves the previous one intact). It holds the files listed in
@@ -979,13 +1027,9 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     import time
 
     from usm_geo.errors import OutputError, UsmGeoError
-    from usm_geo.indicators.report_card import report_card as make_card
 
     t0 = time.perf_counter()
-    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
-    if not (run_dir / MARKER).is_file():
-        raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
-                          fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
+    run_dir, out = check_run_folder(run_dir), Path(out).resolve()
     if out == run_dir or out in run_dir.parents:
         raise OutputError("the export folder would replace the run folder it exports", where=out,
                           fix="choose another --out folder")
@@ -1002,20 +1046,14 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     if bad or not formats:
         raise UsmGeoError(f"unknown format '{bad[0] if bad else ''}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
     run = read_run(run_dir, profile=profile, k=k, indicators=indicators, levels=levels, periods=periods, crs=crs)
-    tables, info = run.tables, run.info
-    progress = read_table(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else None
-    period_info = info.get("periods") or {}
-    card = make_card(tables.measures, progress, info.get("indicator_definitions"), baseline=period_info.get("baseline"),
-                     current=period_info.get("current"), city_name=(info.get("study") or {}).get("name") or "city")
-    if indicators:
-        card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
     with staged_folder(out) as stage:
-        result = write_area_outputs(stage, tables, formats, hotspots=run.raw_hotspots, impact_areas=run.raw_impact_areas,
-                                    kde=run.kde, definitions=info.get("indicator_definitions"),
-                                    report_card=card, info=info, impact=run.impact)
+        result = write_area_outputs(stage, run.tables, formats, hotspots=run.raw_hotspots,
+                                    impact_areas=run.raw_impact_areas, kde=run.kde,
+                                    definitions=run.info.get("indicator_definitions"),
+                                    report_card=run_report_card(run, indicators), info=run.info, impact=run.impact)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)
-    result["profile"], result["k"] = profile, tables.k
+    result["profile"], result["k"] = profile, run.tables.k
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result

@@ -428,6 +428,8 @@ def run_info(intake: Intake, timings: dict[str, float], started_at: str) -> dict
         except ValueError:
             rel = str(path)
         inputs[name] = {"file": rel, "sha256": _sha256(path)}
+    for name, src in sorted(study.database_inputs().items()):
+        inputs[name] = src.provenance()
     reasons: dict[str, dict[str, int]] = {}
     for (source, status, reason), n in sorted(intake.ledger.reason_counts().items()):
         reasons.setdefault(source, {})[f"{status}:{reason}"] = n

@@ -145,8 +145,9 @@ def from_table(path, layer, *, id_column: str, value_column: str, sheet: str | N
 
     Parameters
     ----------
-    path : str or Path
-        The table. Read with :func:`usm_geo.intake.files.read_records` (format from the extension).
+    path : str, Path or DatabaseSource
+        The table. Read with :func:`usm_geo.intake.files.read_records` (format from the extension,
+        or a PostgreSQL table or query).
     layer : GeoDataFrame or DataFrame
         The target units (only its ``unit_id`` column is used).
     id_column, value_column : str
@@ -177,7 +178,7 @@ def from_table(path, layer, *, id_column: str, value_column: str, sheet: str | N
     used), ``outside`` = 0.0 (rows of unknown units carry no usable population: see the ledger),
     ``rows_read``, ``rows_used``, ``units_missing``.
     """
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path  # a Path, or a database source
     ids_layer = _unit_ids(layer)
     raw = read_records(path, source, ledger, layer=sheet)
     ledger.open_source(source, str(path), raw.read)

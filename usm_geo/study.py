@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from usm_geo.errors import CRSError, StudyError
+from usm_geo.database import DatabaseSource, checked_url, is_database_url, split_table_name
+from usm_geo.errors import CRSError, StudyError, UsmGeoError
 
 FREQUENCIES = ("month", "quarter", "year")
 FORMATS = ("csv", "tsv", "gpkg", "shp", "geojson", "kml", "parquet", "xlsx")
@@ -46,7 +47,7 @@ class RecordSource:
     """
 
     name: str
-    path: Path
+    path: Path | DatabaseSource
     format: str | None = None
     layer: str | None = None
     lon: str | None = None
@@ -79,7 +80,7 @@ class BoundaryLevel:
     """One polygon level (finest first in the study)."""
 
     level: str
-    path: Path
+    path: Path | DatabaseSource
     id: str
     name: str | None = None
     parent: str | None = None
@@ -89,7 +90,7 @@ class BoundaryLevel:
 
 @dataclass(frozen=True)
 class PopulationSource:
-    path: Path | None = None
+    path: Path | DatabaseSource | None = None
     level: str | None = None
     id: str | None = None
     column: str = "population"
@@ -105,7 +106,7 @@ class PerceptionSource:
     """Perception as an area table: one score per unit and period, no respondents (e.g. Chicago's
     police-sentiment survey averages). Shown as it is, flagged ``no_sample_size``, no interval."""
 
-    path: Path
+    path: Path | DatabaseSource
     unit: str
     unit_level: str
     scores: tuple[str, ...]
@@ -175,8 +176,16 @@ class Study:
     perception: PerceptionSource | None = None
 
     def input_paths(self) -> dict[str, Path]:
-        """Every input file named by the study, keyed by a readable name (for hashing)."""
-        out: dict[str, Path] = {}
+        """Every input file named by the study, keyed by a readable name (for hashing); database
+        inputs are in :meth:`database_inputs`."""
+        return {k: v for k, v in self._inputs().items() if isinstance(v, Path)}
+
+    def database_inputs(self) -> dict[str, DatabaseSource]:
+        """Every database table or query named by the study, keyed like :meth:`input_paths`."""
+        return {k: v for k, v in self._inputs().items() if isinstance(v, DatabaseSource)}
+
+    def _inputs(self) -> dict[str, Path | DatabaseSource]:
+        out: dict[str, Path | DatabaseSource] = {}
         for src in (self.incidents, self.survey):
             if src is not None:
                 out[src.name] = src.path
@@ -248,6 +257,39 @@ class _Reader:
             return None
         return _resolve(value, self.file, self.full(name), must_exist)
 
+    def source(self, *, required: bool = True, file_keys: tuple[str, ...] = ("format", "layer", "delimiter", "encoding")
+               ) -> Path | DatabaseSource | None:
+        """Where an input is: ``path`` (a file), or ``source`` (a PostgreSQL URL without password)
+        with ``table`` or ``query`` and optionally ``geometry`` (docs/postgis.md)."""
+        url = self.take("source", str, None)
+        table = self.take("table", str, None)
+        query = self.take("query", str, None)
+        geometry = self.take("geometry", str, None)
+        if url is None:
+            for name, value in (("table", table), ("query", query), ("geometry", geometry)):
+                if value is not None:
+                    raise self.error(self.full(name), 'is set, but there is no source = "postgresql://…"',
+                                     f'add source = "postgresql://USER@HOST:PORT/DB" under [{self.key}], or remove {name}')
+            return self.path("path", required=required)
+        self.known.append("path")
+        if "path" in self.table:
+            raise self.error(self.key, "names both path and source", "keep one: path for a file, source for a database")
+        for name in file_keys:
+            if name in self.table:
+                raise self.error(self.full(name), "does not apply to a database source",
+                                 f"remove {name}; the table or query decides what is read")
+        try:
+            url = checked_url(url, self.full("source"))
+            parts = split_table_name(table, self.full("table")) if table is not None else None
+        except UsmGeoError as exc:
+            raise StudyError(f"'{exc.where}': {exc.what}", where=self.file, fix=exc.fix) from None
+        if (table is None) == (query is None):
+            raise self.error(self.key, "needs either table or query with its source" if table is None else
+                             "names both table and query", 'e.g. table = "public.incidents", or query = "SELECT … ORDER BY id"')
+        if query is not None and not query.strip().rstrip(";").strip():
+            raise self.error(self.full("query"), "is empty", 'e.g. query = "SELECT * FROM public.incidents ORDER BY id"')
+        return DatabaseSource(url=url, table=parts, query=query, geometry=geometry, key=self.key, study_file=self.file)
+
     def date(self, name: str, default=None) -> dt.date | None:
         value = self.take(name, (str, dt.date), default)
         if value is None or isinstance(value, dt.date):
@@ -282,8 +324,11 @@ def _example(t) -> str:
 
 
 def _resolve(value: str, study_file: Path, key: str, must_exist: bool) -> Path:
-    if value.startswith(("postgresql://", "postgres://")):
-        raise StudyError(f"'{key}' names a database ({value.split('@')[-1]}); database inputs are not supported yet", where=study_file, fix="export the table to a GeoPackage and name that file")
+    if is_database_url(value):
+        section = key.rsplit(".", 1)[0]
+        raise StudyError(f"'{key}' names a database ({value.split('@')[-1]}), not a file", where=study_file,
+                         fix=f'under [{section}] write source = "postgresql://USER@HOST:PORT/DB" with table = "schema.name" '
+                             'or query = "SELECT …" (docs/postgis.md)')
     path = (study_file.parent / value).resolve()
     if must_exist and not path.exists():
         raise StudyError(f"'{key}' names a file that does not exist: {path}", where=study_file, fix=f"check the path (relative paths start from {study_file.parent})")
@@ -308,10 +353,11 @@ def _crs_text(value: str | None, key: str, study_file: Path) -> str | None:
 
 def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource:
     r = _Reader(table, key, file)
+    path = r.source()
     fmt = r.take("format", str, None, FORMATS)
     src = dict(
         name=key.split(".")[-1],
-        path=r.path("path"),
+        path=path,
         format=fmt,
         layer=r.take("layer", str, None),
         lon=r.take("lon", str, None),
@@ -382,7 +428,7 @@ def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
         r = _Reader(item, f"inputs.boundaries[{i}]", file)
         level = BoundaryLevel(
             level=r.take("level", str),
-            path=r.path("path"),
+            path=r.source(),
             id=r.take("id", str),
             name=r.take("name", str, None),
             parent=r.take("parent", str, None),
@@ -406,7 +452,7 @@ def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
 def _population(table, file: Path) -> PopulationSource:
     r = _Reader(table, "inputs.population", file)
     pop = PopulationSource(
-        path=r.path("path", required=False),
+        path=r.source(required=False, file_keys=("sheet",)),
         level=r.take("level", str, None),
         id=r.take("id", str, None),
         column=r.take("column", str, "population"),
@@ -431,7 +477,7 @@ def _perception(table, file: Path) -> PerceptionSource:
     if not scores or not all(isinstance(c, str) for c in scores):
         raise r.error("inputs.perception.scores", "must be a non-empty list of column names", 'e.g. scores = ["safety"]')
     p = PerceptionSource(
-        path=r.path("path"), unit=r.take("unit", str), unit_level=r.take("unit_level", str), scores=tuple(scores),
+        path=r.source(file_keys=("sheet",)), unit=r.take("unit", str), unit_level=r.take("unit_level", str), scores=tuple(scores),
         period=r.take("period", str, None), match=r.take("match", str, "id", ("id", "name")),
         sheet=r.take("sheet", str, None), lower_is_better=r.take("lower_is_better", bool, False),
     )

@@ -85,7 +85,7 @@ def test_output_folder_in_the_study_is_refused(tmp_path, key):
 def test_database_path_is_refused_without_showing_the_password(tmp_path):
     study = _study(tmp_path, incidents='path = "postgresql://analyst:s3cret@db.city.example/safety?table=incidents"')
     message = assert_error(StudyError, study, "study.toml: 'inputs.incidents.path' names a database",
-                           "database inputs are not supported yet", "export the table to a GeoPackage")
+                           "not a file", 'write source = "postgresql://USER@HOST:PORT/DB" with table = ')
     assert "s3cret" not in message
     result = CliRunner().invoke(main, ["validate", str(study)])
     assert "s3cret" not in result.output

@@ -61,7 +61,7 @@ def test_minimal_study_resolves_paths_and_fills_defaults(write_study, inc):
         (("start = 2020-01-01", "start = \"2021-01-01\""), ["'periods.start' (2021-01-01) is after periods.end"]),
         (("lat = \"lat\"", ""), ["'inputs.incidents.lon/lat' must be given together"]),
         (("[periods]", "[outputs]\nfolder = \"x\"\n[periods]"), ["'outputs.folder' is not set in the study file", "--out"]),
-        (("data/inc.csv", "postgresql://me@db:5432/city"), ["names a database", "not supported yet"]),
+        (("data/inc.csv", "postgresql://me@db:5432/city"), ["names a database", 'write source = "postgresql://', "table = "]),
         (("name = \"Testville\"", "name = \"Testville"), ["is not valid TOML"]),
     ],
 )

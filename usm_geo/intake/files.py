@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from usm_geo.database import DatabaseSource
 from usm_geo.errors import InputFileError, where
 from usm_geo.intake.ledger import Ledger
 
@@ -67,7 +68,15 @@ def detect_format(path: Path, declared: str | None = None) -> str:
 
 def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = None, layer: str | None = None,
                  delimiter: str | None = None, encoding: str | None = None) -> RawRecords:
-    """Read every record of ``path``; malformed text rows go to the ledger as ``malformed_row``."""
+    """Read every record of ``path``; malformed text rows go to the ledger as ``malformed_row``.
+
+    ``path`` may be a :class:`~usm_geo.database.DatabaseSource` (a PostgreSQL table or query):
+    its rows come back like a CSV file's (every column as text) plus its geometry, if any.
+    """
+    if isinstance(path, DatabaseSource):
+        from usm_geo.intake.database import read_database
+
+        return read_database(path)
     path = Path(path)
     if not path.exists():
         raise InputFileError("file not found", where=path, fix="check the path in the study file")
