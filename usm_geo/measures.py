@@ -46,10 +46,10 @@ def tally(units: dict[str, np.ndarray], keys: dict[str, np.ndarray], weight: np.
 
     ``units`` maps each level to each record's unit: unit_id strings (None = in no unit) or, for an
     H3 level, ``uint64`` cells (0 = none), written as their string ids in the result. ``keys`` are
-    further record labels (e.g. ``period``, ``category``; None or '' rows are not counted only when
-    the label is None). Returns columns ``level, unit_id, <keys…>, n`` (int64) and ``harm`` (sum of
-    ``weight``, summed in record order) when ``weight`` is given. Sparse tallies of disjoint sets of
-    records (e.g. the partitions of a dataset) add up: concatenate them and sum by the key columns
+    further record labels (e.g. ``period``, ``category``). Records whose unit or a key is None are not
+    counted. Returns columns ``level, unit_id, <keys…>, n`` (int64) and ``harm`` (sum of ``weight``,
+    in record order) when ``weight`` is given. Tallies of disjoint sets of records (e.g. the parts
+    of a dataset) add up: concatenate them and sum by the key columns
     (:func:`add_tallies`). Vectorised: one factorisation per column and one ``np.bincount`` per level.
     """
     from usm_geo.units.h3cells import cells_to_str
