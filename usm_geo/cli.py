@@ -75,16 +75,30 @@ def demo(out: Path, seed: int | None, quiet: bool) -> None:
     _finish(info, out)
 
 
+_SCHEDULER_HELP = ("Count the points on Dask: local (a LocalCluster, the default for a folder of Parquet files), "
+                   "local:N (N workers), threads, tcp://HOST:PORT (a running scheduler), or none (in memory).")
+
+
+def _scheduler(option: str | None, points: Path):
+    """The --scheduler option: local by default for a partitioned dataset (a folder), else none."""
+    if option is None:
+        return "local" if Path(points).is_dir() else None
+    return None if option.strip().lower() == "none" else option
+
+
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
+@click.option("--scheduler", default=None, metavar="local|local:N|threads|tcp://HOST:PORT|none", help=_SCHEDULER_HELP)
 @click.option("--quiet", is_flag=True, help="No progress messages.")
-def run(study: Path, out: Path, quiet: bool) -> None:
+def run(study: Path, out: Path, scheduler: str | None, quiet: bool) -> None:
     """Run STUDY (a study.toml) and write every output into OUT."""
     from usm_geo.pipeline import run as run_study
     from usm_geo.study import load_study
 
-    info = run_study(load_study(study), out, _stages(quiet))
+    spec = load_study(study)
+    dask = _scheduler(scheduler, spec.incidents.path) if spec.incidents is not None else None
+    info = run_study(spec, out, _stages(quiet), scheduler=dask)
     _finish(info, out.resolve())
 
 
@@ -119,7 +133,8 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
 @click.option("--category", default=None, help="Count per value of this column.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the times.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.csv, FILE.gpkg or FILE.parquet.")
-def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezone, out) -> None:
+@click.option("--scheduler", default=None, metavar="local|local:N|threads|tcp://HOST:PORT|none", help=_SCHEDULER_HELP)
+def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezone, out, scheduler) -> None:
     """Count POINTS (any format intake reads) per H3 cell or per polygon.
 
     Writes unit_id, [period], [category], count: one row per unit (zeros included for polygons)
@@ -132,7 +147,7 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
     if x is not None and crs is None:
         raise click.UsageError("--x/--y need --crs")
     agg = aggregate_points(points, units, lon=lon, lat=lat, x=x, y=y, crs=crs, time=time, period=period,
-                           category=category, timezone=timezone)
+                           category=category, timezone=timezone, scheduler=_scheduler(scheduler, points))
     write_aggregation(agg, out)
     click.echo(agg.ledger.summary())
     click.echo(f"{int(agg.table['count'].sum()):,} points in {len(agg.units):,} units ({agg.level}) → {out}")

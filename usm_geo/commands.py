@@ -20,11 +20,12 @@ from usm_geo.intake.crs import same_crs, working_crs
 from usm_geo.intake.files import detect_format, read_spatial
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import Context, normalise_ids, read_point_records
+from usm_geo.measures import dense, tally
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.pipeline import _polygons_in, _utm_of_layer, impact_result
 from usm_geo.units.assign import PolygonIndex
-from usm_geo.units.hierarchy import build_units, h3_level
+from usm_geo.units.hierarchy import UnitSet, build_units, h3_level
 from usm_geo.units.locate import locate_points, point_cells
 
 
@@ -68,12 +69,14 @@ def _guess_id_column(columns, path: Path) -> str:
 def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: str | None = None,
                      x: str | None = None, y: str | None = None, crs: str | None = None, time: str | None = None,
                      period: str | None = None, category: str | None = None, timezone: str = "UTC",
-                     now: dt.datetime | None = None) -> Aggregation:
+                     now: dt.datetime | None = None, scheduler=None) -> Aggregation:
     """Count points per H3 cell (``units="h3:R"``) or per polygon of a layer (``"AREAS[:ID]"``).
 
     Polygon layers list every unit, zeros included; H3 lists only the cells that hold a point (there
     is no study area). Points outside every polygon are in the ledger as ``outside_study_area``; bad
-    coordinates (and dates, with ``time``) as in any intake.
+    coordinates (and dates, with ``time``) as in any intake. ``points`` may be a partitioned Parquet
+    dataset (a folder); with ``scheduler`` (``local``, ``local:N``, ``threads``, ``tcp://HOST:PORT``
+    or a ``distributed.Client``) its parts are counted on Dask (:mod:`usm_geo.scale`), with the same result.
     """
     from usm_geo.errors import InputFileError
     from usm_geo.intake.boundaries import read_boundary_level
@@ -103,32 +106,55 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
                        datetime=time, category=category)
     index = PolygonIndex.build(levels["area"].geometry.to_numpy()) if levels else None
     ctx = Context(working_crs=work, timezone=timezone, study_area=area, study_index=index, now=now)
-    records = read_point_records(src, ledger, ctx, detect=False)
-    cells = point_cells(records["lon"], records["lat"], [res]) if res is not None else {}
-    unitset = build_units(levels, study_area=area, crs=ctx.working_crs, h3_resolutions=[res] if res is not None else (),
-                          point_cells=cells)
+    resolutions = [res] if res is not None else []
+    keys: dict[str, np.ndarray] = {}
+    if scheduler is not None:
+        from usm_geo import scale
+
+        job = scale.Job(source=src, ctx=ctx, units=_polygon_units(levels, area, ctx.working_crs, index),
+                        h3_resolutions=tuple(resolutions), frequency=period, by_category=bool(category), detect=False)
+        with scale.connect(scheduler) as client:
+            counted = scale.count_dataset(job, src.path, client)
+        scale.ledger_of(counted, "points", src.path, ledger)
+        cells, sparse = counted.cells, counted.tally
+        first, last, cats = counted.first, counted.last, counted.categories
+    else:
+        records = read_point_records(src, ledger, ctx, detect=False)
+        cells = point_cells(records["lon"], records["lat"], resolutions)
+    unitset = build_units(levels, study_area=area, crs=ctx.working_crs, h3_resolutions=resolutions, point_cells=cells)
     level = h3_level(res) if res is not None else "area"
-    located = locate_points(records, unitset, cells, ledger, "points")
-    ids = unitset.levels[level]["unit_id"].to_numpy(dtype=object)
-    keys = {"unit_id": located[level].to_numpy(dtype=object)}
-    axes = {"unit_id": ids}
+    if scheduler is None:
+        located = locate_points(records, unitset, cells, ledger, "points")
+        if period:
+            keys["period"] = period_labels(records["occurred_at"].to_numpy(), period)
+            first, last = records["occurred_at"].min(), records["occurred_at"].max()
+        if category:
+            keys["category"] = records["category"].to_numpy(dtype=object)
+            cats = set(keys["category"])
+        sparse = tally({level: located[level].to_numpy(dtype=object)}, keys)
+    axes = {"unit_id": unitset.levels[level]["unit_id"].to_numpy(dtype=object)}
     if period:
-        keys["period"] = period_labels(records["occurred_at"].to_numpy(), period)
-        first, last = records["occurred_at"].min().date(), records["occurred_at"].max().date()
-        axes["period"] = np.asarray(all_periods(first, last, period), dtype=object)
+        axes["period"] = np.asarray(all_periods(first.date(), last.date(), period), dtype=object)
     if category:
-        keys["category"] = records["category"].to_numpy(dtype=object)
-        axes["category"] = np.asarray(sorted(set(keys["category"])), dtype=object)
-    codes = [pd.Categorical(keys[k], categories=list(axes[k])).codes.astype(np.int64) for k in axes]
-    ok = np.logical_and.reduce([c >= 0 for c in codes])
-    shape = tuple(len(a) for a in axes.values())
-    flat = np.ravel_multi_index(tuple(c[ok] for c in codes), shape)
-    counts = np.bincount(flat, minlength=int(np.prod(shape)))
-    grid = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+        axes["category"] = np.asarray(sorted(cats), dtype=object)
+    counts = dense(sparse[sparse["level"] == level], axes)
+    grid = np.meshgrid(*[np.arange(n) for n in counts.shape], indexing="ij")
     table = pd.DataFrame({k: axes[k][g.reshape(-1)] for k, g in zip(axes, grid)})
-    table["count"] = counts
+    table["count"] = counts.reshape(-1)
     layer = unitset.levels[level][["unit_id", "name", "geometry"]]
     return Aggregation(table=table, units=layer, ledger=ledger, level=level)
+
+
+def _polygon_units(levels: dict[str, gpd.GeoDataFrame], area, crs, index, **options) -> UnitSet:
+    """The polygon levels and the city, their point-in-polygon indexes built (sent to Dask workers);
+    ``index`` is the finest level's, when already built; ``options`` go to :func:`build_units`."""
+    units = build_units(levels, study_area=area, crs=crs, **options)
+    if index is not None:
+        units._indexes[next(iter(levels))] = index
+    for name, kind in units.kinds.items():
+        if kind == "polygon":
+            units.index(name)
+    return units
 
 
 def write_aggregation(agg: Aggregation, out: Path) -> None:

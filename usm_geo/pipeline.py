@@ -35,7 +35,7 @@ from usm_geo.indicators.tables import concentration_table, gap_table, progress_t
 from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
-from usm_geo.measures import check_rollups, count_measures, sort_measures
+from usm_geo.measures import check_rollups, count_measures, measures_from_tally, sort_measures
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
@@ -84,6 +84,14 @@ class Intake:
     perception: pd.DataFrame | None = None
     index: object = None  # the finest polygon level's PolygonIndex (reused by the units stage)
     timings: dict[str, float] = field(default_factory=dict)
+    # incidents of a partitioned dataset counted on Dask (usm_geo.scale.Partial) instead of ``incidents``
+    counted: object = None
+
+    def categories(self) -> list[str]:
+        """The categories of the used incidents, sorted."""
+        if self.counted is not None:
+            return sorted(self.counted.categories)
+        return sorted(set(self.incidents["category"])) if self.incidents is not None else []
 
 
 def _study_area(study: Study, levels: dict[str, gpd.GeoDataFrame], crs) -> object:
@@ -104,8 +112,13 @@ def _study_area(study: Study, levels: dict[str, gpd.GeoDataFrame], crs) -> objec
     return area
 
 
-def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | None = None) -> Intake:
-    """Read and check every input of the study; every record is used or in the ledger."""
+def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | None = None, scheduler=None) -> Intake:
+    """Read and check every input of the study; every record is used or in the ledger.
+
+    With ``scheduler`` (see :func:`usm_geo.scale.connect`) the incidents — a partitioned Parquet
+    dataset or a Parquet file — are checked, placed in units and counted part by part on Dask
+    (``Intake.counted``; ``Intake.incidents`` is then None): the same counts and ledger.
+    """
     stages = stages or Stages()
     ledger = Ledger()
     if now is None:
@@ -133,8 +146,11 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         index = PolygonIndex.build(next(iter(levels.values())).geometry.to_numpy())
     ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, study_index=index, periods=study.periods,
                   now=now, unit_ids=unit_ids)
-    incidents = survey = None
-    if study.incidents is not None:
+    incidents = survey = counted = None
+    if study.incidents is not None and scheduler is not None:
+        with stages("incidents (dask)"):
+            counted = _count_incidents(study, levels, area, ctx, index, ledger, scheduler)
+    elif study.incidents is not None:
         with stages("incidents"):
             incidents = read_point_records(study.incidents, ledger, ctx)  # sets ctx.working_crs if "auto"
     if study.survey is not None:
@@ -145,7 +161,35 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         with stages("perception"):
             perception = read_perception(study.perception, ledger, levels[study.perception.unit_level], study.periods)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
-                  survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings)
+                  survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
+                  counted=counted)
+
+
+def _declared_parents(study: Study) -> dict[str, str]:
+    return {b.level: study.boundaries[i + 1].level for i, b in enumerate(study.boundaries) if b.parent}
+
+
+def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Ledger, scheduler):
+    """The incidents counted on Dask per unit (polygon levels, city, H3 cells) × period × category."""
+    from usm_geo import scale
+    from usm_geo.commands import _polygon_units
+
+    src = study.incidents
+    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study))
+    table = harm_table(study)
+    job = scale.Job(source=src, ctx=ctx, units=units, h3_resolutions=tuple(study.units.h3_resolution),
+                    frequency=study.periods.frequency, by_category=True, harm=table, detect=True)
+    with scale.connect(scheduler) as client:
+        counted = scale.count_dataset(job, src.path, client)
+    ctx.working_crs = job.ctx.working_crs
+    scale.ledger_of(counted, src.name, src.path, ledger)
+    if table is not None:
+        from usm_geo.indicators.registry import harm_weights
+
+        missing = harm_weights(np.asarray(sorted(counted.categories), dtype=object), table)[1]
+        if missing:
+            note_no_harm(ledger, missing)
+    return counted
 
 
 @dataclass
@@ -165,7 +209,9 @@ def run_units(intake: Intake, stages: Stages | None = None) -> Located:
         inc = intake.incidents
         resolutions = study.units.h3_resolution
         cells = point_cells(inc["lon"], inc["lat"], resolutions) if inc is not None else {}
-        declared = {b.level: study.boundaries[i + 1].level for i, b in enumerate(study.boundaries) if b.parent}
+        if intake.counted is not None:
+            cells = intake.counted.cells
+        declared = _declared_parents(study)
         units = build_units(intake.levels, study_area=intake.study_area, crs=intake.working_crs, city_name=study.name,
                             h3_resolutions=resolutions, h3_cover=study.units.h3_cover, point_cells=cells,
                             declared_parents=declared)
@@ -266,6 +312,12 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
     stages = stages or Stages()
     with stages("measures"):
         inc = intake.incidents
+        if intake.counted is not None:
+            c = intake.counted
+            periods = study_periods(intake.study, pd.Series([c.first, c.last]) if c.first is not None else None)
+            sparse = c.tally.astype({k: object for k in c.tally.columns if k not in ("n", "harm")})
+            counts = measures_from_tally(sparse, located.units, periods, intake.categories(), harm=c.weighted)
+            return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
         if inc is None:
             return pd.DataFrame(columns=MEASURE_COLUMNS)
         periods = study_periods(intake.study, inc["occurred_at"])
@@ -280,18 +332,36 @@ def _harm_weights(intake: Intake) -> np.ndarray | None:
     """Harm weight per incident: the study's harm table by category (``indicators.harm``), else the
     incidents' own ``weight`` column, else None. Categories the table does not weigh count 0 and
     are named in a ledger note (harm is then a lower bound for them)."""
-    inc = intake.incidents
-    harm_path = (intake.study.indicators or {}).get("harm")
-    if harm_path:
-        from usm_geo.indicators.registry import harm_weights, read_label_table
+    weights, missing = incident_harm(intake.incidents, harm_table(intake.study))
+    if missing:
+        note_no_harm(intake.ledger, missing)
+    return weights
 
-        table = read_label_table(intake.study.path.parent / harm_path, "harm_days", intake.study.path)
-        table["harm"] = pd.to_numeric(table["harm_days"], errors="coerce")
-        w, missing = harm_weights(inc["category"].to_numpy(dtype=object), table)
-        if missing:
-            intake.ledger.note("incidents", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
-        return np.nan_to_num(w, nan=0.0)
-    return inc["weight"].to_numpy() if "weight" in inc else None
+
+def harm_table(study: Study) -> pd.DataFrame | None:
+    """The study's harm table (``indicators.harm``: label → ``harm`` days), or None."""
+    harm_path = (study.indicators or {}).get("harm")
+    if not harm_path:
+        return None
+    from usm_geo.indicators.registry import read_label_table
+
+    table = read_label_table(study.path.parent / harm_path, "harm_days", study.path)
+    table["harm"] = pd.to_numeric(table["harm_days"], errors="coerce")
+    return table
+
+
+def incident_harm(incidents: pd.DataFrame, table: pd.DataFrame | None) -> tuple[np.ndarray | None, list[str]]:
+    """(harm weight per incident, categories the table does not weigh); see :func:`_harm_weights`."""
+    if table is not None:
+        from usm_geo.indicators.registry import harm_weights
+
+        w, missing = harm_weights(incidents["category"].to_numpy(dtype=object), table)
+        return np.nan_to_num(w, nan=0.0), missing
+    return (incidents["weight"].to_numpy() if "weight" in incidents else None), []
+
+
+def note_no_harm(ledger: Ledger, missing: list[str]) -> None:
+    ledger.note("incidents", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
 
 
 @dataclass
@@ -311,8 +381,8 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
     with stages("indicators"):
         settings = load_settings(study.indicators, study.path)
         frames, skipped, unmapped = [], {}, []
-        if intake.incidents is not None:
-            labels = sorted(set(intake.incidents["category"]))
+        if intake.incidents is not None or intake.counted is not None:
+            labels = intake.categories()
             codes, unmapped = map_categories(np.asarray(labels, dtype=object), settings.categories)
             iccs = {lab: code for lab, code in zip(labels, codes) if code is not None}
             if unmapped:
@@ -370,7 +440,7 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
     study = intake.study
     inc = intake.incidents
     empty = Hotspots({}, {}, {}, None, None)
-    if inc is None:
+    if inc is None and intake.counted is None:
         return empty
     with stages("hotspots"):
         counts = measures[(measures["measure"] == "count") & (measures["category"] == "all")]
@@ -390,9 +460,10 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
             out, g, rep = hotspot_layer(base, y, weights="h3" if kind == "h3" else "queen", permutations=999,
                                         seed=study.seed, cells=layer.attrs.get("cells") if kind == "h3" else None)
             layers[level], globals_[level], reports[level] = out, g, rep
-        labels = period_labels(inc["occurred_at"].to_numpy(), study.periods.frequency)
-        sel = labels == period
         surface = None
+        # the KDE needs every point: not computed when the incidents were counted on Dask
+        labels = period_labels(inc["occurred_at"].to_numpy(), study.periods.frequency) if inc is not None else None
+        sel = labels == period if inc is not None else np.zeros(0, bool)
         if sel.sum() >= 3 and intake.working_crs is not None:
             area = intake.study_area if intake.study_area is not None else None
             surface = kde(inc["x"].to_numpy(float)[sel], inc["y"].to_numpy(float)[sel], area=area, crs=intake.working_crs)
@@ -400,7 +471,15 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
 
 
 def _sha256(path: Path) -> str:
+    """SHA-256 of a file; of a folder (a partitioned dataset): of the list of its Parquet files'
+    relative paths and SHA-256s, in record order."""
     h = hashlib.sha256()
+    if Path(path).is_dir():
+        from usm_geo.scale.dataset import dataset_files
+
+        for f in dataset_files(path):
+            h.update(f"{f.relative_to(path).as_posix()}\t{_sha256(f)}\n".encode())
+        return h.hexdigest()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -448,12 +527,14 @@ def run_info(intake: Intake, timings: dict[str, float], started_at: str) -> dict
     }
 
 
-def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.datetime | None = None) -> dict:
-    """Run every stage and write the outputs into ``folder`` (an existing, empty staging folder)."""
+def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.datetime | None = None,
+             scheduler=None) -> dict:
+    """Run every stage and write the outputs into ``folder`` (an existing, empty staging folder).
+    ``scheduler``: count the incidents on Dask (see :func:`run_intake`)."""
     stages = stages or Stages()
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
-    intake = run_intake(study, stages, now=now)
+    intake = run_intake(study, stages, now=now, scheduler=scheduler)
     located = run_units(intake, stages)
     pop = run_population(intake, located, stages)
     measures = run_measures(intake, located, pop, stages)
@@ -490,6 +571,10 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     info["indicator_definitions"] = indicators.definitions
+    if intake.counted is not None:
+        skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
+        info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
+                        "why": "these need every incident in memory; run without --scheduler to compute them"}
     info["outputs"] = {"profile": study.outputs.profile, "suppression_threshold": study.outputs.suppression_threshold,
                        "formats": list(study.outputs.formats)}
     info["periods"] = {"frequency": study.periods.frequency, "baseline": study.periods.baseline,
@@ -516,8 +601,9 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     return info
 
 
-def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime | None = None) -> dict:
-    """Run the study into ``out``, built as a temporary sibling and swapped in when complete."""
+def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime | None = None, scheduler=None) -> dict:
+    """Run the study into ``out``, built as a temporary sibling and swapped in when complete.
+    ``scheduler``: count the incidents on Dask (see :func:`run_intake`)."""
     out = Path(out).resolve()
     inputs = [study.path, *study.input_paths().values()]
     for p in inputs:
@@ -525,7 +611,7 @@ def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime 
             raise OutputError("the output folder holds the study's inputs; replacing it would delete them", where=out,
                               fix="choose another --out folder")
     with staged_folder(out) as stage:
-        return run_into(study, stage, stages, now=now)
+        return run_into(study, stage, stages, now=now, scheduler=scheduler)
 
 
 def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -> dict:

@@ -80,6 +80,13 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
     path = Path(path)
     if not path.exists():
         raise InputFileError("file not found", where=path, fix="check the path in the study file")
+    if path.is_dir():  # a partitioned Parquet/GeoParquet dataset, read whole (the Dask path reads it in parts)
+        from usm_geo.scale.dataset import read_dataset
+
+        if fmt not in (None, "parquet"):
+            raise InputFileError(f"a folder is read as a Parquet dataset, not as {fmt}", where=path,
+                                 fix='remove format from the study, or set format = "parquet"')
+        return read_dataset(path)
     fmt = detect_format(path, fmt)
     if fmt in TEXT_FORMATS:
         return read_text_table(path, source, ledger, delimiter=delimiter or ("\t" if fmt == "tsv" else None), encoding=encoding)

@@ -72,6 +72,13 @@ class Ledger:
             )
         )
 
+    def extend(self, entries: pd.DataFrame) -> None:
+        """Add entries already in ledger form (``COLUMNS``), e.g. those of another ledger's
+        :meth:`to_frame` (the parts of a dataset counted apart, see :mod:`usm_geo.scale`)."""
+        if len(entries):
+            frame = entries[COLUMNS].reset_index(drop=True)
+            self._parts.append(frame.astype({c: ("int64" if c == "row" else str) for c in COLUMNS}))
+
     def note(self, source: str, reason: str, detail: str) -> None:
         """A remark about a whole file (row 0)."""
         self.add(source, [0], "note", reason, detail)

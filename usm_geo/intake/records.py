@@ -321,16 +321,22 @@ def normalise_ids(values: pd.Series) -> pd.Series:
 
 
 def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, survey: bool = False,
-                       detect: bool = True) -> pd.DataFrame:
+                       detect: bool = True, raw: RawRecords | None = None, allow_empty: bool = False) -> pd.DataFrame:
     """Read incidents (``survey=False``) or survey responses, check them, and account for every row.
 
     Coordinates: lon/lat degrees, x/y in ``src.crs``, or a spatial file's point geometry. Survey
     responses may instead be located by a unit id (``src.unit`` at ``src.unit_level``).
     ``detect=False`` uses only the date and category columns ``src`` names (none are looked for,
     and without a date column no date is checked): what ``usm-geo aggregate`` asks for.
+
+    ``raw`` gives records already read (one part of a partitioned dataset, see
+    :mod:`usm_geo.scale`) instead of reading ``src.path``; with ``allow_empty`` a part whose
+    records are all dropped returns an empty table instead of raising.
     """
     source = src.name
-    raw = read_records(src.path, source, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter, encoding=src.encoding)
+    if raw is None:
+        raw = read_records(src.path, source, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter,
+                           encoding=src.encoding)
     ledger.open_source(source, src.path, raw.read)
     keep = _Keep(raw, source, ledger)
     frame = raw.frame
@@ -392,13 +398,18 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
     _duplicates(raw, src, keep)
     result = out.loc[keep.mask].reset_index(drop=True)
     ledger.close_source(source, len(result))
-    if result.empty:
-        counts = ledger.reason_counts()
-        top = sorted(((n, r) for (s, st, r), n in counts.items() if s == source and st == "dropped"), reverse=True)[:3]
-        raise InputFileError(f"no usable records: all {raw.read:,} rows were dropped"
-                             + (" (" + ", ".join(f"{r}: {n:,}" for n, r in top) + ")" if top else ""),
-                             where=src.path, fix="see ledger reasons above; check the column names, CRS and study period")
+    if result.empty and not allow_empty:
+        refuse_empty(ledger, source, raw.read, src.path)
     return result
+
+
+def refuse_empty(ledger: Ledger, source: str, read: int, path) -> None:
+    """Raise the "no usable records" error, with the most frequent reasons from the ledger."""
+    counts = ledger.reason_counts()
+    top = sorted(((n, r) for (s, st, r), n in counts.items() if s == source and st == "dropped"), reverse=True)[:3]
+    raise InputFileError(f"no usable records: all {read:,} rows were dropped"
+                         + (" (" + ", ".join(f"{r}: {n:,}" for n, r in top) + ")" if top else ""),
+                         where=path, fix="see ledger reasons above; check the column names, CRS and study period")
 
 
 def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> None:
