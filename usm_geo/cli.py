@@ -79,10 +79,11 @@ _SCHEDULER_HELP = ("Count the points on Dask: local (a LocalCluster, the default
                    "local:N (N workers), threads, tcp://HOST:PORT (a running scheduler), or none (in memory).")
 
 
-def _scheduler(option: str | None, points: Path):
-    """The --scheduler option: local by default for a partitioned dataset (a folder), else none."""
+def _scheduler(option: str | None, points):
+    """The --scheduler option: local by default for a partitioned dataset (a folder), else none
+    (a database source is read in memory)."""
     if option is None:
-        return "local" if Path(points).is_dir() else None
+        return "local" if isinstance(points, (str, Path)) and Path(points).is_dir() else None
     return None if option.strip().lower() == "none" else option
 
 

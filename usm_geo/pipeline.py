@@ -175,6 +175,9 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     from usm_geo.commands import _polygon_units
 
     src = study.incidents
+    if not isinstance(src.path, (str, Path)):
+        raise UsmGeoError("only Parquet/GeoParquet files are counted on Dask; a database source is read in memory",
+                          where="--scheduler", fix="leave out --scheduler (or export the table to Parquet)")
     units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study))
     table = harm_table(study)
     job = scale.Job(source=src, ctx=ctx, units=units, h3_resolutions=tuple(study.units.h3_resolution),

@@ -43,6 +43,16 @@ def db_study(inputs: Path, url: str, folder: Path, *, incidents: str | None = No
     return path
 
 
+def test_a_database_source_is_not_counted_on_dask(demo_db, tmp_path):
+    run_dir, inputs, url = demo_db
+    study = db_study(inputs, url, tmp_path)
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(tmp_path / "out"), "--scheduler", "threads",
+                                       "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "a database source is read in memory" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_database_study_gives_the_file_runs_measures_and_ledger(demo_db, tmp_path):
     run_dir, inputs, url = demo_db
     study = db_study(inputs, url, tmp_path)
@@ -51,7 +61,7 @@ def test_database_study_gives_the_file_runs_measures_and_ledger(demo_db, tmp_pat
     out = tmp_path / "out"
     # every measure, indicator and ledger entry equal, byte for byte: rows of a table or query are
     # numbered like the file's rows (the query orders by the load order, the survey table by its key)
-    for name in ("measures.csv", "indicators.csv", "ledger.csv", "crosswalk.csv"):
+    for name in ("measures.csv", "indicators.csv", "ledger.csv", "crosswalk.csv", "map.html"):
         assert (out / name).read_bytes() == (run_dir / name).read_bytes(), name
     info = json.loads((out / "run.json").read_text())
     assert info["sources"] == json.loads((run_dir / "run.json").read_text())["sources"]

@@ -27,13 +27,12 @@ WORKER_MEMORY = "2GiB"
 
 
 def _local_cluster(n_workers: int, processes: bool, memory_limit: str):
-    import dask
     from distributed import LocalCluster
 
-    # one thread per worker process: keep numba's parallel loops to that thread too
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": "1"}):
-        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                            memory_limit=memory_limit, dashboard_address=":0")
+    # one thread per worker: count_part keeps numba's parallel loops to that thread
+    # (numba.set_num_threads; an environment variable would leak into this process too)
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
+                        memory_limit=memory_limit, dashboard_address=":0")
 
 
 @contextlib.contextmanager

@@ -65,6 +65,9 @@ class Partial:
 
 def count_part(part: Part, job: Job) -> Partial:
     """Intake, H3 cells, polygon assignment and the tally of one part (runs in a Dask worker)."""
+    import numba
+
+    numba.set_num_threads(1)  # a worker is one thread; this setting is per thread
     raw = read_part(part)
     ledger = Ledger()
     src = dataclasses.replace(job.source, path=part.path)  # errors name the file of the part
