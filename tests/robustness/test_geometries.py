@@ -6,7 +6,7 @@ import pytest
 import shapely
 from shapely import MultiPolygon, Point, Polygon
 
-from usm_geo.errors import BoundaryError, CRSError, InputFileError
+from usm_geo.errors import BoundaryError, CRSError, InputFileError, UsmGeoError
 
 from .helpers import (
     SIDE,
@@ -162,3 +162,66 @@ def test_working_crs_not_in_metres(tmp_path, crs, fragment):
     study = _study(tmp_path, top=f'[study]\nworking_crs = "{crs}"')
     assert_error(CRSError, study, f"study.toml: 'study.working_crs' = '{crs}': the working CRS", fragment,
                  'use "auto" (local UTM)')
+
+
+def test_overlapping_neighbourhoods_are_kept_with_a_ledger_line_and_count_once(tmp_path):
+    from usm_geo.pipeline import run_units
+
+    layer = neighbourhoods()
+    # N2 reaches 1 km into N1: x 504000-505000 lies in both (10 km², 20 % of N1's 50 km²)
+    layer.loc[1, "geometry"] = box(X0 + 4000, Y0, X0 + SIDE, Y0 + SIDE)
+    intake = run(_study(tmp_path, layer))
+    lines = ledger_rows(intake, "overlapping_units", NBHD)
+    assert lines[["row", "status", "detail"]].values.tolist() == [
+        [1, "kept", "unit N1 and unit N2 (row 2) overlap on 20.0% of the smaller; a point there is counted once, in N1"]]
+    # incident 3 (x 504763) is in the overlap: one unit, N1, never both
+    located = run_units(intake).incidents
+    assert located["neighbourhood"].tolist() == ["N1", "N2", "N1"]
+
+
+def test_slivers_between_neighbourhoods_are_one_note(tmp_path):
+    layer = neighbourhoods()
+    layer.loc[1, "geometry"] = box(X0 + SIDE / 2 - 2, Y0, X0 + SIDE, Y0 + SIDE)  # a 2 m overlap: 0.04 %
+    intake = run(_study(tmp_path, layer))
+    assert ledger_rows(intake, "overlapping_units", NBHD).empty
+    note = ledger_rows(intake, "overlap_slivers", NBHD)
+    assert note[["row", "status", "detail"]].values.tolist() == [
+        [0, "note", "1 pair(s) of units overlap by less than 0.1% of the smaller unit (digitising slivers)"]]
+
+
+def test_point_in_a_hole_is_outside_the_study_area(tmp_path):
+    layer = neighbourhoods()
+    # N1 with a 1 km² hole around incident 1 (x 502042, y 5803305) that no unit fills
+    layer.loc[0, "geometry"] = Polygon(box(X0, Y0, X0 + SIDE / 2, Y0 + SIDE).exterior.coords,
+                                       [box(X0 + 1500, Y0 + 2800, X0 + 2500, Y0 + 3800).exterior.coords])
+    intake = run(_study(tmp_path, layer))
+    assert entries(intake) == [(1, "dropped", "outside_study_area")]
+    assert intake.ledger.totals()["incidents"] == {"read": 3, "used": 2, "dropped": 1}
+
+
+def test_mixed_geometry_types_name_the_row(tmp_path):
+    layer = neighbourhoods()
+    layer.loc[1, "geometry"] = shapely.LineString([(X0 + 5000, Y0), (X0 + SIDE, Y0 + SIDE)])
+    assert_error(BoundaryError, _study(tmp_path, layer, "nbhd.geojson"), "unit 'N2' is a LineString, not a polygon",
+                 "nbhd.geojson:2", "boundaries must be polygons or multipolygons")
+
+
+def test_huge_values_in_a_hot_spot_analysis_do_not_overflow(tmp_path):
+    """Gi* and Moran's I do not change when every value is multiplied by 1e290 (they are scale-free);
+    computed naively, the squares and fourth powers of such values overflow."""
+    import geopandas as gpd
+    import numpy as np
+
+    from usm_geo.hotspots.analysis import hotspot_layer
+
+    cells = [box(X0 + 1000 * i, Y0 + 1000 * j, X0 + 1000 * (i + 1), Y0 + 1000 * (j + 1)) for i in range(5) for j in range(5)]
+    layer = gpd.GeoDataFrame({"unit_id": [f"u{k}" for k in range(25)]}, geometry=cells, crs="EPSG:32633")
+    y = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4, 3], dtype=float)
+    small, g_small, _ = hotspot_layer(layer, y, permutations=99)
+    huge, g_huge, _ = hotspot_layer(layer, y * 1e290, permutations=99)
+    for col in ("gistar_z", "gistar_p", "gistar_bin", "lisa_i", "lisa_z", "lisa_p_sim"):
+        np.testing.assert_allclose(huge[col].to_numpy(float), small[col].to_numpy(float), rtol=1e-12, err_msg=col)
+    assert g_huge["moran"]["I"] == pytest.approx(g_small["moran"]["I"], rel=1e-12)
+    y[3] = np.inf
+    with pytest.raises(UsmGeoError, match=r"1 unit\(s\) have an infinite value \(rows 4"):
+        hotspot_layer(layer, y)

@@ -89,8 +89,18 @@ def hotspot_layer(layer: gpd.GeoDataFrame, y, *, weights: str = "queen", transfo
         bad = np.flatnonzero(np.isnan(y))[:5] + 1
         raise UsmGeoError(f"{int(np.isnan(y).sum())} unit(s) have no value (rows {', '.join(map(str, bad))}…)",
                           fix="fill or drop them before a hot spot analysis")
+    if np.isinf(y).any():
+        bad = np.flatnonzero(np.isinf(y))[:5] + 1
+        raise UsmGeoError(f"{int(np.isinf(y).sum())} unit(s) have an infinite value (rows {', '.join(map(str, bad))}…)",
+                          fix="fill or drop them before a hot spot analysis")
     if len(y) < 3:
         raise UsmGeoError(f"a hot spot analysis needs at least 3 units, not {len(y)}")
+    # Gi*, local and global Moran's I and Getis-Ord G do not change when y is multiplied by a constant;
+    # scaling by a power of two is exact in floating point and keeps squares and fourth powers of huge
+    # values (1e300) from overflowing
+    top = float(np.abs(y).max())
+    if top > 0:
+        y = np.ldexp(y, -int(np.frexp(top)[1]))
     w = build_weights(layer, weights, cells)
     g = getis_ord(y, w, star=True, transform=transform)
     lisa = local_moran(y, w, permutations=permutations, seed=seed, transform="R")

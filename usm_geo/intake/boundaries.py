@@ -40,6 +40,36 @@ def level_source(level: str) -> str:
     return f"boundaries.{level}"
 
 
+#: Overlaps smaller than this share of the smaller unit are digitising slivers: counted in one note.
+SLIVER_SHARE = 0.001
+
+
+def _ledger_overlaps(geom: np.ndarray, ids: np.ndarray, rows: np.ndarray, source: str, ledger: Ledger) -> None:
+    """Units of one level that overlap (or contain one another) are kept, with a ledger line per pair:
+    a point in the overlap is counted once, in the unit whose id sorts first (the exact assignment's
+    rule), so the level is not a partition there. Slivers below :data:`SLIVER_SHARE` get one note."""
+    tree = shapely.STRtree(geom)
+    pairs = np.concatenate([tree.query(geom, predicate="overlaps"), tree.query(geom, predicate="contains")], axis=1)
+    pairs = pairs[:, pairs[0] < pairs[1]] if pairs.size else pairs
+    if not pairs.size:
+        return
+    pairs = np.unique(pairs, axis=1)
+    i, j = pairs
+    shared = shapely.area(shapely.intersection(geom[i], geom[j]))
+    share = shared / np.maximum(np.minimum(shapely.area(geom[i]), shapely.area(geom[j])), np.finfo(float).tiny)
+    big = share >= SLIVER_SHARE
+    if (~big & (shared > 0)).any():
+        ledger.note(source, "overlap_slivers", f"{int((~big & (shared > 0)).sum())} pair(s) of units overlap by less "
+                                               f"than {SLIVER_SHARE:.1%} of the smaller unit (digitising slivers)")
+    i, j, share = i[big], j[big], share[big]
+    if not len(i):
+        return
+    first = np.where(ids[i] <= ids[j], ids[i], ids[j])
+    detail = [f"unit {a} and unit {b} (row {r}) overlap on {s:.1%} of the smaller; a point there is counted once, in {f}"
+              for a, b, r, s, f in zip(ids[i], ids[j], rows[j], share, first)]
+    ledger.add(source, rows[i], "kept", "overlapping_units", np.array(detail, dtype=object))
+
+
 def read_boundary_level(spec: BoundaryLevel, ledger: Ledger, working_crs: CRS | None) -> gpd.GeoDataFrame:
     """Read one polygon level; reproject to ``working_crs`` (stated in the ledger) when it differs.
 
@@ -100,6 +130,7 @@ def read_boundary_level(spec: BoundaryLevel, ledger: Ledger, working_crs: CRS | 
             i = np.flatnonzero(gone)[0]
             raise BoundaryError(f"unit '{ids.iloc[i]}' has no area left after repairing its geometry",
                                 where=where(path, int(raw.rows[i])), fix="redraw the polygon")
+    _ledger_overlaps(geom, ids.to_numpy(dtype=object).astype(str), raw.rows, source, ledger)
     crs = raw.crs if raw.crs is not None else (CRS.from_user_input(spec.crs) if spec.crs else None)
     if crs is None:
         raise CRSError(f"boundary level '{spec.level}' has no CRS", where=path,
