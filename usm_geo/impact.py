@@ -700,7 +700,8 @@ def _reading(*, unit, w, level, vals, has_buffer, gross, net, wdq, success, buff
         parts.append("WDD: " + status["wdd"] + ".")
     if did is not None:
         rng = f" ({pct} interval {_fmt(did_ci[0])} to {_fmt(did_ci[1])})" if did_ci else ""
-        parts.append(f"Difference in differences: {did:+.3g} {unit} per 1,000 residents{rng}.")
+        parts.append(f"Difference in differences: {did:+.3g} {unit} per 1,000 residents over the after period "
+                     f"(before counts scaled to its length){rng}.")
     else:
         parts.append("DiD: " + status["did"] + ".")
     parts.extend(n[0].upper() + n[1:] + "." for n in notes)
