@@ -23,7 +23,7 @@ import pandas as pd
 import shapely
 
 from usm_geo import __version__, population
-from usm_geo.errors import CRSError, OutputError, UsmGeoError
+from usm_geo.errors import CRSError, OutputError, StudyError, UsmGeoError
 from usm_geo.export import staged_folder, wide_table, write_csv, write_json, write_layers
 from usm_geo.intake.boundaries import check_parents, read_boundary_level
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
@@ -175,6 +175,12 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     from usm_geo.commands import _polygon_units
 
     src = study.incidents
+    if src.duplicates == "drop":
+        # duplicates are found within a part only: dropping them would make counts depend on the parts
+        raise StudyError('duplicates = "drop" cannot be used on Dask: exact duplicates are found only within a part '
+                         "(up to 1,000,000 records of one file), so a twin in another part would still be counted",
+                         where="inputs.incidents.duplicates", fix='use duplicates = "keep" (every duplicate is counted '
+                         "and those within a part are listed in the ledger), or run without --scheduler")
     if not isinstance(src.path, (str, Path)):
         raise UsmGeoError("only Parquet/GeoParquet files are counted on Dask; a database source is read in memory",
                           where="--scheduler", fix="leave out --scheduler (or export the table to Parquet)")

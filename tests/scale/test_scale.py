@@ -140,6 +140,10 @@ def test_study_on_dask_equals_single_machine(tmp_path, client):
     pd.testing.assert_frame_equal(m1, m2)
     pd.testing.assert_frame_equal(one.ledger.to_frame(), many.ledger.to_frame())
     assert many.ledger.totals()["incidents"] == {"read": 198_246, "used": 198_238, "dropped": 8}
+    # dropping duplicates would depend on the parts (they are found within a part): refused
+    drop = dataclasses.replace(study, incidents=dataclasses.replace(study.incidents, duplicates="drop"))
+    with pytest.raises(UsmGeoError, match='duplicates = "drop" cannot be used on Dask'):
+        run_intake(drop, scheduler=client)
 
 
 def test_cli_aggregate_defaults_to_local_cluster_for_a_folder(synthetic, tmp_path):
