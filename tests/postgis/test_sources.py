@@ -188,3 +188,11 @@ def test_geometry_column_choice(demo_db):
              "SELECT ST_Transform(geom, 4326) FROM demo_in.districts")
     with pytest.raises(UsmGeoError, match="several SRIDs"):
         read_records(DatabaseSource(url, query=mixed), "x", Ledger())
+
+
+def test_a_missing_column_is_named_as_the_tables(demo_db, tmp_path):
+    _, _, url = demo_db
+    code, output = _validate(_study(tmp_path, f'source = "{url}"\ntable = "demo_in.incidents"'))
+    assert code == 2, output
+    assert "the study names column 'lon'" in output and "but the table or query has no such column" in output
+    assert "columns in the table or query: " in output and "longitude" in output and "Traceback" not in output

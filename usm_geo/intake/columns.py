@@ -39,9 +39,10 @@ def resolve(columns, declared: str | None, role: str, path: Path, key: str | Non
             return by_key[_key(declared)]
         close = difflib.get_close_matches(declared, columns, n=1)
         fix = f"did you mean '{close[0]}'? " if close else ""
+        source = "the file" if isinstance(path, (str, Path)) else "the table or query"  # a database source
         raise InputFileError(
-            f"the study names column '{declared}' ({key or role}) but the file has no such column",
-            where=path, fix=f"{fix}columns in the file: {', '.join(columns[:30])}",
+            f"the study names column '{declared}' ({key or role}) but {source} has no such column",
+            where=path, fix=f"{fix}columns in {source}: {', '.join(columns[:30])}",
         )
     by_key = {}
     for c in columns:
