@@ -22,3 +22,18 @@ def need_shared(*parts: str) -> Path:
             pytest.fail(message + " (CI=true: .ci/run must provide ../shared)")
         pytest.skip(message)
     return path
+
+
+CHICAGO_ASSAULTS = ("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
+CHICAGO_AREAS = ("chicago-community-areas-population-geoda", "Chi-CCA.zip")
+
+
+def chicago_study_text(*, study: str = "", inputs: str | None = None) -> str:
+    """A study file for the Chicago assaults and the 77 community areas, 2010–2019: ``study`` adds
+    lines to [study]; ``inputs`` replaces the default tables, which read both from ../shared/data."""
+    if inputs is None:
+        inputs = (f'[inputs.incidents]\npath = "{need_shared(*CHICAGO_ASSAULTS)}"\ncategory = "loc_cat"\n\n'
+                  f'[[inputs.boundaries]]\nlevel = "community_area"\npath = "{need_shared(*CHICAGO_AREAS)}"\n'
+                  'id = "area_num_1"\nname = "community"\n')
+    return (f'[study]\nname = "Chicago"\ntimezone = "America/Chicago"\n{study}\n\n{inputs}\n'
+            "[periods]\nstart = 2010-01-01\nend = 2019-12-31\n")

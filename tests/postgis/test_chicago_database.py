@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pg_helpers import load_csv, load_layer
-from shared_data import need_shared
+from shared_data import CHICAGO_AREAS, CHICAGO_ASSAULTS, chicago_study_text, need_shared
 from usm_geo.pipeline import run_intake, run_units
 from usm_geo.study import load_study
 
@@ -29,33 +29,13 @@ def _counts(study_text: str, folder) -> tuple[pd.Series, pd.DataFrame, dict]:
 
 @pytest.mark.realdata
 def test_chicago_from_the_database_counts_like_the_files(pg_url, pg, tmp_path):
-    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
-    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
+    csv, cca = need_shared(*CHICAGO_ASSAULTS), need_shared(*CHICAGO_AREAS)
     pg.execute("DROP SCHEMA IF EXISTS chi CASCADE")
     load_csv(pg, csv, "chi", "assaults")
     load_layer(pg_url, f"/vsizip/{cca}/Chicago_2020.shp", None, "chi", "community_areas",
                "-a_srs", "EPSG:4326", "-nlt", "PROMOTE_TO_MULTI", "-lco", "PRECISION=NO")
-    common = """
-        [study]
-        name = "Chicago"
-        timezone = "America/Chicago"
-
-        [periods]
-        start = 2010-01-01
-        end = 2019-12-31
-    """
-    files = common + f"""
-        [inputs.incidents]
-        path = "{csv}"
-        category = "loc_cat"
-
-        [[inputs.boundaries]]
-        level = "community_area"
-        path = "{cca}"
-        id = "area_num_1"
-        name = "community"
-    """
-    database = common + f"""
+    files = chicago_study_text()
+    database = chicago_study_text(inputs=textwrap.dedent(f"""
         [inputs.incidents]
         source = "{pg_url}"
         query = "SELECT date, loc_cat, longitude, latitude, district FROM chi.assaults ORDER BY seq"
@@ -67,7 +47,7 @@ def test_chicago_from_the_database_counts_like_the_files(pg_url, pg, tmp_path):
         table = "chi.community_areas"
         id = "area_num_1"
         name = "community"
-    """
+    """))
     (tmp_path / "f").mkdir()
     (tmp_path / "d").mkdir()
     want, want_ledger, want_totals = _counts(files, tmp_path / "f")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared_data import need_shared
+from shared_data import CHICAGO_AREAS, CHICAGO_ASSAULTS, chicago_study_text, need_shared
 from usm_geo.pipeline import run_intake
 from usm_geo.study import load_study
 
@@ -29,28 +29,8 @@ def _study(tmp_path, text):
 
 @pytest.fixture(scope="module")
 def chicago(tmp_path_factory):
-    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
-    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
-    study = _study(tmp_path_factory.mktemp("chicago"), f"""
-        [study]
-        name = "Chicago"
-        timezone = "America/Chicago"
-        working_crs = "auto"
-
-        [inputs.incidents]
-        path = "{csv}"
-        category = "loc_cat"
-
-        [[inputs.boundaries]]
-        level = "community_area"
-        path = "{cca}"
-        id = "area_num_1"
-        name = "community"
-
-        [periods]
-        start = 2010-01-01
-        end = 2019-12-31
-    """)
+    csv, cca = need_shared(*CHICAGO_ASSAULTS), need_shared(*CHICAGO_AREAS)
+    study = _study(tmp_path_factory.mktemp("chicago"), chicago_study_text(study='working_crs = "auto"'))
     return run_intake(study, now=NOW), csv, cca
 
 
