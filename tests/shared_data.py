@@ -37,3 +37,57 @@ def chicago_study_text(*, study: str = "", inputs: str | None = None) -> str:
                   'id = "area_num_1"\nname = "community"\n')
     return (f'[study]\nname = "Chicago"\ntimezone = "America/Chicago"\n{study}\n\n{inputs}\n'
             "[periods]\nstart = 2010-01-01\nend = 2019-12-31\n")
+
+
+def chicago_rate_run(folder: Path, first_year: int, *, category: bool = False, h3_resolution: int | None = None,
+                     extra_inputs: str = "") -> Path:
+    """Run the Chicago assault-rate study (incident_rate per community area, population from the
+    areas' TOT_POP, EPSG:32616, yearly from ``first_year`` to 2019, baseline ``first_year``) into
+    ``folder/out`` and return that folder. ``category`` counts per ``loc_cat``; ``h3_resolution`` adds
+    an H3 level; ``extra_inputs`` adds study tables (e.g. [inputs.perception])."""
+    import textwrap
+
+    from usm_geo.pipeline import run
+    from usm_geo.study import load_study
+
+    cca = need_shared(*CHICAGO_AREAS)
+    text = textwrap.dedent(f"""
+        [study]
+        name = "Chicago"
+        timezone = "America/Chicago"
+        working_crs = "EPSG:32616"
+
+        [inputs.incidents]
+        path = "{need_shared(*CHICAGO_ASSAULTS)}"
+        datetime = "date"
+        lon = "longitude"
+        lat = "latitude"
+        {'category = "loc_cat"' if category else ""}
+
+        [[inputs.boundaries]]
+        level = "community_area"
+        path = "{cca}"
+        id = "area_num_1"
+        name = "community"
+
+        [inputs.population]
+        path = "{cca}"
+        level = "community_area"
+        id = "area_num_1"
+        column = "TOT_POP"
+    """) + textwrap.dedent(extra_inputs) + textwrap.dedent(f"""
+        {f"[units]{chr(10)}h3_resolution = [{h3_resolution}]" if h3_resolution else ""}
+
+        [periods]
+        frequency = "year"
+        start = {first_year}-01-01
+        end = 2019-12-31
+        baseline = "{first_year}"
+        current = "2019"
+
+        [indicators]
+        use = ["incident_rate"]
+    """)
+    (folder / "study.toml").write_text(text, encoding="utf-8")
+    run(load_study(folder / "study.toml"), folder / "out")
+    return folder / "out"

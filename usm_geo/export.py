@@ -56,11 +56,17 @@ def atomic_path(target: Path):
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _os_error(exc, target) from None
-    except BaseException as exc:
+    except OutputError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as exc:
         tmp.unlink(missing_ok=True)
         # GDAL (pyogrio, rasterio) reports a full disk as its own error types, not OSError
-        if isinstance(exc, Exception) and not isinstance(exc, OutputError) and any(t in str(exc).lower() for t in _DISK_FULL):
+        if any(t in str(exc).lower() for t in _DISK_FULL):
             raise _os_error(OSError(errno.ENOSPC, str(exc)), target) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -287,30 +293,13 @@ def area_tables(units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFr
     from usm_geo.errors import UsmGeoError
 
     out, report = apply_disclosure(measures, crosswalk, profile=profile, k=k, min_n=min_n)
-    ids = indicator_ids(out)
-    if indicators:
-        unknown = [i for i in indicators if i not in ids]
-        if unknown:
-            raise UsmGeoError(f"no indicator '{unknown[0]}' in this run", where="--indicators",
-                              fix=f"choose from: {', '.join(ids)}")
-        ids = [i for i in ids if i in set(indicators)]
-    all_levels = list(units_layers)
-    if levels:
-        unknown = [lv for lv in levels if lv not in all_levels]
-        if unknown:
-            raise UsmGeoError(f"no level '{unknown[0]}' in this run", where="--levels",
-                              fix=f"choose from: {', '.join(all_levels)}")
-        all_levels = [lv for lv in all_levels if lv in set(levels)]
+    ids = _pick(indicators, indicator_ids(out), "indicator", "--indicators")
+    all_levels = _pick(levels, list(units_layers), "level", "--levels")
     names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in units_layers.items()}
     table = wide_table(out[out["level"].isin(all_levels)], names, ids)
-    run_periods = sorted(set(table["period"])) if len(table) else []
+    run_periods = _pick(periods, sorted(set(table["period"])) if len(table) else [], "period", "--periods")
     if periods:
-        unknown = [p for p in periods if p not in run_periods]
-        if unknown:
-            raise UsmGeoError(f"no period '{unknown[0]}' in this run", where="--periods",
-                              fix=f"choose from: {', '.join(run_periods)}")
-        table = table[table["period"].isin(set(periods))]
-        run_periods = [p for p in run_periods if p in set(periods)]
+        table = table[table["period"].isin(set(run_periods))]
     target = None
     if crs is not None:
         try:
@@ -333,6 +322,19 @@ def area_tables(units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFr
     first = next(iter(units_layers.values()), None)
     return AreaTables(layers=layers, ids=ids, periods=run_periods, measures=out, profile=profile, k=int(k),
                       min_n=int(min_n), report=report, crs=target if target is not None else (first.crs if first is not None else None))
+
+
+def _pick(asked, have: list, what: str, option: str) -> list:
+    """``have`` (in its order) narrowed to ``asked``, or all of it when nothing is asked; a name the
+    run does not have is an error that lists the choices."""
+    from usm_geo.errors import UsmGeoError
+
+    if not asked:
+        return list(have)
+    unknown = [a for a in asked if a not in have]
+    if unknown:
+        raise UsmGeoError(f"no {what} '{unknown[0]}' in this run", where=option, fix=f"choose from: {', '.join(have)}")
+    return [h for h in have if h in set(asked)]
 
 
 def _to_crs(frame, target):
@@ -953,7 +955,7 @@ class RunFolder:
             return self.raw_impact_areas
         return public_impact_areas(self.raw_impact_areas, self.tables.k)
 
-    def public_kde(self) -> bytes | None:
+    def kde_in_profile(self) -> bytes | None:
         """The KDE GeoTIFF's bytes in the tables' profile (:func:`kde_bytes`)."""
         if self.kde is None:
             return None

@@ -4,14 +4,13 @@ errors, no network beyond the pinned assets, and no XSS payload ever runs (a dia
 from __future__ import annotations
 
 import json
-import textwrap
 
 import geopandas as gpd
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from shared_data import REPO, need_shared
+from shared_data import REPO, chicago_rate_run
 from usm_geo.cli import main
 from usm_geo.maps import build_before_after, build_map
 from usm_geo.maps.synthetic import XSS_PAYLOADS, grid_inputs, payload_inputs
@@ -296,52 +295,7 @@ def test_xss_canary(map_page, browser, payload, tmp_path):
 
 @pytest.fixture(scope="module")
 def chicago_run(tmp_path_factory):
-    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
-    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
-    folder = tmp_path_factory.mktemp("chicago-map")
-    (folder / "study.toml").write_text(textwrap.dedent(f"""
-        [study]
-        name = "Chicago"
-        timezone = "America/Chicago"
-        working_crs = "EPSG:32616"
-
-        [inputs.incidents]
-        path = "{csv}"
-        datetime = "date"
-        lon = "longitude"
-        lat = "latitude"
-
-        [[inputs.boundaries]]
-        level = "community_area"
-        path = "{cca}"
-        id = "area_num_1"
-        name = "community"
-
-        [inputs.population]
-        path = "{cca}"
-        level = "community_area"
-        id = "area_num_1"
-        column = "TOT_POP"
-
-        [units]
-        h3_resolution = [8]
-
-        [periods]
-        frequency = "year"
-        start = 2018-01-01
-        end = 2019-12-31
-        baseline = "2018"
-        current = "2019"
-
-        [indicators]
-        use = ["incident_rate"]
-    """), encoding="utf-8")
-    from usm_geo.pipeline import run
-    from usm_geo.study import load_study
-
-    out = folder / "out"
-    run(load_study(folder / "study.toml"), out)
-    return out
+    return chicago_rate_run(tmp_path_factory.mktemp("chicago-map"), 2018, h3_resolution=8)
 
 
 @pytest.mark.realdata

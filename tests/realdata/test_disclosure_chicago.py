@@ -4,15 +4,13 @@ of tests/unit/test_disclosure.py learns none of them."""
 
 from __future__ import annotations
 
-import textwrap
 
 import pandas as pd
 import pytest
-from shared_data import need_shared
+from shared_data import chicago_rate_run
 from unit.test_disclosure import check_attack
 
 from usm_geo.disclosure import apply_profile
-from usm_geo.pipeline import run
 
 pytestmark = pytest.mark.realdata
 K = 5
@@ -20,52 +18,7 @@ K = 5
 
 @pytest.fixture(scope="module")
 def chicago_run(tmp_path_factory):
-    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
-    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
-    folder = tmp_path_factory.mktemp("chicago-disclosure")
-    (folder / "study.toml").write_text(textwrap.dedent(f"""
-        [study]
-        name = "Chicago"
-        timezone = "America/Chicago"
-        working_crs = "EPSG:32616"
-
-        [inputs.incidents]
-        path = "{csv}"
-        datetime = "date"
-        lon = "longitude"
-        lat = "latitude"
-        category = "loc_cat"
-
-        [[inputs.boundaries]]
-        level = "community_area"
-        path = "{cca}"
-        id = "area_num_1"
-        name = "community"
-
-        [inputs.population]
-        path = "{cca}"
-        level = "community_area"
-        id = "area_num_1"
-        column = "TOT_POP"
-
-        [units]
-        h3_resolution = [8]
-
-        [periods]
-        frequency = "year"
-        start = 2017-01-01
-        end = 2019-12-31
-        baseline = "2017"
-        current = "2019"
-
-        [indicators]
-        use = ["incident_rate"]
-    """))
-    from usm_geo.study import load_study
-
-    out = folder / "out"
-    run(load_study(folder / "study.toml"), out)
-    return out
+    return chicago_rate_run(tmp_path_factory.mktemp("chicago-disclosure"), 2017, category=True, h3_resolution=8)
 
 
 def _read(path):

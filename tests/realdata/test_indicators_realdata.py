@@ -3,7 +3,6 @@ perceived-safety scores (an area table without sample sizes) beside them."""
 
 from __future__ import annotations
 
-import textwrap
 
 import geopandas as gpd
 import numpy as np
@@ -11,39 +10,14 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2
 
-from shared_data import need_shared
-from usm_geo.pipeline import run
+from shared_data import CHICAGO_AREAS, CHICAGO_ASSAULTS, chicago_rate_run, need_shared
 
 
 @pytest.fixture(scope="module")
 def chicago_run(tmp_path_factory):
-    csv = need_shared("chicago-aggravated-assaults-2010-2019", "chicago_aggravated_assaults.csv.gz")
-    cca = need_shared("chicago-community-areas-population-geoda", "Chi-CCA.zip")
+    csv, cca = need_shared(*CHICAGO_ASSAULTS), need_shared(*CHICAGO_AREAS)
     sentiment = need_shared("chicago-police-sentiment-by-community-area", "ChicagoPolice_Sentiment.csv")
-    folder = tmp_path_factory.mktemp("chicago")
-    (folder / "study.toml").write_text(textwrap.dedent(f"""
-        [study]
-        name = "Chicago"
-        timezone = "America/Chicago"
-        working_crs = "EPSG:32616"
-
-        [inputs.incidents]
-        path = "{csv}"
-        datetime = "date"
-        lon = "longitude"
-        lat = "latitude"
-
-        [[inputs.boundaries]]
-        level = "community_area"
-        path = "{cca}"
-        id = "area_num_1"
-        name = "community"
-
-        [inputs.population]
-        path = "{cca}"
-        level = "community_area"
-        id = "area_num_1"
-        column = "TOT_POP"
+    out = chicago_rate_run(tmp_path_factory.mktemp("chicago"), 2010, extra_inputs=f"""
 
         [inputs.perception]
         path = "{sentiment}"
@@ -52,21 +26,7 @@ def chicago_run(tmp_path_factory):
         match = "name"
         period = "Year"
         scores = ["safety"]
-
-        [periods]
-        frequency = "year"
-        start = 2010-01-01
-        end = 2019-12-31
-        baseline = "2010"
-        current = "2019"
-
-        [indicators]
-        use = ["incident_rate"]
-    """))
-    from usm_geo.study import load_study
-
-    out = folder / "out"
-    run(load_study(folder / "study.toml"), out)
+    """)
     return out, csv, cca
 
 

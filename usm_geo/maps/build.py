@@ -259,6 +259,10 @@ class _Builder:
     def __init__(self, inputs: MapInputs, *, indicator, scheme, k, breaks, classes, palette, levels, simplify_m,
                  show_level):
         self.inputs = inputs
+        if indicator is None:
+            indicator = default_indicator(inputs)
+            if indicator is None:
+                raise UsmGeoError("the table holds no indicator to map", fix="give a measures or indicators table of a run")
         self.ind = describe(indicator, inputs.definitions)
         self.values = inputs.values(indicator)
         self.periods = sorted(p for p in pd.unique(self.values["period"]) if p)
@@ -388,6 +392,22 @@ class _Builder:
             "flags": {"f": fidx, "text": texts} if len(texts) > 1 else None,
         }
         return spec
+
+    def level_layers(self, page: Page, period: str, prefix: str = "") -> tuple[list, list, list, set]:
+        """The choropleth of every level for ``period`` with its legend blocks (one shared block with
+        ``classes="shared"``): ``(blocks, specs, layer-control entries, names taken)``."""
+        blocks, specs, layers, taken = [], [], [], set()
+        shared = page.new_id("usm-lg") if self.classes == "shared" else None
+        if shared:
+            blocks.append((shared, self.level_legend(None, period)))
+        for lv in self.levels:
+            legend = shared or page.new_id("usm-lg")
+            if not shared:
+                blocks.append((legend, self.level_legend(lv, period)))
+            key = f"{prefix}level:{esc(lv)}"
+            specs.append(self.level_layer(page, lv, period, key, legend, lv == self.show_level))
+            layers.append((key, esc(_unique(level_label(lv), taken))))
+        return blocks, specs, layers, taken
 
     def level_legend(self, lv: str | None, period: str) -> str:
         bins = self.bins[lv] if lv else next(iter(self.bins.values()))
@@ -728,10 +748,6 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
     ``export.public_hotspots`` and ``export.public_impact_areas`` layers, the masked KDE).
     """
     inputs = _inputs(source)
-    if indicator is None:
-        indicator = default_indicator(inputs)
-        if indicator is None:
-            raise UsmGeoError("the table holds no indicator to map", fix="give a measures or indicators table of a run")
     with deterministic_ids():
         b = _Builder(inputs, indicator=indicator, scheme=scheme, k=k, breaks=breaks, classes=classes,
                      palette=palette, levels=levels, simplify_m=simplify_m, show_level=show_level)
@@ -742,18 +758,8 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
         m.add_child(Statement(f"usmGeo.map({m.get_name()}, \"main\");"))
         m.add_child(Call("fit", page.add_data({"bounds": _fit(b.bounds())})))
         _add_title(page, m, study, f"{b.ind.name} · {period}")
-        blocks, layers, taken = [], [], set()
-        shared_legend = page.new_id("usm-lg") if classes == "shared" else None
-        if shared_legend:
-            blocks.append((shared_legend, b.level_legend(None, period)))
-        specs = []
-        for lv in b.levels:
-            legend = shared_legend or page.new_id("usm-lg")
-            if not shared_legend:
-                blocks.append((legend, b.level_legend(lv, period)))
-            key = f"level:{esc(lv)}"
-            specs.append(("polygons", b.level_layer(page, lv, period, key, legend, lv == b.show_level)))
-            layers.append((key, esc(_unique(level_label(lv), taken))))
+        blocks, level_specs, layers, taken = b.level_layers(page, period)
+        specs = [("polygons", spec) for spec in level_specs]
         if hotspots:
             for lv in b.all_levels:
                 legend = page.new_id("usm-lg")
@@ -803,10 +809,6 @@ def build_before_after(source, out=None, *, indicator: str | None = None, before
     parameters as in :func:`build_map`.
     """
     inputs = _inputs(source)
-    if indicator is None:
-        indicator = default_indicator(inputs)
-        if indicator is None:
-            raise UsmGeoError("the table holds no indicator to map", fix="give a measures or indicators table of a run")
     with deterministic_ids():
         b = _Builder(inputs, indicator=indicator, scheme=scheme, k=k, breaks=breaks, classes=classes,
                      palette=palette, levels=levels, simplify_m=simplify_m, show_level=show_level)
@@ -826,17 +828,7 @@ def build_before_after(source, out=None, *, indicator: str | None = None, before
             m.add_child(Statement(f"usmGeo.map({m.get_name()}, \"{side}\");"))
             m.add_child(Call("fit", page.add_data({"bounds": _fit(bounds)})))
             _add_title(page, m, f"{'Before' if side == 'before' else 'After'}: {period}", f"{study} · {b.ind.name}")
-            blocks, layers, specs, taken = [], [], [], set()
-            shared_legend = page.new_id("usm-lg") if classes == "shared" else None
-            if shared_legend:
-                blocks.append((shared_legend, b.level_legend(None, period)))
-            for lv in b.levels:
-                legend = shared_legend or page.new_id("usm-lg")
-                if not shared_legend:
-                    blocks.append((legend, b.level_legend(lv, period)))
-                key = f"{side}/level:{esc(lv)}"
-                specs.append(b.level_layer(page, lv, period, key, legend, lv == b.show_level))
-                layers.append((key, esc(_unique(level_label(lv), taken))))
+            blocks, specs, layers, taken = b.level_layers(page, period, prefix=f"{side}/")
             if impact:
                 legend = page.new_id("usm-lg")
                 got = _impact_layer(b, page, f"{side}/impact", legend, show=True)

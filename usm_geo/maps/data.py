@@ -211,8 +211,5 @@ def load_run(folder, profile: str | None = None, k: int | None = None) -> MapInp
     from usm_geo.export import read_run
 
     run = read_run(folder, profile=profile, k=k)
-    kde = run.kde
-    if kde is not None and run.tables.profile == "public":
-        kde = run.public_kde()
     return from_area_tables(run.tables, hotspots=run.hotspots, impact_areas=run.impact_areas, impact=run.impact,
-                            kde=kde, info=run.info)
+                            kde=run.kde_in_profile(), info=run.info)

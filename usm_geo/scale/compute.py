@@ -14,8 +14,6 @@ import contextlib
 import os
 from pathlib import Path
 
-import numpy as np
-
 from usm_geo.errors import UsmGeoError
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import read_point_records, refuse_empty
