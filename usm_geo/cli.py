@@ -31,10 +31,23 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             _echo_err(f"usm-geo: error: {exc.message}")
+            _echo_failed_ledger(exc)
             ctx.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             _echo_err("usm-geo: interrupted; no output was changed")
             ctx.exit(130)
+
+
+def _echo_failed_ledger(exc: UsmGeoError) -> None:
+    """Under an error of `run` or `validate`: the ledger's reasons so far and where it was written."""
+    lines = getattr(exc, "ledger_lines", None)
+    if lines:
+        _echo_err("ledger of the failed attempt (reason: rows):")
+        for line in lines:
+            _echo_err(f"  {line}")
+    path = getattr(exc, "ledger_path", None)
+    if path:
+        _echo_err(f"ledger written to {path}")
 
 
 def _stages(quiet: bool):
@@ -55,6 +68,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _finish(info: dict, out: Path) -> None:
     intake = info["_intake"]
     click.echo(intake.ledger.summary())
+    skipped = (info.get("indicators") or {}).get("not_computed") or {}
+    if skipped:
+        click.echo(f"indicators not computed ({len(skipped)}; listed in run.json):")
+        for ind, reason in sorted(skipped.items()):
+            click.echo(f"  {ind}: {reason}")
+    if not (info.get("indicators") or {}).get("computed") and "map.html" in (info.get("outputs") or {}).get("files", []):
+        click.echo("no indicator could be computed: the tables and map.html show incident counts")
     click.echo(f"outputs in {out}")
 
 
@@ -108,16 +128,35 @@ def run(study: Path, out: Path, scheduler: str | None, quiet: bool) -> None:
 @click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), default=None, help="Also write the ledger to this CSV file.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
-    """Read and check STUDY's inputs (intake and ledger only); write nothing unless --ledger."""
+    """Read and check every input of STUDY as `run` does — boundaries, incidents, survey, perception,
+    population, the periods and the intervention — and print the ledger summary and the file notes;
+    write nothing unless --ledger (written even when a check fails)."""
     from usm_geo.export import write_csv
-    from usm_geo.pipeline import run_intake
+    from usm_geo.intake.ledger import Ledger
+    from usm_geo.pipeline import keep_failed_ledger, note_lines
+    from usm_geo.pipeline import validate as validate_study
     from usm_geo.study import load_study
 
-    intake = run_intake(load_study(study), _stages(quiet))
-    click.echo(intake.ledger.summary())
+    spec = load_study(study)
+    ledger = Ledger()
+    try:
+        checked = validate_study(spec, _stages(quiet), ledger=ledger)
+    except UsmGeoError as exc:
+        keep_failed_ledger(exc, ledger, ledger_path)
+        raise
+    click.echo(ledger.summary())
+    notes = note_lines(ledger)
+    if notes:
+        click.echo("file notes:")
+        for line in notes:
+            click.echo(f"  {line}")
+    click.echo("checked:")
+    for line in checked.checks:
+        click.echo(f"  {line}")
     if ledger_path is not None:
-        write_csv(ledger_path, intake.ledger.to_frame())
+        write_csv(ledger_path, ledger.to_frame())
         click.echo(f"ledger written to {ledger_path}")
+    click.echo(f"{study}: valid")
 
 
 @main.command()

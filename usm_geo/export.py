@@ -212,6 +212,25 @@ def indicator_ids(measures: pd.DataFrame) -> list[str]:
     return sorted(ids, key=lambda i: (_base_id(i)[0], SMOOTHED[_base_id(i)[1]]))
 
 
+#: The definition of ``count`` when a run has no indicator at all (a study without population or
+#: survey): its area tables and map then show the incident counts themselves (docs/outputs.md).
+COUNT_DEFINITION = {
+    "id": "count", "name": "Incidents (count)", "kind": "count", "unit": "incidents",
+    "description": "incidents counted in the unit in the period; a count, not a rate: the study has no "
+                   "population, so no rate was computed",
+    "lower_is_better": True,
+}
+
+
+def shown_ids(measures: pd.DataFrame) -> list[str]:
+    """The ids an area table shows: :func:`indicator_ids`, or ``["count"]`` when the measures hold
+    counts but no indicator (no population, no survey), so that such a run still has tables and a map."""
+    ids = indicator_ids(measures)
+    if not ids and (measures["measure"] == "count").any():
+        return ["count"]
+    return ids
+
+
 def wide_table(measures: pd.DataFrame, names: dict, ids: list[str]) -> pd.DataFrame:
     """The wide table of ``indicators.csv`` (category ``all``): ``level, unit_id, name, period`` and
     ``<id>, <id>_lower, <id>_upper, <id>_n, <id>_flags`` per id, sorted by level (as listed), unit, period.
@@ -293,7 +312,7 @@ def area_tables(units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFr
     from usm_geo.errors import UsmGeoError
 
     out, report = apply_disclosure(measures, crosswalk, profile=profile, k=k, min_n=min_n)
-    ids = _pick(indicators, indicator_ids(out), "indicator", "--indicators")
+    ids = _pick(indicators, shown_ids(out), "indicator", "--indicators")
     all_levels = _pick(levels, list(units_layers), "level", "--levels")
     names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in units_layers.items()}
     table = wide_table(out[out["level"].isin(all_levels)], names, ids)
@@ -394,6 +413,8 @@ def indicator_definitions(ids, definitions: dict | None) -> dict:
             d["derived_from"] = base
             d["smoothing"] = ("global empirical Bayes (Marshall 1991)" if suffix == "_eb"
                               else "spatial empirical Bayes, queen contiguity")
+        if not d and ind == "count":
+            d = dict(COUNT_DEFINITION)
         if not d:
             d = {"id": ind, "note": "no definition recorded (e.g. a perception score from an area table)"}
         out[ind] = d
@@ -668,9 +689,10 @@ def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
 
 def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None, impact_areas=None,
               impact: dict | None = None, kde: Path | None = None, info: dict | None = None,
-              definitions: dict | None = None) -> None:
+              definitions: dict | None = None) -> bool:
     """``map.html`` of the area tables (after their profile): the default indicator at every level,
-    Gi* (the profile's hot spot layers), the KDE (masked in the public profile) and the impact areas."""
+    Gi* (the profile's hot spot layers), the KDE (masked in the public profile) and the impact areas.
+    Returns whether a map was written (``False`` when the tables hold no indicator and no count)."""
     from usm_geo.maps import build_map, default_indicator
     from usm_geo.maps.data import from_area_tables
 
@@ -680,8 +702,10 @@ def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None,
     inputs = from_area_tables(tables, hotspots=hotspots, impact_areas=impact_areas, impact=impact, kde=surface,
                               info=info, definitions=definitions)
     indicator = default_indicator(inputs)
-    if indicator is not None:
-        build_map(inputs, target, indicator=indicator)
+    if indicator is None:
+        return False  # nothing to show: the caller must not list map.html as written
+    build_map(inputs, target, indicator=indicator)
+    return True
 
 
 def write_report_card(folder: Path, card: pd.DataFrame) -> list[str]:
@@ -831,9 +855,12 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
         if not notes["kde"].get("skipped"):
             written["tif"] = ["kde.tif"]
     if "html" in formats and tables.layers:
-        write_map(folder / MAP_NAME, tables, hotspots=map_hot, impact_areas=extra.get("impact_areas"), impact=impact,
-                  kde=kde, info=info, definitions=definitions)
-        written["html"] = [MAP_NAME]
+        drawn = write_map(folder / MAP_NAME, tables, hotspots=map_hot, impact_areas=extra.get("impact_areas"),
+                          impact=impact, kde=kde, info=info, definitions=definitions)
+        if drawn:
+            written["html"] = [MAP_NAME]
+        else:
+            notes["html"] = "no map: the tables hold no indicator and no count"
     if report_card is not None:
         written["report_card"] = write_report_card(folder, report_card)
     info = info or {}

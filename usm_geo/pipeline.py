@@ -112,15 +112,17 @@ def _study_area(study: Study, levels: dict[str, gpd.GeoDataFrame], crs) -> objec
     return area
 
 
-def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | None = None, scheduler=None) -> Intake:
+def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | None = None, scheduler=None,
+               ledger: Ledger | None = None) -> Intake:
     """Read and check every input of the study; every record is used or in the ledger.
 
     With ``scheduler`` (see :func:`usm_geo.scale.connect`) the incidents — a partitioned Parquet
     dataset or a Parquet file — are checked, placed in units and counted part by part on Dask
     (``Intake.counted``; ``Intake.incidents`` is then None): the same counts and ledger.
+    ``ledger``: fill this one (a caller that must report it even when intake fails passes its own).
     """
     stages = stages or Stages()
-    ledger = Ledger()
+    ledger = Ledger() if ledger is None else ledger
     if now is None:
         now = dt.datetime.now(zoneinfo.ZoneInfo(study.timezone)).replace(tzinfo=None)
     levels: dict[str, gpd.GeoDataFrame] = {}
@@ -537,13 +539,13 @@ def run_info(intake: Intake, timings: dict[str, float], started_at: str) -> dict
 
 
 def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.datetime | None = None,
-             scheduler=None) -> dict:
+             scheduler=None, ledger: Ledger | None = None) -> dict:
     """Run every stage and write the outputs into ``folder`` (an existing, empty staging folder).
-    ``scheduler``: count the incidents on Dask (see :func:`run_intake`)."""
+    ``scheduler``: count the incidents on Dask (see :func:`run_intake`); ``ledger``: the ledger to fill."""
     stages = stages or Stages()
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
-    intake = run_intake(study, stages, now=now, scheduler=scheduler)
+    intake = run_intake(study, stages, now=now, scheduler=scheduler, ledger=ledger)
     located = run_units(intake, stages)
     pop = run_population(intake, located, stages)
     measures = run_measures(intake, located, pop, stages)
@@ -605,6 +607,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
                           impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None)
     info["timings_s"]["exports"] = stages.timings.get("exports")
+    # what the folder holds, so nothing is promised that was not written (run.json itself included)
+    info["outputs"]["files"] = sorted({p.name for p in folder.iterdir() if not p.name.startswith(".")} | {"run.json"})
     write_json(folder / "run.json", info)
     info["_intake"] = intake
     return info
@@ -619,8 +623,161 @@ def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime 
         if out == p or out in p.parents:
             raise OutputError("the output folder holds the study's inputs; replacing it would delete them", where=out,
                               fix="choose another --out folder")
-    with staged_folder(out) as stage:
-        return run_into(study, stage, stages, now=now, scheduler=scheduler)
+    ledger = Ledger()
+    failed = failed_ledger_path(out)
+    try:
+        with staged_folder(out) as stage:
+            info = run_into(study, stage, stages, now=now, scheduler=scheduler, ledger=ledger)
+    except UsmGeoError as exc:
+        keep_failed_ledger(exc, ledger, failed)
+        raise
+    failed.unlink(missing_ok=True)  # a previous failure's ledger no longer describes ``out``
+    return info
+
+
+def failed_ledger_path(out: Path) -> Path:
+    """Where a failed run of ``out`` leaves its ledger: ``<out>.failed-ledger.csv`` beside the folder
+    (the folder itself is not swapped in, so the previous outputs stay intact)."""
+    out = Path(out).resolve()
+    return out.parent / f"{out.name}.failed-ledger.csv"
+
+
+def ledger_lines(ledger: Ledger) -> list[str]:
+    """``source: reason (status): count`` for every reason of the ledger (file notes excluded), most
+    frequent first: what a failed run or validation prints under its error."""
+    counts = sorted(ledger.reason_counts().items(), key=lambda kv: (-kv[1], kv[0]))
+    return [f"{source}: {reason} ({status}): {n:,}" for (source, status, reason), n in counts]
+
+
+def note_lines(ledger: Ledger) -> list[str]:
+    """``source: reason: detail`` for every file note (encoding, date format, reprojection,
+    unmapped categories …) in ledger order."""
+    frame = ledger.to_frame()
+    notes = frame[frame["status"] == "note"]
+    return [f"{s}: {r}: {d}" if d else f"{s}: {r}" for s, r, d in zip(notes["source"], notes["reason"], notes["detail"])]
+
+
+def keep_failed_ledger(exc: UsmGeoError, ledger: Ledger, path: Path | None) -> None:
+    """Attach the ledger of a failed attempt to ``exc`` (``exc.ledger_lines``, ``exc.ledger_path``)
+    and write it to ``path`` when given, so that the reasons rows were dropped are not lost with the run.
+    A ledger that cannot be written is not a second error: ``exc.ledger_path`` is then None."""
+    exc.ledger_lines = ledger_lines(ledger)
+    exc.ledger_path = None
+    if path is not None and len(ledger.to_frame()):
+        try:
+            write_csv(Path(path), ledger.to_frame())
+            exc.ledger_path = str(path)
+        except OutputError:
+            pass
+
+
+@dataclass
+class Validation:
+    """What :func:`validate` read: the intake (with its ledger), the units, the population per level,
+    and one line per check passed (shown by ``usm-geo validate``)."""
+
+    intake: Intake
+    located: Located
+    population: dict[str, pd.DataFrame]
+    checks: list[str]
+
+
+def _data_span(intake: Intake) -> tuple[dt.date | None, dt.date | None]:
+    """First and last day of the used incidents (or responses), for a study without start/end."""
+    for frame in (intake.incidents, intake.survey):
+        if frame is not None and "occurred_at" in frame and len(frame):
+            t = frame["occurred_at"]
+            return t.min().date(), t.max().date()
+    return None, None
+
+
+def check_periods(intake: Intake) -> str | None:
+    """``periods.baseline`` and ``periods.current`` must be periods of ``periods.frequency`` inside the
+    study period (``start`` … ``end``, else the span of the data); raises :class:`StudyError` naming the
+    key, the period and the valid range. Returns a line saying what was checked (None: nothing to check)."""
+    from usm_geo.periods import period_bounds
+
+    periods = intake.study.periods
+    first, last = _data_span(intake)
+    start, end = periods.start or first, periods.end or last
+    said = [(key, getattr(periods, key)) for key in ("baseline", "current") if getattr(periods, key)]
+    if not said:
+        return None
+    if start is None or end is None:
+        return None  # no dated records and no start/end: the indicators stage reports it
+    valid = all_periods(start, end, periods.frequency)
+    for key, label in said:
+        if label in valid:
+            continue
+        try:
+            window = period_bounds(label)
+        except UsmGeoError:
+            window = None
+        if window is None:
+            why = "is not a period label"
+        elif window.end < start or window.start > end:
+            why = "lies outside the study period"
+        else:
+            why = f"is not a {periods.frequency} period of the study"
+        raise StudyError(f"periods.{key} = '{label}' {why} "
+                         f"({start} … {end}, {periods.frequency}ly: {valid[0]} … {valid[-1]})",
+                         where=f"{intake.study.path}: [periods] {key}",
+                         fix=f"use one of {valid[0]} … {valid[-1]}, or widen periods.start/end")
+    return f"periods: {', '.join(f'{k} {v}' for k, v in said)} inside {start} … {end}"
+
+
+def check_intervention(intake: Intake) -> str | None:
+    """The intervention's treated area (unit ids of a boundary level, or a polygon file with a CRS),
+    its control file and its start inside the study period; the same reads as the impact stage.
+    Raises a :class:`UsmGeoError` naming the key; returns what was checked (None: no intervention)."""
+    from usm_geo import impact
+
+    study = intake.study
+    iv = study.intervention
+    if iv is None:
+        return None
+    where = f"{study.path}: [intervention]"
+    if iv.units:
+        if iv.level not in intake.levels:
+            raise StudyError(f"intervention.level '{iv.level}' is not a boundary level", where=where,
+                             fix=f"use one of: {', '.join(intake.levels) or '(the study has none)'}")
+        try:
+            impact.areas_from_units(intake.levels[iv.level], list(iv.units))
+        except UsmGeoError as exc:
+            raise StudyError(f"intervention.units: {exc.what}", where=where,
+                             fix=exc.fix or f"use unit ids of level {iv.level}") from None
+        treated = f"{len(iv.units)} unit(s) of {iv.level}"
+    else:
+        _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        treated = Path(iv.path).name
+    if iv.control is not None:
+        _polygons_in(iv.control, intake.working_crs, what="control")
+    first, last = _data_span(intake)
+    start, end = study.periods.start or first, study.periods.end or last
+    if start is not None and end is not None and not start < iv.start <= end:
+        raise StudyError(f"intervention.start {iv.start} is not inside the study period ({start} … {end}), so "
+                         "there is no before or no after window", where=where,
+                         fix="give a start after periods.start and on or before periods.end")
+    return f"intervention '{iv.name}': {treated}, starts {iv.start}"
+
+
+def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None = None,
+             ledger: Ledger | None = None) -> Validation:
+    """Read every input of ``study`` through the same stage functions as :func:`run_into` — intake
+    (boundaries, incidents, survey, perception), units (assignment), population — and check the
+    periods and the intervention; nothing is written. Raises the first :class:`UsmGeoError`."""
+    stages = stages or Stages()
+    intake = run_intake(study, stages, now=now, ledger=ledger)
+    located = run_units(intake, stages)
+    pop = run_population(intake, located, stages)
+    checks = [f"{name}: {len(layer):,} units" for name, layer in located.units.levels.items()]
+    for level, frame in pop.items():
+        checks.append(f"population at {level}: {int(frame['population'].notna().sum()):,} of {len(frame):,} units, "
+                      f"total {float(frame['population'].sum()):,.0f}")
+    if study.population is None:
+        checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")
+    checks += [line for line in (check_periods(intake), check_intervention(intake)) if line]
+    return Validation(intake=intake, located=located, population=pop, checks=checks)
 
 
 def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -> dict:

@@ -409,7 +409,7 @@ def refuse_empty(ledger: Ledger, source: str, read: int, path) -> None:
     top = sorted(((n, r) for (s, st, r), n in counts.items() if s == source and st == "dropped"), reverse=True)[:3]
     raise InputFileError(f"no usable records: all {read:,} rows were dropped"
                          + (" (" + ", ".join(f"{r}: {n:,}" for n, r in top) + ")" if top else ""),
-                         where=path, fix="see ledger reasons above; check the column names, CRS and study period")
+                         where=path, fix="see the ledger reasons listed with this error; check the column names, CRS and study period")
 
 
 def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> None:

@@ -127,6 +127,10 @@ def describe(indicator: str, definitions: dict) -> Indicator:
             base, smooth = indicator[: -len(suffix)], text
             break
     d = definitions.get(base) or {}
+    if not d and base == "count":
+        from usm_geo.export import COUNT_DEFINITION  # a run without population maps its counts
+
+        d = COUNT_DEFINITION
     kind = d.get("kind") or ""
     name = str(d.get("name") or indicator)
     notes = []
@@ -147,6 +151,8 @@ def describe(indicator: str, definitions: dict) -> Indicator:
             notes.append("Left out: " + ", ".join(str(a) for a in d["exclude"]))
         if d.get("never_go_out"):
             notes.append(f"“{d['never_go_out']}” counted as {d.get('never_go_out_rule') or 'unsafe'}")
+    elif kind == "count":
+        units, n_label = "incidents in the period (a count, not a rate: the study has no population)", "incidents (n)"
     else:
         units, n_label = "as given in the input", "n"
     if smooth:
