@@ -160,6 +160,27 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
 
 
 @main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", default="study.toml", show_default=True, type=click.Path(path_type=Path),
+              help="The study file to write (paths in it are relative to its folder).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def init(files: tuple[Path, ...], out: Path, force: bool) -> None:
+    """Write a commented study.toml from FILES (incidents, boundaries, population tables…).
+
+    Each file is classified by its content; columns (coordinates, date or date parts, category,
+    ids, unit codes, population) and the CRS of bare projected x/y (the candidate that puts most
+    points inside the boundaries) are detected. Every guessed key is marked `# guessed: …, check`;
+    check them, then run `usm-geo validate`."""
+    from usm_geo.init import write_study
+
+    path, guesses = write_study(list(files), out, force=force)
+    for g in guesses:
+        click.echo(f"{g.path.name}: {g.kind}" + "".join(f"\n  {k} = {v}  ({g.why[k]})" for k, v in g.keys.items()
+                                                     if not k.startswith("_") and k in g.why))
+    click.echo(f"study → {path}; check every `# guessed` line, then: usm-geo validate {path}")
+
+
+@main.command()
 @click.argument("points", type=click.Path(path_type=Path))
 @click.option("--units", "units", required=True, metavar="h3:RES|AREAS[:ID_COLUMN]",
               help="H3 resolution (h3:9) or a polygon file with its id column (wards.gpkg:ward_code).")
