@@ -230,7 +230,10 @@ def _dates(g: FileGuess) -> None:
 def _span(g: FileGuess, when: pd.Series) -> None:
     when = when.dropna()
     if len(when):
-        g.keys["_start"], g.keys["_end"] = when.min().date(), when.max().date()
+        end = when.max()
+        if (when.dt.day == 1).all() and (when.dt.normalize() == when).all():
+            end = end + pd.offsets.MonthEnd(0)  # month-only dates (police.uk): the last month is covered whole
+        g.keys["_start"], g.keys["_end"] = when.min().date(), end.date()
 
 
 # --------------------------------------------------------------------------- CRS of bare x/y
