@@ -333,6 +333,9 @@ def area_tables(units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFr
         for i in ids:
             if f"{i}_n" in rows:
                 rows[f"{i}_n"] = pd.array(pd.to_numeric(rows[f"{i}_n"]).round(), dtype="Int64")
+            for col in (i, f"{i}_lower", f"{i}_upper"):
+                if col in rows and rows[col].dtype == object:  # counts (no rate): all-empty intervals are objects
+                    rows[col] = pd.to_numeric(rows[col], errors="coerce").astype(float)
         geom = unit.set_index("unit_id").geometry
         frame = gpd.GeoDataFrame(rows, geometry=geom.reindex(rows["unit_id"]).to_numpy(), crs=unit.crs)
         if target is not None:
