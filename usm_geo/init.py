@@ -11,6 +11,7 @@ Each file is classified by its content (:func:`classify`):
                 (``YEAR``/``MONTH``/``DAY``…), a category and an id column
 ``population``  a table (CSV/XLSX) with a column of unit codes that match a boundary level's ids
                 and a numeric population column
+``survey``      a table with a design-weight column (written commented out: its questions are the user's)
 ``table``       anything else (listed in a comment, not used)
 
 Bare projected x/y without a CRS are placed by trying :data:`CRS_CANDIDATES` and the UTM zones
@@ -49,6 +50,7 @@ CRS_CANDIDATES = (
 #: Columns of date parts, by role (compared like intake's column names: case and punctuation ignored).
 DATE_PARTS = {"year": ("year", "yr"), "month": ("month", "mon"), "day": ("day",), "hour": ("hour", "hr"),
               "minute": ("minute", "min")}
+WEIGHT_NAMES = ("weight", "designweight", "surveyweight", "finalweight", "wt", "wgt")
 POPULATION_NAMES = ("population", "totpop", "totalpopulation", "pop", "residents", "usualresidents", "persons")
 SAMPLE = 20_000  # points tried per candidate CRS (spread over the file)
 
@@ -59,7 +61,7 @@ class FileGuess:
     ``why`` the comment of each guessed key, ``notes`` lines for the study's header comment."""
 
     path: Path
-    kind: str  # boundaries, points, population, table
+    kind: str  # boundaries, points, population, survey, table
     columns: list[str]
     keys: dict[str, object] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
@@ -114,6 +116,13 @@ def classify(path: Path) -> FileGuess:
         if kinds and kinds <= {0, 4}:
             return _points(FileGuess(path, "points", columns, frame=frame, crs=raw.crs, features=len(frame)))
     guess = FileGuess(path, "table", columns, frame=frame, features=len(frame))
+    weight = _find(columns, WEIGHT_NAMES)
+    if weight is not None and _numeric(frame[weight]).notna().mean() > 0.9:
+        guess.kind = "survey"  # design weights: respondents, not incidents
+        guess = _points(guess)
+        guess.keys["weight"] = weight
+        guess.why["weight"] = "numeric, named like a design weight"
+        return guess
     if (_find(columns, CANDIDATES["lon"]) and _find(columns, CANDIDATES["lat"])) or (
             _find(columns, CANDIDATES["x"]) and _find(columns, CANDIDATES["y"])):
         guess.kind = "points"
@@ -376,6 +385,15 @@ def study_text(files, out: Path) -> tuple[str, list[FileGuess]]:
                       _line("column", with_pop.keys["population"], with_pop.why["population"])]
         else:
             lines += ["", "# no population found: the run computes counts, concentration and hot spots, no rates"]
+    for sv in (g for g in guesses if g.kind == "survey"):
+        # a survey needs its questions and answers, which only the user knows: written commented out
+        lines += ["", f"# {sv.path.name} looks like a survey (design weights): complete the questions, then uncomment",
+                  "# [inputs.survey]", f"# path = {_q(_rel(sv.path, base))}"]
+        lines += [f"# {_line(k, sv.keys[k], sv.why.get(k))}" for k in ("lon", "lat", "x", "y", "crs", "datetime", "weight")
+                  if k in sv.keys]
+        lines += ["# [inputs.survey.questions.safe_after_dark]", "# column = \"COLUMN\"",
+                  "# answers = [\"very safe\", \"fairly safe\", \"a bit unsafe\", \"very unsafe\"]",
+                  f"# (columns: {', '.join(sv.columns[:20])})"]
     for t in tables:
         if t.kind == "table":
             lines.append(f"# note: {t.path.name} was not recognised (columns: {', '.join(t.columns[:12])}) and is not used")

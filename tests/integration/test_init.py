@@ -177,3 +177,17 @@ def test_northumbria_ward_code_and_population_workbook(tmp_path):
     check = CliRunner().invoke(main, ["validate", str(study), "--quiet"])
     assert check.exit_code == 0, check.output
     assert "population: read 177, used 173, dropped 4" in check.output
+
+
+def test_a_survey_is_recognised_by_its_design_weights_and_left_for_the_user(tmp_path):
+    _london(tmp_path)
+    pd.DataFrame({"lon": [-0.15, -0.08], "lat": [51.50, 51.51], "interview_date": ["2021-03-01", "2021-03-02"],
+                  "design_weight": [1.2, 0.8], "q_safe_dark": ["very safe", "very unsafe"]}).to_csv(tmp_path / "survey.csv", index=False)
+    assert classify(tmp_path / "survey.csv").kind == "survey"
+    result, study = _init(tmp_path, tmp_path / "crimes.csv", tmp_path / "wards.geojson", tmp_path / "survey.csv")
+    assert result.exit_code == 0, result.output
+    text = study.read_text(encoding="utf-8")
+    assert "survey" not in tomllib.loads(text)["inputs"]  # commented out: its questions are the user's
+    assert '# weight = "design_weight"  # guessed: numeric, named like a design weight, check' in text
+    assert "q_safe_dark" in text
+    assert CliRunner().invoke(main, ["validate", str(study), "--quiet"]).exit_code == 0
