@@ -607,8 +607,10 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
                           impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None)
     info["timings_s"]["exports"] = stages.timings.get("exports")
-    # what the folder holds, so nothing is promised that was not written (run.json itself included)
-    info["outputs"]["files"] = sorted({p.name for p in folder.iterdir() if not p.name.startswith(".")} | {"run.json"})
+    # the output files the folder holds, so nothing is promised that was not written (run.json included;
+    # the demo's inputs/ folder is input, not output)
+    info["outputs"]["files"] = sorted({p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+                                      | {"run.json"})
     write_json(folder / "run.json", info)
     info["_intake"] = intake
     return info
