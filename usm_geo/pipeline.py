@@ -630,6 +630,8 @@ def run(study: Study, out: Path, stages: Stages | None = None, now: dt.datetime 
     try:
         with staged_folder(out) as stage:
             info = run_into(study, stage, stages, now=now, scheduler=scheduler, ledger=ledger)
+    except OutputError:
+        raise  # the outputs could not be written (disk full, permissions): the inputs were fine, nothing more is written
     except UsmGeoError as exc:
         keep_failed_ledger(exc, ledger, failed)
         raise
