@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from usm_geo.errors import OutputError
+from usm_geo.indicators.registry import COUNT_DEFINITION
 
 MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
 
@@ -210,16 +211,6 @@ def indicator_ids(measures: pd.DataFrame) -> list[str]:
     ``_eb`` and ``_seb`` smoothed versions."""
     ids = [m for m in pd.unique(measures["measure"]) if m not in BASE_MEASURES]
     return sorted(ids, key=lambda i: (_base_id(i)[0], SMOOTHED[_base_id(i)[1]]))
-
-
-#: The definition of ``count`` when a run has no indicator at all (a study without population or
-#: survey): its area tables and map then show the incident counts themselves (docs/outputs.md).
-COUNT_DEFINITION = {
-    "id": "count", "name": "Incidents (count)", "kind": "count", "unit": "incidents",
-    "description": "incidents counted in the unit in the period; a count, not a rate: the study has no "
-                   "population, so no rate was computed",
-    "lower_is_better": True,
-}
 
 
 def shown_ids(measures: pd.DataFrame) -> list[str]:

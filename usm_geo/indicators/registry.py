@@ -188,3 +188,13 @@ def harm_weights(labels, table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     folded = pd.Series(labels, dtype=object).astype(str).str.strip().str.casefold()
     w = folded.map(dict(zip(table["label"], table["harm"]))).to_numpy(dtype=float)
     return w, sorted(set(labels[np.isnan(w)].astype(str)))
+
+
+#: The definition of ``count`` when a run has no indicator at all (a study without population or
+#: survey): its area tables and map then show the incident counts themselves (docs/outputs.md).
+COUNT_DEFINITION = {
+    "id": "count", "name": "Incidents (count)", "kind": "count", "unit": "incidents",
+    "description": "incidents counted in the unit in the period; a count, not a rate: the study has no "
+                   "population, so no rate was computed",
+    "lower_is_better": True,
+}

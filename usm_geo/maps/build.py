@@ -128,7 +128,7 @@ def describe(indicator: str, definitions: dict) -> Indicator:
             break
     d = definitions.get(base) or {}
     if not d and base == "count":
-        from usm_geo.export import COUNT_DEFINITION  # a run without population maps its counts
+        from usm_geo.indicators.registry import COUNT_DEFINITION  # a run without population maps its counts
 
         d = COUNT_DEFINITION
     kind = d.get("kind") or ""
