@@ -398,7 +398,8 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
                 intake.ledger.note("incidents", "unmapped_category",
                                    "no ICCS section for: " + ", ".join(unmapped) + " (add them to the category table)")
             rows, skipped = rate_rows(measures, settings, iccs, study.incidents.records)
-            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units))]
+            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units),
+                                                 per={i: d.per for i, d in settings.indicators.items()})]
         else:
             skipped.update({i: "no incidents in the study" for i, d in settings.indicators.items() if d.kind == "rate"})
         if intake.survey is not None:
