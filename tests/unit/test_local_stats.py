@@ -291,3 +291,43 @@ def test_gistar_conditional_permutations_are_seeded_and_agree_with_the_analytic_
     agree = ((a["p_sim"] < 0.05) == (a["p"] < 0.05)).mean()
     assert agree > 0.9
     assert getis_ord(y, weights)["p_sim"].isna().all()  # off by default
+
+
+# ----------------------------------------------------------------------------- zero variance
+DISTRICTS = from_sparse(sp.csr_array(np.array([  # the Demo City's 6 districts: D1 borders every other one
+    [0, 1, 1, 1, 1, 1], [1, 0, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0],
+    [1, 0, 0, 0, 1, 0], [1, 0, 0, 1, 0, 1], [1, 1, 0, 0, 1, 0]])), ids=[f"D{i}" for i in range(1, 7)])
+DISTRICT_COUNTS = np.array([19442.0, 1182, 466, 5904, 1508, 10418])
+
+
+def test_zero_variance_gives_nan_z_and_a_flag():
+    """Issue #19 point 3: D1's neighbours are all the other districts. By hand, Gi*: W = S1 = n = 6, so
+    n·S1 − W² = 0; local Moran (row-standardised, k = n − 1): S1 − W²/(n − 1) = 1/5 − 1/5 = 0. Both
+    variances are 0 in exact arithmetic (the statistic is the same under every permutation), so z is
+    undefined — the old code divided rounding noise by rounding noise and reported z = 1.94e7."""
+    g = getis_ord(DISTRICT_COUNTS, DISTRICTS, star=True)
+    lisa = local_moran(DISTRICT_COUNTS, DISTRICTS, permutations=99, seed=1)
+    for out in (g, lisa):
+        assert np.isnan(out.loc["D1", "z"]) and np.isnan(out.loc["D1", "p"])
+        assert out["zero_variance"].tolist() == [True, False, False, False, False, False]
+        assert np.isfinite(out["z"].iloc[1:]).all() and (out["z"].abs() < 1e6).sum() == 5
+    # D1's local Moran's I is fixed: its lag is the mean of the other five, (Σ y − y_1)/5, as by hand
+    dev = DISTRICT_COUNTS - DISTRICT_COUNTS.mean()
+    m2 = (dev @ dev) / 5
+    assert lisa.loc["D1", "I"] == pytest.approx(dev[0] * dev[1:].mean() / m2, rel=1e-12)
+    # and the other units' z is the ordinary one (same as with the conditional moments by hand below)
+    n, k = 6, np.array([3, 2, 2, 3, 3])
+    m2n = (dev @ dev) / n
+    lag = np.array([dev[[0, 2, 5]].mean(), dev[[0, 1]].mean(), dev[[0, 4]].mean(), dev[[0, 3, 5]].mean(),
+                    dev[[0, 1, 4]].mean()])
+    i_ = dev[1:] * lag / m2
+    ei = -dev[1:] ** 2 / ((n - 1) * m2n)
+    vi = (dev[1:] / m2n) ** 2 * n / (n - 2) * (1 / k - 1 / (n - 1)) * (m2n - dev[1:] ** 2 / (n - 1))
+    np.testing.assert_allclose(lisa["z"].iloc[1:], (i_ - ei) / np.sqrt(vi), rtol=1e-10)
+
+
+def test_a_tiny_real_spread_is_not_zero_variance():
+    """Values 10⁶ ± 1: a spread 1e-12 of the mean square is real (Gi* is shift-invariant: same z as 0 ± 1)."""
+    base = np.array([0.0, 1, 0, 1])
+    np.testing.assert_allclose(getis_ord(base + 1e6, LINE)["z"], getis_ord(base, LINE)["z"], rtol=1e-6)
+    assert not getis_ord(base + 1e6, LINE)["zero_variance"].any()
