@@ -55,6 +55,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _finish(info: dict, out: Path) -> None:
     intake = info["_intake"]
     click.echo(intake.ledger.summary())
+    for note in info.get("hotspots", {}).get("notes", []):  # value analysed, significance rule, too_few_units
+        click.echo(f"hot spots {note}")
     click.echo(f"outputs in {out}")
 
 
