@@ -331,3 +331,35 @@ def test_a_tiny_real_spread_is_not_zero_variance():
     base = np.array([0.0, 1, 0, 1])
     np.testing.assert_allclose(getis_ord(base + 1e6, LINE)["z"], getis_ord(base, LINE)["z"], rtol=1e-6)
     assert not getis_ord(base + 1e6, LINE)["zero_variance"].any()
+
+
+def test_hotspot_layer_quadrant_only_where_bh_significant_and_too_few_units_refused():
+    """Issue #19: LISA quadrant published only where the BH-adjusted p_sim < 0.05 (scipy's
+    false_discovery_control as reference); fewer than min_units units → no statistics, too_few_units."""
+    gpd = pytest.importorskip("geopandas")
+    from shapely.geometry import box
+
+    from usm_geo.hotspots.analysis import hotspot_layer, hotspot_value
+
+    cells = [box(c, r, c + 1, r + 1) for r in range(6) for c in range(6)]
+    layer = gpd.GeoDataFrame({"unit_id": [f"c{i}" for i in range(36)]}, geometry=cells, crs="EPSG:32633")
+    y = np.array([10.0 if (i // 6 >= 4 and i % 6 >= 4) else 1.0 + (i % 3) for i in range(36)])
+    out, _, rep = hotspot_layer(layer, y, permutations=999, seed=3)
+    q = stats.false_discovery_control(out["lisa_p_sim"].to_numpy(), method="bh")
+    sig = q < 0.05
+    assert (out["lisa_quadrant"] != "not_significant").to_numpy().tolist() == sig.tolist()
+    assert (out.loc[sig, "lisa_quadrant"] == out.loc[sig, "lisa_scatter_quadrant"]).all()
+    assert rep["significant_units"]["lisa"] == int(sig.sum()) and rep["significance"] == "BH FDR q < 0.05"
+    raw, _, _ = hotspot_layer(layer, y, permutations=999, seed=3, fdr=False)
+    assert ((raw["lisa_quadrant"] != "not_significant") == (raw["lisa_p_sim"] < 0.05)).all()
+    small, _, rep = hotspot_layer(layer.iloc[:6], y[:6], permutations=99)
+    assert (small["flags"] == "too_few_units").all() and small["gistar_z"].isna().all()
+    assert (small["lisa_quadrant"] == "not_significant").all() and "too_few_units" in rep["refused"]
+    # value: EB rates where population varies > 2× (reference: esda Empirical_Bayes × 1000)
+    esda = pytest.importorskip("esda")
+    pop = np.linspace(500, 5000, 36)
+    v, label, _ = hotspot_value(y, pop, kind="polygon")
+    assert label == "eb_rate"
+    np.testing.assert_allclose(v, esda.smoothing.Empirical_Bayes(y, pop).r.ravel() * 1000, rtol=1e-12)
+    assert hotspot_value(y, np.full(36, 1000.0), kind="polygon")[1] == "count"
+    assert hotspot_value(y, pop, kind="h3")[1] == "count"
