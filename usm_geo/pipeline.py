@@ -146,6 +146,9 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         index = PolygonIndex.build(next(iter(levels.values())).geometry.to_numpy())
     ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, study_index=index, periods=study.periods,
                   now=now, unit_ids=unit_ids)
+    if study.units.snap > 0:  # [units] snap: onto the finest unit (the one the index tests), else the study area
+        ctx.snap = study.units.snap
+        ctx.snap_geoms = next(iter(levels.values())).geometry.to_numpy() if index is not None else None
     incidents = survey = counted = None
     if study.incidents is not None and scheduler is not None:
         with stages("incidents (dask)"):
