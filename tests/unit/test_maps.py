@@ -23,7 +23,6 @@ from usm_geo.maps.assets import inline_assets
 from usm_geo.maps.synthetic import XSS_PAYLOADS as PAYLOADS
 from usm_geo.maps.synthetic import grid_inputs, payload_inputs
 
-NODE_MODULES = REPO / "tests" / "browser_assets" / "node_modules"
 DATA_RE = re.compile(r'<script type="application/json" id="(usm-d\d+)">(.*?)</script>', re.S)
 
 def data_blocks(html: str) -> dict:
@@ -349,27 +348,44 @@ def test_kde_image_overlay(tmp_path):
     assert build_map(inputs) == html
 
 
-def test_offline_assets_inline_leaflet():
-    if not (NODE_MODULES / "leaflet" / "package.json").exists():
-        if IN_CI:
-            pytest.fail("tests/browser_assets/node_modules is missing (CI=true: .ci/run runs npm ci)")
-        pytest.skip("no tests/browser_assets/node_modules (npm ci --prefix tests/browser_assets)")
-    html = build_map(grid_inputs(), offline_assets=NODE_MODULES)
-    assert not re.search(r'<(script src|link rel="stylesheet" href)="https?:', html)
-    assert "/* leaflet@1.9.3 */" in html and "data:image/png;base64," in html  # layers.png in the CSS
-    ba = build_before_after(grid_inputs(), offline_assets=NODE_MODULES)
-    assert "/* leaflet.sync@0.2.4 */" in ba and '<script src="https://' not in ba
+def test_every_map_is_self_contained():
+    """Leaflet 1.9.4 is written into every page from the django-js-lib-leaflet wheel: no <script src>,
+    no stylesheet link, the stylesheet's images as data: URIs; the before/after view needs nothing else."""
+    import importlib.resources
+
+    static = importlib.resources.files("js_lib_leaflet") / "static" / "js_lib_leaflet"
+    leaflet_js = (static / "leaflet.js").read_text(encoding="utf-8")
+    assert "Leaflet 1.9.4" in leaflet_js[:200]
+    for html in (build_map(grid_inputs()), build_before_after(grid_inputs())):
+        assert not re.search(r"<script[^>]*\ssrc=", html) and not re.search(r"<link[^>]*\shref=", html)
+        assert leaflet_js.replace("</script", "<\\/script") in html  # the wheel's file, byte for byte
+        assert "/* Leaflet 1.9.4 (leaflet.css" in html and "images/layers.png" not in html
+        # layers.png of the stylesheet, inlined: the same bytes as the wheel's file
+        png = __import__("base64").b64encode((static / "images" / "layers.png").read_bytes()).decode()
+        assert f"data:image/png;base64,{png}" in html
 
 
-def test_offline_assets_must_be_the_pinned_versions(tmp_path):
-    html = build_map(grid_inputs())
-    with pytest.raises(UsmGeoError, match="offline assets folder not found"):
-        inline_assets(html, tmp_path / "nope")
-    (tmp_path / "leaflet" / "dist").mkdir(parents=True)
-    (tmp_path / "leaflet" / "dist" / "leaflet.js").write_text("/* other */")
-    (tmp_path / "leaflet" / "package.json").write_text('{"version": "1.9.4"}')
-    with pytest.raises(UsmGeoError, match="version 1.9.4, the maps need 1.9.3"):
-        inline_assets(html, tmp_path)
+def test_a_page_that_would_link_anything_is_refused():
+    with pytest.raises(UsmGeoError, match="would not open offline"):
+        inline_assets('<head><script src="https://cdn.example.org/x.js"></script></head>')
+    with pytest.raises(UsmGeoError, match="would not open offline"):
+        inline_assets('<head><link rel="stylesheet" href="x.css"/></head>')
+
+
+def test_basemaps_by_name_and_url():
+    from usm_geo.maps.build import basemap
+
+    assert basemap("osm").build_url(x=1, y=2, z=3) == "https://tile.openstreetmap.org/3/1/2.png"
+    assert "OpenStreetMap" in basemap(True).html_attribution
+    assert basemap("carto-light").name == "CartoDB.Positron"
+    assert basemap("https://t.example.org/{z}/{x}/{y}.png").attribution == "Tiles: t.example.org"
+    with pytest.raises(UsmGeoError, match="unknown basemap 'nope'"):
+        basemap("nope")
+    with pytest.raises(UsmGeoError, match="not an http"):
+        basemap("file:///{z}/{x}/{y}.png")
+    html = build_map(grid_inputs(), tiles="carto-light")
+    assert "basemaps.cartocdn.com" in html and "usmGeo.watchTiles(" in html
+    assert "watchTiles" not in build_map(grid_inputs()).split("U.watchTiles = function")[1].split("U.fit")[1]
 
 
 def test_osm_tiles_option():

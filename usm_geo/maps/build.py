@@ -28,7 +28,7 @@ import shapely
 
 from usm_geo.errors import UsmGeoError
 from usm_geo.maps import classify
-from usm_geo.maps.assets import LEAFLET_CSS, LEAFLET_JS, SYNC_JS, inline_assets
+from usm_geo.maps.assets import LEAFLET_CSS, LEAFLET_JS, inline_assets
 from usm_geo.maps.data import MapInputs, load_run
 from usm_geo.maps.elements import Call, Html, Runtime, Statement, deterministic_ids
 from usm_geo.maps.escape import css_class, esc, script_json
@@ -238,19 +238,45 @@ def _new_map(page: Page, bounds, tiles, **size):
     (w, s, e, n) = bounds
     m = folium.Map(location=[(s + n) / 2, (w + e) / 2], zoom_start=11, tiles=None, control_scale=True,
                    zoom_control="bottomleft", **size)
-    # only what the map uses; the class-level lists are shared, so replace rather than mutate
+    # only what the map uses, written into the page by _finish (assets.inline_assets); the
+    # class-level lists are shared, so replace rather than mutate
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
     page.figure.add_child(m)
     if tiles:
-        folium.TileLayer(_tiles(tiles), control=False).add_to(m)
+        layer = folium.TileLayer(basemap(tiles), control=False)
+        layer.add_to(m)
+        # a note in a corner when tiles cannot load (offline); everything else still draws
+        m.add_child(Statement(f"usmGeo.watchTiles({m.get_name()}, {layer.get_name()});"))
     return m
 
 
-def _tiles(tiles):
-    if tiles is True or (isinstance(tiles, str) and tiles.lower() in ("osm", "openstreetmap")):
-        return "OpenStreetMap"
-    return tiles
+#: basemap names → xyzservices providers (each with its attribution)
+BASEMAPS = {"osm": "OpenStreetMap.Mapnik", "openstreetmap": "OpenStreetMap.Mapnik", "carto-light": "CartoDB.Positron",
+            "carto-dark": "CartoDB.DarkMatter"}
+
+
+def basemap(tiles):
+    """A basemap for ``tiles``: ``True`` or ``"osm"`` (OpenStreetMap), ``"carto-light"``, ``"carto-dark"``,
+    another xyzservices provider name (``"CartoDB.Voyager"``), or a tile URL with ``{z}/{x}/{y}``
+    (attributed to its host). Returns an ``xyzservices.TileProvider`` for folium."""
+    import xyzservices
+    from urllib.parse import urlsplit
+
+    name = "osm" if tiles is True else str(tiles).strip()
+    key = BASEMAPS.get(name.lower(), name)
+    if "{z}" in key and "{x}" in key and "{y}" in key:
+        host = urlsplit(key).netloc or "the tile server"
+        if urlsplit(key).scheme not in ("http", "https"):
+            raise UsmGeoError(f"tiles {tiles!r} is not an http(s) tile URL", where="--tiles",
+                              fix="use osm, carto-light, or a URL such as https://tile.example.org/{z}/{x}/{y}.png")
+        return xyzservices.TileProvider(name="custom", url=key, attribution=f"Tiles: {host}")
+    try:
+        return xyzservices.providers.query_name(key)
+    except ValueError:
+        raise UsmGeoError(f"unknown basemap {tiles!r}", where="--tiles",
+                          fix=f"use {', '.join(sorted(set(BASEMAPS) - {'openstreetmap'}))}, an xyzservices name "
+                              "such as CartoDB.Voyager, or a tile URL with {z}/{x}/{y}") from None
 
 
 class _Builder:
@@ -662,10 +688,8 @@ def _inputs(source) -> MapInputs:
     raise UsmGeoError(f"cannot map {type(source).__name__}", fix="give a run folder or usm_geo.maps.MapInputs")
 
 
-def _finish(page: Page, out, offline_assets) -> str | Path:
-    html = page.figure.render()
-    if offline_assets is not None:
-        html = inline_assets(html, offline_assets)
+def _finish(page: Page, out) -> str | Path:
+    html = inline_assets(page.figure.render())  # self-contained: the page links nothing
     if out is None:
         return html
     from usm_geo.export import write_text
@@ -702,7 +726,7 @@ def default_indicator(inputs: MapInputs) -> str | None:
 def build_map(source, out=None, *, indicator: str | None = None, period=None, scheme: str = "quantiles",
               k: int = 5, breaks=None, classes: str = "level", palette=None, levels=None, show_level=None,
               hotspots: bool = True, kde: bool = True, impact: bool = True, tiles=None, title=None,
-              offline_assets=None, simplify_m: float = 1.0):
+              simplify_m: float = 1.0):
     """A folium map of one indicator at every level, with Gi*, KDE and impact layers.
 
     Parameters
@@ -731,12 +755,13 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
     hotspots, kde, impact : bool
         Add the Gi* layers (``hotspots.gpkg``), the KDE image (``kde.tif``) and the intervention's
         treated/buffer/control areas, when the inputs have them (hidden on opening).
-    tiles : None, "osm" or a folium tiles value
-        No basemap by default (the map needs no network for tiles); ``"osm"`` adds OpenStreetMap.
+    tiles : None, True, "osm", "carto-light", an xyzservices name or a tile URL
+        No basemap by default: the page is self-contained (Leaflet written into it) and makes no
+        request at all. A basemap (see :func:`basemap`, attribution included) is the only thing a
+        map then loads from the network; when its tiles fail, a note says "basemap unavailable
+        (offline)" and every layer still draws.
     title : str, optional
         Page title; default the study's name.
-    offline_assets : path, optional
-        A ``node_modules`` folder with the pinned packages: Leaflet is written into the page.
     simplify_m : float
         Simplification tolerance in metres for polygon levels (not H3 cells): each polygon is
         simplified on its own with ``preserve_topology=True`` (it stays valid; a border shared by
@@ -788,7 +813,7 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
             m.add_child(Call("bigPolygons" if spec.get("canvas") else fn, page.add_data(spec)))
         _add_layer_control(page, m, layers)
         m.add_child(Statement("usmGeo.ready = true;"))
-        return _finish(page, out, offline_assets)
+        return _finish(page, out)
 
 
 def _fit(bounds):
@@ -799,8 +824,8 @@ def _fit(bounds):
 def build_before_after(source, out=None, *, indicator: str | None = None, before=None, after=None,
                        scheme: str = "quantiles", k: int = 5, breaks=None, classes: str = "level", palette=None,
                        levels=None, show_level=None, impact: bool = True, tiles=None, title=None,
-                       offline_assets=None, simplify_m: float = 1.0):
-    """Two maps side by side, ``before`` and ``after`` periods, kept in step (leaflet.sync).
+                       simplify_m: float = 1.0):
+    """Two maps side by side, ``before`` and ``after`` periods, kept in step (the page's own usmGeo.sync).
 
     Same classes on both sides (pooled over every period), each level's geometry written once
     and shared. Panning, zooming and switching layers on one side does the same on the other.
@@ -840,19 +865,5 @@ def build_before_after(source, out=None, *, indicator: str | None = None, before
             for spec in specs:
                 m.add_child(Call("bigPolygons" if spec.get("canvas") else "polygons", page.add_data(spec)))
             _add_layer_control(page, m, layers)
-        sync = Statement('usmGeo.sync("before", "after");\n        usmGeo.ready = true;')
-        sync.default_js = [("leaflet_sync", SYNC_JS)]
-        page.figure.add_child(_SyncElement(sync))
-        return _finish(page, out, offline_assets)
-
-
-def _SyncElement(statement):
-    """The leaflet.sync script link (after Leaflet's) plus the statement that syncs the maps."""
-    from folium.elements import JSCSSMixin
-
-    class Sync(JSCSSMixin, Statement):
-        pass
-
-    el = Sync(statement.code)
-    el.default_js = [("leaflet_sync", SYNC_JS)]
-    return el
+        page.figure.add_child(Statement('usmGeo.sync("before", "after");\n        usmGeo.ready = true;'))
+        return _finish(page, out)

@@ -353,9 +353,19 @@ JS = r"""
   };
 
   U.sync = function (a, b) {
-    var A = U.maps[a], B = U.maps[b];
-    A.sync(B);
-    B.sync(A);
+    // two maps kept in step: a view change on one is applied to the other at once (no animation);
+    // `busy` stops the echo of the other map's own move event
+    var A = U.maps[a], B = U.maps[b], busy = false;
+    function follow(src, dst) {
+      src.on("move zoom", function () {
+        if (busy) { return; }
+        busy = true;
+        try { dst.setView(src.getCenter(), src.getZoom(), {animate: false}); } finally { busy = false; }
+      });
+    }
+    follow(A, B);
+    follow(B, A);
+    B.setView(A.getCenter(), A.getZoom(), {animate: false});
     Object.keys(U.layers).forEach(function (k) {
       if (k.indexOf(a + "/") !== 0) { return; }
       var twin = b + "/" + k.slice(a.length + 1), L1 = U.layers[k], L2 = U.layers[twin];
@@ -364,6 +374,21 @@ JS = r"""
       L1.on("remove", function () { if (B.hasLayer(L2)) { B.removeLayer(L2); } });
       L2.on("add", function () { if (!A.hasLayer(L1)) { A.addLayer(L1); } });
       L2.on("remove", function () { if (A.hasLayer(L1)) { A.removeLayer(L1); } });
+    });
+  };
+
+  U.watchTiles = function (map, layer) {
+    // a basemap that cannot load (offline, blocked) says so in a corner; the layers still draw
+    var shown = false;
+    layer.on("tileerror", function () {
+      if (shown) { return; }
+      shown = true;
+      var C = L.Control.extend({onAdd: function () {
+        var el = L.DomUtil.create("div", "usm-basemap-note");
+        el.textContent = "basemap unavailable (offline)";
+        return el;
+      }});
+      new C({position: "bottomright"}).addTo(map);
     });
   };
 
@@ -416,6 +441,7 @@ JS = r"""
 """
 
 CSS = """
+.usm-basemap-note { background: rgba(255,255,255,.93); padding: 3px 8px; border-radius: 4px; font-size: 12px; color: #333; }
 .usm-title { background: rgba(255,255,255,.93); padding: 5px 10px; border-radius: 4px;
   box-shadow: 0 1px 5px rgba(0,0,0,.35); font: 600 15px/1.3 system-ui, sans-serif; max-width: 46vw; }
 .usm-title small { display: block; font-weight: 400; font-size: 12px; color: #333; }
