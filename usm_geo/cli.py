@@ -260,8 +260,10 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--to", "to", default=None, metavar="postgresql://USER@HOST:PORT/DB",
               help="Write tables into this PostgreSQL/PostGIS database instead of files (password from PGPASSWORD or ~/.pgpass).")
 @click.option("--schema", default=None, help="Schema of the tables written with --to (created if missing).")
+@click.option("--tiles", default=None, help="With --format html: a basemap for map.html (osm, carto-light, an xyzservices "
+              "name or a tile URL; default none: the map makes no network request).")
 @click.pass_context
-def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema) -> None:
+def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema, tiles) -> None:
     """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
     GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json —
     or, with
@@ -290,7 +292,7 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
     from usm_geo.export import export_run
 
     result = export_run(run_dir, out, formats=tuple(formats), indicators=split(indicators), levels=split(levels),
-                        periods=split(periods), crs=crs, profile=profile)
+                        periods=split(periods), crs=crs, profile=profile, tiles=tiles)
     click.echo(f"{profile} export → {out}")
     for key, val in (result or {}).items():
         if isinstance(val, (str, int, float)) or (isinstance(val, (list, tuple)) and len(val) < 20):

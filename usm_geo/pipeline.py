@@ -543,6 +543,13 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     stages = stages or Stages()
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
+    if study.outputs.tiles:  # a wrong basemap name fails now, not after the whole run
+        from usm_geo.maps.build import basemap
+
+        try:
+            basemap(study.outputs.tiles)
+        except UsmGeoError as exc:
+            raise StudyError(f"'outputs.tiles': {exc.what}", where=study.path, fix=exc.fix) from None
     intake = run_intake(study, stages, now=now, scheduler=scheduler)
     located = run_units(intake, stages)
     pop = run_population(intake, located, stages)
@@ -603,7 +610,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                           measures, located.units.crosswalk, profile=study.outputs.profile,
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
-                          impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None)
+                          impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None,
+                          tiles=study.outputs.tiles)
     info["timings_s"]["exports"] = stages.timings.get("exports")
     write_json(folder / "run.json", info)
     info["_intake"] = intake

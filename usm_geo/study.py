@@ -145,6 +145,7 @@ class Outputs:
     formats: tuple[str, ...] = ("gpkg", "csv")
     profile: str = "internal"
     suppression_threshold: int = 5
+    tiles: str | None = None  # a basemap for map.html (usm_geo.maps.build.basemap); None: no network at all
 
 
 @dataclass(frozen=True)
@@ -526,6 +527,7 @@ def _outputs(table, file: Path) -> Outputs:
         formats=tuple(formats),
         profile=r.take("profile", str, "internal", PROFILES),
         suppression_threshold=r.take("suppression_threshold", int, 5),
+        tiles=r.take("tiles", str, None),
     )
     if o.suppression_threshold < 1:
         raise r.error("outputs.suppression_threshold", f"must be at least 1, not {o.suppression_threshold}", "e.g. suppression_threshold = 5")

@@ -372,12 +372,16 @@ def test_a_page_that_would_link_anything_is_refused():
         inline_assets('<head><link rel="stylesheet" href="x.css"/></head>')
 
 
-def test_basemaps_by_name_and_url():
+def test_basemaps_by_name_and_url(monkeypatch):
     from usm_geo.maps.build import basemap
 
     assert basemap("osm").build_url(x=1, y=2, z=3) == "https://tile.openstreetmap.org/3/1/2.png"
     assert "OpenStreetMap" in basemap(True).html_attribution
-    assert basemap("carto-light").name == "CartoDB.Positron"
+    with pytest.raises(UsmGeoError, match="CartoDB.Positron needs an API key") as err:
+        basemap("carto-light")
+    assert "USM_GEO_TILES_KEY" in err.value.fix
+    monkeypatch.setenv("USM_GEO_TILES_KEY", "k123")
+    assert basemap("carto-light").build_url(x=1, y=2, z=3, fill_subdomain=False).endswith("/light_all/3/1/2.png?key=k123")
     assert basemap("https://t.example.org/{z}/{x}/{y}.png").attribution == "Tiles: t.example.org"
     with pytest.raises(UsmGeoError, match="unknown basemap 'nope'"):
         basemap("nope")

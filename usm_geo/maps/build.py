@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import os
 import re
 import struct
 import warnings
@@ -251,6 +252,9 @@ def _new_map(page: Page, bounds, tiles, **size):
     return m
 
 
+#: the environment variable holding an API key for a basemap that needs one (never in a file)
+TILES_KEY_VARIABLE = "USM_GEO_TILES_KEY"
+
 #: basemap names → xyzservices providers (each with its attribution)
 BASEMAPS = {"osm": "OpenStreetMap.Mapnik", "openstreetmap": "OpenStreetMap.Mapnik", "carto-light": "CartoDB.Positron",
             "carto-dark": "CartoDB.DarkMatter"}
@@ -259,7 +263,8 @@ BASEMAPS = {"osm": "OpenStreetMap.Mapnik", "openstreetmap": "OpenStreetMap.Mapni
 def basemap(tiles):
     """A basemap for ``tiles``: ``True`` or ``"osm"`` (OpenStreetMap), ``"carto-light"``, ``"carto-dark"``,
     another xyzservices provider name (``"CartoDB.Voyager"``), or a tile URL with ``{z}/{x}/{y}``
-    (attributed to its host). Returns an ``xyzservices.TileProvider`` for folium."""
+    (attributed to its host). A provider that needs an API key (CARTO's) takes it from the environment
+    variable :data:`TILES_KEY_VARIABLE`. Returns an ``xyzservices.TileProvider`` for folium."""
     import xyzservices
     from urllib.parse import urlsplit
 
@@ -272,11 +277,18 @@ def basemap(tiles):
                               fix="use osm, carto-light, or a URL such as https://tile.example.org/{z}/{x}/{y}.png")
         return xyzservices.TileProvider(name="custom", url=key, attribution=f"Tiles: {host}")
     try:
-        return xyzservices.providers.query_name(key)
+        provider = xyzservices.providers.query_name(key)
     except ValueError:
         raise UsmGeoError(f"unknown basemap {tiles!r}", where="--tiles",
                           fix=f"use {', '.join(sorted(set(BASEMAPS) - {'openstreetmap'}))}, an xyzservices name "
-                              "such as CartoDB.Voyager, or a tile URL with {z}/{x}/{y}") from None
+                              "such as OpenStreetMap.HOT, or a tile URL with {z}/{x}/{y}") from None
+    if provider.requires_token():  # e.g. CARTO's basemaps now need an API key
+        token = os.environ.get(TILES_KEY_VARIABLE)
+        if not token:
+            raise UsmGeoError(f"the basemap {provider.name} needs an API key", where="--tiles",
+                              fix=f"set the environment variable {TILES_KEY_VARIABLE} to your key for it, or use osm")
+        provider = provider(apikey=token)
+    return provider
 
 
 class _Builder:
