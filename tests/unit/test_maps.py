@@ -401,3 +401,19 @@ def test_write_is_atomic_and_returns_the_path(tmp_path):
     out = build_map(grid_inputs(), tmp_path / "map.html")
     assert out == tmp_path / "map.html" and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["map.html"]
+
+
+def test_legend_labels_share_one_precision():
+    from usm_geo.maps.build import _ranges, legend_decimals
+
+    assert _ranges([0.1, 1.25, 3.4, 7.8]) == ["0.10 – 1.25", "1.25 – 3.40", "3.40 – 7.80"]  # not "0.1 – 1.25"
+    assert legend_decimals([0, 1, 2, 5, 12]) == 0 and _ranges([0, 1, 2, 5, 12]) == ["0 – 1", "1 – 2", "2 – 5", "5 – 12"]
+    assert _ranges([2.001, 2.004, 2.01]) == ["2.001 – 2.004", "2.004 – 2.010"]  # distinct edges stay distinct
+    assert _ranges([0.012, 0.5, 0.9]) == ["0.012 – 0.500", "0.500 – 0.900"]  # smallest edge: 2 significant digits
+    assert _ranges([1200.4, 35000.7], " %") == ["1,200 – 35,001 %"]
+    assert _ranges([3.0, 3.0]) == ["3"] and _ranges([float("nan"), 2.5]) == ["– – 2.5"]
+    html = build_map(grid_inputs())
+    labels = re.findall(r'</i><span>([^<]*\d[^<]*)</span>', html)
+    assert labels
+    decimals = {len(x.split(".")[1]) if "." in x else 0 for lab in labels for x in re.findall(r"[\d,]+(?:\.\d+)?", lab)}
+    assert len(decimals) <= 3  # one per legend (levels, Gi* and impact legends may differ)

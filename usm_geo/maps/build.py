@@ -92,10 +92,28 @@ def _fmt(x, unit: str = "") -> str:
     return (f"{v:,}" if abs(v) >= 1000 else repr(v) if isinstance(v, float) else str(v)) + unit
 
 
-def _range(lo, hi, unit: str = "") -> str:
-    """Legend text of a class: "7.751 – 13.11", or one number when both ends show the same."""
-    a, b = _fmt(lo), _fmt(hi)
-    return f"{a}{unit}" if a == b else f"{a} – {b}{unit}"
+def legend_decimals(edges) -> int:
+    """One number of decimals for every class label of a legend: the fewest (0–4) that keep each
+    distinct class edge distinct and show the smallest nonzero edge with 2 significant digits, so a
+    legend reads "0.10 – 1.25", "1.25 – 3.40", never "0.1 – 1.25"."""
+    e = np.unique(np.asarray([x for x in edges if x is not None and math.isfinite(float(x))], dtype=float))
+    if not len(e):
+        return 0
+    small = np.abs(e[e != 0])
+    whole = bool(np.all(e == np.round(e)))  # counts: no decimals
+    need = 0 if whole or not len(small) or small.min() >= 10 else int(max(0, math.ceil(1 - math.log10(small.min()))))
+    for d in range(need, 5):
+        if len(np.unique(np.round(e, d))) == len(e):
+            return d
+    return 4
+
+
+def _ranges(edges, unit: str = "") -> list[str]:
+    """Legend text of each class (``edges`` = lowest value, then each class's upper bound):
+    "7.75 – 13.11", or one number when both ends show the same; one precision for the whole legend."""
+    d = legend_decimals(edges)
+    text = [f"{float(x):,.{d}f}" if x is not None and math.isfinite(float(x)) else "–" for x in edges]
+    return [f"{a}{unit}" if a == b else f"{a} – {b}{unit}" for a, b in zip(text[:-1], text[1:])]
 
 
 def level_label(level: str) -> str:
@@ -457,9 +475,7 @@ class _Builder:
         unit = " %" if self.ind.percent else ""
         rows = []
         lower = float(y.min()) if len(y) else float("nan")
-        for i, (b, c) in enumerate(zip(bins, colours)):
-            lo = lower if i == 0 else bins[i - 1]
-            rows.append((c, _range(lo, b, unit)))
+        rows = list(zip(colours, _ranges([lower, *bins], unit)))
         rows.append((classify.NO_VALUE, "no value"))
         scheme = {"quantiles": "Quantiles", "fisher_jenks": "Natural breaks (Fisher–Jenks)",
                   "user": "Breaks as given"}[self.scheme]
@@ -614,7 +630,7 @@ def _kde_layer(b: _Builder, page: Page, key: str, legend: str, max_pixels: int =
             "opacity": 0.7, "pane": PANES["kde"][0], "z": PANES["kde"][1], "show": False, "legend": legend}
     units = tags.get("UNITS", "density")
     period = str(b.inputs.kde_period or "")
-    rows = [(c, _range(y.min() if i == 0 else bins[i - 1], x)) for i, (x, c) in enumerate(zip(bins, colours))]
+    rows = list(zip(colours, _ranges([y.min(), *bins])))
     notes = []
     if tags.get("KERNEL") and tags.get("BANDWIDTH"):
         try:

@@ -115,6 +115,8 @@ JS = r"""
     layer.fill = fill;
     layer.bindTooltip(function (l) { return tip(s, g, l.feature.properties.i); },
                       {sticky: true, className: "usm-tooltip", direction: "top", offset: [0, -8]});
+    // a layer switched off takes its open tooltip with it (Leaflet 1.9.4 leaves it on the map)
+    layer.on("remove", function () { layer.closeTooltip(); });
     layer.on("mouseover", function (e) {
       var l = e.propagatedFrom || e.layer;
       if (l && l.setStyle) {
