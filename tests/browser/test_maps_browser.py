@@ -157,6 +157,34 @@ def test_demo_legend_follows_the_layers(map_page, demo_map):
     map_page.clean()
 
 
+def test_legend_folds_away(map_page, demo_run, tmp_path):
+    """The legend's button folds it to one line (so it need not cover the study area) and back, on one
+    map and on each pane of the before/after view; the class labels share one precision."""
+    import re
+
+    for out, n in ((build_map(demo_run, tmp_path / "m.html"), 1), (build_before_after(demo_run, tmp_path / "ba.html"), 2)):
+        page = map_page.open(out)
+        toggles = page.locator(".usm-legend-toggle:visible")
+        expect(toggles).to_have_count(n)
+        for i in range(n):
+            legend = page.locator(".usm-legend").nth(i)
+            block = legend.locator(".usm-legend-block:visible")
+            shown = block.count()
+            assert shown >= 1
+            labels = block.first.locator(".usm-legend-row span").all_inner_texts()
+            decimals = {len(x.split(".")[1]) if "." in x else 0 for t in labels for x in re.findall(r"\d[\d,]*(?:\.\d+)?", t)}
+            assert len(decimals) == 1, labels
+            full = legend.bounding_box()
+            toggles.nth(i).click()
+            expect(block).to_have_count(0)
+            expect(toggles.nth(i)).to_have_attribute("aria-expanded", "false")
+            small = legend.bounding_box()
+            assert small["height"] < full["height"] / 3 and small["width"] <= full["width"]
+            toggles.nth(i).click()
+            expect(legend.locator(".usm-legend-block:visible")).to_have_count(shown)
+        map_page.clean()
+
+
 def test_demo_gistar_kde_and_impact_layers(map_page, demo_map, demo_run):
     page = map_page.open(demo_map)
     hot = gpd.read_file(demo_run / "hotspots.gpkg", layer="neighbourhood").set_index("unit_id")

@@ -504,7 +504,10 @@ def _add_legend_box(page: Page, m, blocks: list[tuple[str, str]]) -> None:
     """A legend control holding blocks (id, inner HTML), each shown while one of its layers is."""
     box = page.new_id("usm-legend")
     inner = "".join(f'<div class="usm-legend-block" id="{bid}" hidden>{html}</div>' for bid, html in blocks)
-    page.add_html(f'<div class="usm-legend leaflet-bar" id="{box}" hidden>{inner}</div>')
+    # collapsible, so it never has to cover the study area (before/after panes included)
+    page.add_html(f'<div class="usm-legend leaflet-bar" id="{box}" hidden><button type="button" class="usm-legend-toggle" '
+                  f'aria-expanded="true" title="Hide or show the legend">Legend</button>'
+                  f'<div class="usm-legend-body">{inner}</div></div>')
     m.add_child(Call("control", box, "bottomright"))
 
 

@@ -73,13 +73,20 @@ JS = r"""
     if (!el) { return; }
     (U.legendLayers[id] || []).forEach(function (x) { if (x[1].hasLayer(x[0])) { on = true; } });
     el.hidden = !on;
-    var box = el.parentNode, any = false;
-    if (!box) { return; }
-    for (var k = 0; k < box.children.length; k++) {
-      if (!box.children[k].hidden) { any = true; }
+    var body = el.parentNode, any = false;
+    if (!body) { return; }
+    for (var k = 0; k < body.children.length; k++) {
+      if (!body.children[k].hidden) { any = true; }
     }
-    box.hidden = !any;
+    (body.classList.contains("usm-legend-body") ? body.parentNode : body).hidden = !any;
   }
+  // the legend's button folds it to one line and back
+  document.addEventListener("click", function (e) {
+    var b = e.target;
+    if (!b || !b.classList || !b.classList.contains("usm-legend-toggle")) { return; }
+    var box = b.parentNode, open = box.classList.toggle("usm-collapsed") === false;
+    b.setAttribute("aria-expanded", open ? "true" : "false");
+  });
   function register(map, s, layer) {
     U.layers[s.key] = layer;
     U.mapOf[s.key] = map;
@@ -451,6 +458,12 @@ CSS = """
   box-shadow: 0 1px 5px rgba(0,0,0,.35); font: 12px/1.35 system-ui, sans-serif; max-width: 310px;
   max-height: 55vh; overflow-y: auto; }
 .usm-legend[hidden], .usm-legend-block[hidden] { display: none; }
+.usm-legend-toggle { display: block; width: 100%; margin: 0 0 4px; padding: 1px 4px; border: 0; background: none;
+  font: 600 11px system-ui, sans-serif; text-align: left; cursor: pointer; color: #333; }
+.usm-legend-toggle::after { content: " \\25BE"; }
+.usm-legend.usm-collapsed .usm-legend-toggle { margin: 0; }
+.usm-legend.usm-collapsed .usm-legend-toggle::after { content: " \\25B8"; }
+.usm-legend.usm-collapsed .usm-legend-body { display: none; }
 .usm-legend-block:not([hidden]) ~ .usm-legend-block:not([hidden]) { margin-top: 7px; padding-top: 6px; border-top: 1px solid #ccc; }
 .usm-legend-title { font-weight: 600; }
 .usm-legend-sub, .usm-legend-note { color: #333; }
