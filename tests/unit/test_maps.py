@@ -259,8 +259,17 @@ def test_compact_geometry_five_decimals_and_shared_between_layers():
     blocks = data_blocks(html)
     geoms = [b for b in blocks.values() if "g" in b]
     assert len(geoms) == 4  # area, district, city, impact areas: the Gi* layer reuses the area geometry
-    coords = re.findall(r"-?\d+\.\d+", json.dumps([g["g"] for g in geoms]))
-    assert coords and max(len(c.split(".")[1]) for c in coords) <= 5
+    assert all(g["enc"] == "d5" for g in geoms)
+    # decoded, every vertex is within one unit (1e-5 degree) of the exact coordinates
+    from usm_geo.maps.build import decode_geometries
+
+    area = [g for g in geoms if g["ids"][0] == "A000"][0]
+    exact = grid_inputs().units["area"].to_crs(4326).geometry.to_numpy()
+    decoded = decode_geometries(area["g"])
+    for geom, got in zip(exact, decoded):
+        ring = np.asarray(got[0])
+        want = shapely.get_coordinates(shapely.force_2d(geom.exterior if geom.geom_type == "Polygon" else geom.geoms[0].exterior))
+        assert ring.shape == want.shape and np.abs(ring - want).max() <= 1.0e-5 + 1e-12
     spec = [b for b in blocks.values() if b.get("key") == "gistar:area"][0]
     assert spec["geom"] == [b for b in blocks.values() if b.get("key") == "level:area"][0]["geom"]
     # no per-feature style objects and no unshown columns in the data
@@ -417,3 +426,35 @@ def test_legend_labels_share_one_precision():
     assert labels
     decimals = {len(x.split(".")[1]) if "." in x else 0 for lab in labels for x in re.findall(r"[\d,]+(?:\.\d+)?", lab)}
     assert len(decimals) <= 3  # one per legend (levels, Gi* and impact legends may differ)
+
+
+def test_geometry_encoding_round_trip_holes_multipolygons_and_h3():
+    """encode → decode gives every vertex back within 1e-5 degree (the stated quantisation), for
+    polygons with holes, multipolygons and H3 cells; neighbouring H3 cells mostly take mode 2."""
+    import h3
+
+    from usm_geo.maps.build import decode_geometries, encode_geometries
+
+    cells = sorted(h3.grid_disk(h3.latlng_to_cell(52.52, 13.40, 9), 6))
+    hexes = [shapely.Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(c)]) for c in cells]
+    hole = shapely.Polygon([(13.0, 52.0), (13.2, 52.0), (13.2, 52.1), (13.0, 52.1)],
+                           [[(13.05, 52.02), (13.1, 52.02), (13.1, 52.05)]])
+    multi = shapely.MultiPolygon([shapely.box(13.3, 52.3, 13.31, 52.31), hole])
+    geoms = [hole, None, multi, *hexes, shapely.Point(1, 2)]
+    enc = encode_geometries(geoms)
+    dec = decode_geometries(enc)
+    assert dec[1] is None and dec[-1] is None
+    def rings(g):
+        polys = [g] if g.geom_type == "Polygon" else list(g.geoms)
+        return [shapely.get_coordinates(r) for p in polys for r in [p.exterior, *p.interiors]]
+    for geom, got in zip(geoms[:-1], dec[:-1]):
+        if geom is None:
+            continue
+        flat = [np.asarray(r) for p in (got if isinstance(got[0][0][0], list) else [got]) for r in p]
+        want = rings(geom)
+        assert len(flat) == len(want)
+        for a, b in zip(flat, want):
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 + 1e-12
+    modes = [e[0] for e in enc[3:-1]]
+    assert modes.count(2) + modes.count(3) > 0.5 * len(hexes)  # a shape seen before: 3 or 4 numbers a cell
+    assert len(json.dumps(enc[3:-1], separators=(",", ":"))) / len(hexes) < 25

@@ -192,27 +192,109 @@ def _to_wgs84(frame: gpd.GeoDataFrame, simplify_m: float, simplify: bool) -> gpd
     return geoms
 
 
+#: marker of the compact geometry encoding (:func:`encode_geometries`), decoded by the page's script
+GEOMETRY_ENCODING = "d5"
+#: rings with at most this many offset numbers (32 vertices) go into the shape table of the encoding
+SHAPE_TABLE_MAX = 64
+
+
 def encode_geometries(geoms) -> list:
-    """Polygon/MultiPolygon coordinates as nested lists, rounded to :data:`PRECISION` decimals
-    (``None`` for an empty or non-polygonal geometry)."""
-    arr = np.asarray(geoms, dtype=object)
-    arr = shapely.transform(arr, lambda c: np.round(c, PRECISION))
+    """Polygon/MultiPolygon rings (EPSG:4326 degrees) in a compact integer form (``enc`` =
+    :data:`GEOMETRY_ENCODING`), ``None`` for an empty or non-polygonal geometry.
+
+    A ring is ``[mode, dx, dy, …]`` in units of 10^-:data:`PRECISION` degree (≈ 1 m): ``dx, dy`` is its
+    first vertex minus the previous ring's first vertex (the first ring starts from 0, 0); the other
+    vertices are offsets from the first vertex, each rounded on its own (so a vertex is within one unit
+    of its exact place), without the closing vertex. ``mode`` 0 lists the offsets as differences
+    from the previous vertex; ``mode`` 1 (same vertex count as the previous ring) as differences
+    from the previous ring's offsets; ``mode`` 2 means "the previous ring's offsets" (nothing
+    follows); ``mode`` 3 is followed by the index of an earlier shape: every ring of at most
+    :data:`SHAPE_TABLE_MAX` numbers written with mode 0 or 1 adds its offsets to a table, in order.
+    H3 cells of a city have a few hundred shapes to the metre, so nearly every cell is mode 2 or 3:
+    three or four small numbers. A polygon with one ring is that ring; with holes, a list of rings; a
+    multipolygon, a list of polygons (each a list of rings). :func:`decode_geometries` inverts it.
+    """
+    scale = 10.0 ** PRECISION
+    state = {"x": 0, "y": 0, "o": None}
+    table: dict[tuple, int] = {}
+
+    def ring(coords: np.ndarray) -> list:
+        if len(coords) > 1 and (coords[0] == coords[-1]).all():
+            coords = coords[:-1]
+        q = np.round(coords[0] * scale).astype(np.int64)
+        o = np.round((coords[1:] - coords[0]) * scale).astype(np.int64).reshape(-1)
+        head = [int(q[0] - state["x"]), int(q[1] - state["y"])]
+        prev = state["o"]
+        state.update(x=int(q[0]), y=int(q[1]), o=o)
+        if prev is not None and len(prev) == len(o) and (prev == o).all():
+            return [2, *head]
+        key = tuple(o.tolist()) if len(o) <= SHAPE_TABLE_MAX else None
+        if key is not None and key in table:
+            return [3, *head, table[key]]
+        if key is not None:
+            table[key] = len(table)
+        if prev is not None and len(prev) == len(o):
+            return [1, *head, *(o - prev).tolist()]
+        steps = np.diff(np.concatenate([[0, 0], o]).reshape(-1, 2), axis=0).reshape(-1)
+        return [0, *head, *steps.tolist()]
 
     def poly(p):
-        return [shapely.get_coordinates(p.exterior).tolist()] + [shapely.get_coordinates(r).tolist() for r in p.interiors]
+        rings = [ring(shapely.get_coordinates(p.exterior))] + [ring(shapely.get_coordinates(r)) for r in p.interiors]
+        return rings
 
     out = []
-    for g in arr:
+    for g in np.asarray(geoms, dtype=object):
         if g is None or g.is_empty:
             out.append(None)
             continue
         t = g.geom_type
-        if t == "Polygon":
-            out.append(poly(g))
-            continue
-        parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and not p.is_empty] if t != "MultiPolygon" \
-            else [p for p in g.geoms if not p.is_empty]
-        out.append([poly(p) for p in parts] if len(parts) > 1 else poly(parts[0]) if parts else None)
+        parts = [g] if t == "Polygon" else [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and not p.is_empty]
+        if not parts:
+            out.append(None)
+        elif len(parts) > 1:
+            out.append([poly(p) for p in parts])
+        else:
+            rings = poly(parts[0])
+            out.append(rings[0] if len(rings) == 1 else rings)
+    return out
+
+
+def decode_geometries(encoded: list) -> list:
+    """The nested ``[[[lon, lat], …], …]`` coordinates (closed rings) of :func:`encode_geometries`'
+    output, as the page's script decodes them (used by tests and tools reading a map's data)."""
+    scale = 10.0 ** PRECISION
+    state = {"x": 0, "y": 0, "o": None}
+    table: list[list[int]] = []
+
+    def ring(r):
+        mode = r[0]
+        state["x"] += r[1]
+        state["y"] += r[2]
+        prev = state["o"]
+        if mode == 2:
+            o = prev
+        elif mode == 3:
+            o = table[r[3]]
+        else:
+            o = ([a + b for a, b in zip(prev, r[3:])] if mode == 1 else
+                 np.cumsum(np.asarray(r[3:], dtype=np.int64).reshape(-1, 2), axis=0).reshape(-1).tolist())
+            if len(o) <= SHAPE_TABLE_MAX:
+                table.append(o)
+        state["o"] = o
+        x, y = state["x"], state["y"]
+        pts = [[x / scale, y / scale]] + [[(x + o[k]) / scale, (y + o[k + 1]) / scale] for k in range(0, len(o), 2)]
+        return pts + [pts[0]]
+
+    out = []
+    for c in encoded:
+        if c is None:
+            out.append(None)
+        elif not isinstance(c[0], list):
+            out.append([ring(c)])
+        elif not isinstance(c[0][0], list):
+            out.append([ring(r) for r in c])
+        else:
+            out.append([[ring(r) for r in p] for p in c])
     return out
 
 
@@ -389,7 +471,8 @@ class _Builder:
                 raw = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in f["name"]]
                 if any(r is not None and r != u for r, u in zip(raw, f["unit_id"].astype(str))):
                     names = [None if r is None else esc(r) for r in raw]
-            page.geometry_ids[key] = page.add_data({"ids": ids, "names": names, "g": encode_geometries(geoms)})
+            page.geometry_ids[key] = page.add_data({"ids": ids, "names": names, "enc": GEOMETRY_ENCODING,
+                                                    "g": encode_geometries(geoms)})
         return page.geometry_ids[key]
 
     def bounds(self):
@@ -670,7 +753,7 @@ def _impact_layer(b: _Builder, page: Page, key: str, legend: str, show: bool):
         class_style[str(i)] = st
 
     if "impact" not in page.geometry_ids:  # once per page, shared by both sides of a side-by-side view
-        page.geometry_ids["impact"] = page.add_data({"ids": labels, "names": None, "g": encode_geometries(
+        page.geometry_ids["impact"] = page.add_data({"ids": labels, "names": None, "enc": GEOMETRY_ENCODING, "g": encode_geometries(
             _to_wgs84(areas, b.simplify_m, simplify=True))})
     geom_id = page.geometry_ids["impact"]
 

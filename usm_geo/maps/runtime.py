@@ -12,10 +12,59 @@ JS = r"""
 (function () {
   "use strict";
   var U = window.usmGeo = window.usmGeo || {layers: {}, maps: {}, mapOf: {}, legendLayers: {}, timings: {}};
-  var cache = {};
+  var cache = {}, SCALE = 1e5;
+  // geometry blocks come delta-encoded in integer units of 1e-5 degree (usm_geo.maps.build.encode_geometries)
+  function decodeGeometries(list) {
+    var x = 0, y = 0, prev = null, table = [];
+    function ring(r) {
+      var o, k;
+      x += r[1];
+      y += r[2];
+      if (r[0] === 2) {
+        o = prev;
+      } else if (r[0] === 3) {
+        o = table[r[3]];
+      } else {
+        if (r[0] === 1) {
+          o = new Array(prev.length);
+          for (k = 0; k < prev.length; k++) { o[k] = prev[k] + r[3 + k]; }
+        } else {
+          o = [];
+          var ax = 0, ay = 0;
+          for (k = 3; k < r.length; k += 2) { ax += r[k]; ay += r[k + 1]; o.push(ax, ay); }
+        }
+        if (o.length <= 64) { table.push(o); }  // SHAPE_TABLE_MAX
+      }
+      prev = o;
+      var out = [[x / SCALE, y / SCALE]];
+      for (k = 0; k < o.length; k += 2) { out.push([(x + o[k]) / SCALE, (y + o[k + 1]) / SCALE]); }
+      out.push([x / SCALE, y / SCALE]);
+      return out;
+    }
+    return list.map(function (c) {
+      if (c === null) { return null; }
+      if (typeof c[0] === "number") { return [ring(c)]; }
+      if (typeof c[0][0] === "number") { return c.map(ring); }
+      return c.map(function (p) { return p.map(ring); });
+    });
+  }
+  function closeTips(except) {
+    Object.keys(U.layers).forEach(function (k) {
+      var l = U.layers[k];
+      if (l !== except && l.getTooltip && l.getTooltip() && l.isTooltipOpen()) { l.closeTooltip(); }
+    });
+    if (except) {  // an SVG layer's tooltip opened: the canvas layers' hover tooltip goes
+      Object.keys(U.maps).forEach(function (k) {
+        var h = U.maps[k]._usmHover;
+        if (h && h.tooltip.isOpen && h.tooltip.isOpen()) { h.tooltip.close(); }
+      });
+    }
+  }
   function data(id) {
     if (!Object.prototype.hasOwnProperty.call(cache, id)) {
-      cache[id] = JSON.parse(document.getElementById(id).textContent);
+      var d = JSON.parse(document.getElementById(id).textContent);
+      if (d && d.enc === "d5") { d.g = decodeGeometries(d.g); delete d.enc; }
+      cache[id] = d;
     }
     return cache[id];
   }
@@ -122,8 +171,11 @@ JS = r"""
     layer.fill = fill;
     layer.bindTooltip(function (l) { return tip(s, g, l.feature.properties.i); },
                       {sticky: true, className: "usm-tooltip", direction: "top", offset: [0, -8]});
-    // a layer switched off takes its open tooltip with it (Leaflet 1.9.4 leaves it on the map)
+    // one tooltip at a time: a layer switched off, or another layer's tooltip, closes this one
     layer.on("remove", function () { layer.closeTooltip(); });
+    layer.on("tooltipopen", function () { closeTips(layer); });
+    // gone at once, not after Leaflet's 200 ms fade, so a closed tooltip never lingers beside a new one
+    layer.on("tooltipclose", function (e) { var el = e.tooltip && e.tooltip.getElement(); if (el) { L.DomUtil.remove(el); } });
     layer.on("mouseover", function (e) {
       var l = e.propagatedFrom || e.layer;
       if (l && l.setStyle) {
@@ -300,7 +352,11 @@ JS = r"""
       tooltip: L.tooltip({className: "usm-tooltip", direction: "top", offset: [0, -8], opacity: 0.95}),
       outline: L.polygon([], {interactive: false, color: "#000000", weight: 2.5, fill: false, pane: pane(map, "usm-hover", 610)})};
     function clear() {
-      if (h.i >= 0) { map.removeLayer(h.outline); h.tooltip.close(); }
+      if (h.i >= 0) {
+        map.removeLayer(h.outline);
+        h.tooltip.close();
+        if (h.tooltip.getElement()) { L.DomUtil.remove(h.tooltip.getElement()); }
+      }
       h.layer = null; h.i = -1;
     }
     h.show = function (layer, i, latlng) {
@@ -311,7 +367,7 @@ JS = r"""
         h.tooltip.setContent(layer.tipHtml(i));
       }
       h.tooltip.setLatLng(latlng);
-      if (!map.hasLayer(h.tooltip)) { h.tooltip.openOn(map); }
+      if (!map.hasLayer(h.tooltip)) { closeTips(null); h.tooltip.openOn(map); }
     };
     function move(e) {
       var t = e.originalEvent && e.originalEvent.target;
