@@ -322,8 +322,10 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--to", "to", default=None, metavar="postgresql://USER@HOST:PORT/DB",
               help="Write tables into this PostgreSQL/PostGIS database instead of files (password from PGPASSWORD or ~/.pgpass).")
 @click.option("--schema", default=None, help="Schema of the tables written with --to (created if missing).")
+@click.option("--tiles", default=None, help="With --format html: a basemap for map.html (osm, carto-light, an xyzservices "
+              "name or a tile URL; default none: the map makes no network request).")
 @click.pass_context
-def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema) -> None:
+def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema, tiles) -> None:
     """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
     GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json —
     or, with
@@ -352,7 +354,7 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
     from usm_geo.export import export_run
 
     result = export_run(run_dir, out, formats=tuple(formats), indicators=split(indicators), levels=split(levels),
-                        periods=split(periods), crs=crs, profile=profile)
+                        periods=split(periods), crs=crs, profile=profile, tiles=tiles)
     click.echo(f"{profile} export → {out}")
     for key, val in (result or {}).items():
         if isinstance(val, (str, int, float)) or (isinstance(val, (list, tuple)) and len(val) < 20):
@@ -383,15 +385,14 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--palette", default=None, help="ColorBrewer name (default YlOrRd, or YlGnBu when higher is better).")
 @click.option("--levels", default=None, help="Comma-separated levels to draw (default: all).")
 @click.option("--show-level", default=None, help="Level shown on opening (default: the finest non-H3 level).")
-@click.option("--tiles", default=None, help="Basemap: 'osm', or a tile URL (default: none, so no network is needed).")
+@click.option("--tiles", default=None, help="Basemap: osm, carto-light, carto-dark, an xyzservices name or a tile URL "
+              "(default: none; the map is self-contained and makes no network request).")
 @click.option("--title", default=None, help="Page title (default: the study's name).")
-@click.option("--offline-assets", type=click.Path(path_type=Path), default=None,
-              help="A node_modules folder with the pinned Leaflet packages: inline them so the map opens offline.")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default=None,
               help="With RUN_DIR: suppress as `export` does (default: the run's own profile).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.html")
 def map_(run_dir, table, units, indicator, period, before_after, before, after, scheme, k, breaks, classes, palette,
-         levels, show_level, tiles, title, offline_assets, profile, out) -> None:
+         levels, show_level, tiles, title, profile, out) -> None:
     """A map of one indicator at every level (with Gi*, KDE and intervention layers), from a run's
     output folder or from any measures/indicators table with its units."""
     from usm_geo.maps import MapInputs, build_before_after, build_map, load_run
@@ -416,7 +417,7 @@ def map_(run_dir, table, units, indicator, period, before_after, before, after, 
         raise UsmGeoError(f"--breaks {breaks!r} is not a list of numbers", where="--breaks", fix="e.g. --breaks 5,10,20") from None
     inputs = load_run(run_dir, profile=profile) if run_dir is not None else MapInputs.from_files(table, units)
     common = dict(indicator=indicator, scheme=scheme, k=k, breaks=cuts, classes=classes, palette=palette,
-                  levels=_split(levels), show_level=show_level, tiles=tiles, title=title, offline_assets=offline_assets)
+                  levels=_split(levels), show_level=show_level, tiles=tiles, title=title)
     if before_after:
         path = build_before_after(inputs, out, before=before, after=after, **common)
     else:

@@ -683,10 +683,11 @@ def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
 
 def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None, impact_areas=None,
               impact: dict | None = None, kde: Path | None = None, info: dict | None = None,
-              definitions: dict | None = None) -> bool:
+              definitions: dict | None = None, tiles=None) -> bool:
     """``map.html`` of the area tables (after their profile): the default indicator at every level,
     Gi* (the profile's hot spot layers), the KDE (masked in the public profile) and the impact areas.
-    Returns whether a map was written (``False`` when the tables hold no indicator and no count)."""
+    Self-contained; ``tiles`` adds a basemap (:func:`usm_geo.maps.build.basemap`). Returns whether a
+    map was written (``False`` when the tables hold no indicator and no count)."""
     from usm_geo.maps import build_map, default_indicator
     from usm_geo.maps.data import from_area_tables
 
@@ -698,7 +699,7 @@ def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None,
     indicator = default_indicator(inputs)
     if indicator is None:
         return False  # nothing to show: the caller must not list map.html as written
-    build_map(inputs, target, indicator=indicator)
+    build_map(inputs, target, indicator=indicator, tiles=tiles)
     return True
 
 
@@ -790,8 +791,9 @@ def extra_layers(tables: AreaTables, hotspots: dict | None, impact_areas) -> dic
 def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
-                       metadata: bool = True, impact: dict | None = None) -> dict:
-    """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``.
+                       metadata: bool = True, impact: dict | None = None, tiles=None) -> dict:
+    """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``;
+    ``tiles``: a basemap for ``map.html`` (none by default: the map makes no network request).
 
     Layout (the same for ``run`` and ``export``):
 
@@ -850,7 +852,7 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
             written["tif"] = ["kde.tif"]
     if "html" in formats and tables.layers:
         drawn = write_map(folder / MAP_NAME, tables, hotspots=map_hot, impact_areas=extra.get("impact_areas"),
-                          impact=impact, kde=kde, info=info, definitions=definitions)
+                          impact=impact, kde=kde, info=info, definitions=definitions, tiles=tiles)
         if drawn:
             written["html"] = [MAP_NAME]
         else:
@@ -889,7 +891,7 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
                       profile: str = "internal", k: int = DEFAULT_K, report_card: pd.DataFrame | None = None,
                       min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp", "html"), hotspots: dict | None = None,
                       impact_areas=None, definitions: dict | None = None, info: dict | None = None,
-                      impact: dict | None = None, kde: Path | None = None) -> dict:
+                      impact: dict | None = None, kde: Path | None = None, tiles=None) -> dict:
     """The run folder's ``areas.gpkg``, ``shapefiles.zip`` and ``map.html`` (and ``report_card.json/.csv``)
     from the run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by
     default). ``kde`` (the run's ``kde.tif``) and ``impact`` (``impact.json``) feed the map.
@@ -907,7 +909,7 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
         card = match_measures(card, tables.measures)
     return write_area_outputs(folder, tables, formats, hotspots=hotspots, impact_areas=impact_areas,
                               definitions=definitions, report_card=card, info=info, metadata=info is not None,
-                              impact=impact, kde=kde)
+                              impact=impact, kde=kde, tiles=tiles)
 
 
 # --------------------------------------------------------------------------- export a run folder
@@ -1035,8 +1037,9 @@ def run_report_card(run: RunFolder, indicators=None) -> pd.DataFrame:
 
 
 def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
-               profile: str = "public", k: int | None = None) -> dict:
-    """Export a run folder's area outputs for others (``usm-geo export``).
+               profile: str = "public", k: int | None = None, tiles=None) -> dict:
+    """Export a run folder's area outputs for others (``usm-geo export``); ``tiles``: a basemap
+    for ``map.html`` (none by default).
 
     Reads only the run's outputs (``run.json``, ``units.gpkg``, ``measures.csv``, ``crosswalk.csv``,
     ``progress.csv``, ``hotspots.gpkg``, ``impact_areas.gpkg``, ``impact.json``, ``kde.tif``), never
@@ -1073,7 +1076,8 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
         result = write_area_outputs(stage, run.tables, formats, hotspots=run.raw_hotspots,
                                     impact_areas=run.raw_impact_areas, kde=run.kde,
                                     definitions=run.info.get("indicator_definitions"),
-                                    report_card=run_report_card(run, indicators), info=run.info, impact=run.impact)
+                                    report_card=run_report_card(run, indicators), info=run.info, impact=run.impact,
+                                    tiles=tiles)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)

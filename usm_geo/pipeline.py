@@ -527,6 +527,39 @@ def hotspot_notes(reports: dict) -> list[str]:
     return notes
 
 
+def time_pattern_level(study: Study, located: Located) -> str | None:
+    """The level whose units get time patterns: ``outputs.time_level``, else the finest polygon level."""
+    if study.outputs.time_level is not None:
+        if study.outputs.time_level not in located.units.levels:
+            raise StudyError(f"'outputs.time_level' is '{study.outputs.time_level}', which is not a level of the study",
+                             where=study.path, fix=f"use one of: {', '.join(located.units.names)}")
+        return study.outputs.time_level
+    polygons = [lv for lv in located.units.names if located.units.kinds[lv] == "polygon"]
+    return polygons[0] if polygons else None
+
+
+def run_time_patterns(intake: Intake, located: Located, stages: Stages | None = None):
+    """``time_patterns.csv`` (see :mod:`usm_geo.time_patterns`) for the city and each unit of
+    :func:`time_pattern_level`, and its summary for run.json; (None, None) without point incidents."""
+    from usm_geo.time_patterns import time_patterns
+
+    inc = intake.incidents
+    if inc is None or located.incidents is None:
+        return None, None
+    with stages("time patterns") if stages else _null():
+        level = time_pattern_level(intake.study, located)
+        levels = ([level] if level else []) + ["city"]
+        t = inc["occurred_at"]
+        months = study_periods(dataclasses.replace(intake.study, periods=dataclasses.replace(
+            intake.study.periods, frequency="month")), t)
+        table, summary = time_patterns(
+            t.to_numpy(), inc["date_precision"].to_numpy(dtype=object) if "date_precision" in inc else np.full(len(inc), "day", object),
+            inc["category"].to_numpy(dtype=object), {lv: located.incidents[lv].to_numpy(dtype=object) for lv in levels},
+            {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in levels}, months)
+        summary["levels"] = levels
+    return table, summary
+
+
 def _sha256(path: Path) -> str:
     """SHA-256 of a file; of a folder (a partitioned dataset): of the list of its Parquet files'
     relative paths and SHA-256s, in record order."""
@@ -591,6 +624,13 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     stages = stages or Stages()
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
+    if study.outputs.tiles:  # a wrong basemap name fails now, not after the whole run
+        from usm_geo.maps.build import basemap
+
+        try:
+            basemap(study.outputs.tiles)
+        except UsmGeoError as exc:
+            raise StudyError(f"'outputs.tiles': {exc.what}", where=study.path, fix=exc.fix) from None
     intake = run_intake(study, stages, now=now, scheduler=scheduler, ledger=ledger)
     located = run_units(intake, stages)
     pop = run_population(intake, located, stages)
@@ -598,6 +638,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     indicators = run_indicators(intake, located, measures, stages)
     hot = run_hotspots(intake, located, measures, stages)
     impact_json, impact_layer = run_impact(intake, stages)
+    patterns, patterns_summary = run_time_patterns(intake, located, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
@@ -618,6 +659,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         for name, frame in indicators.tables.items():
             write_csv(folder / f"{name}.csv", frame)
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
+        if patterns is not None:
+            write_csv(folder / "time_patterns.csv", patterns)
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
@@ -632,6 +675,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     info["indicator_definitions"] = indicators.definitions
+    if patterns_summary is not None:
+        info["time_patterns"] = patterns_summary
     if intake.counted is not None:
         skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
         info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
@@ -655,7 +700,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                           measures, located.units.crosswalk, profile=study.outputs.profile,
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
-                          impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None)
+                          impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None,
+                          tiles=study.outputs.tiles)
     info["timings_s"]["exports"] = stages.timings.get("exports")
     # the output files the folder holds, so nothing is promised that was not written (run.json included;
     # the demo's inputs/ folder is input, not output)

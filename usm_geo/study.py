@@ -146,6 +146,8 @@ class Outputs:
     formats: tuple[str, ...] = ("gpkg", "csv")
     profile: str = "internal"
     suppression_threshold: int = 5
+    tiles: str | None = None  # a basemap for map.html (usm_geo.maps.build.basemap); None: no network at all
+    time_level: str | None = None  # the level whose units get time_patterns.csv rows (default: finest polygon level)
 
 
 @dataclass(frozen=True)
@@ -552,6 +554,8 @@ def _outputs(table, file: Path) -> Outputs:
         formats=tuple(formats),
         profile=r.take("profile", str, "internal", PROFILES),
         suppression_threshold=r.take("suppression_threshold", int, 5),
+        tiles=r.take("tiles", str, None),
+        time_level=r.take("time_level", str, None),
     )
     if o.suppression_threshold < 1:
         raise r.error("outputs.suppression_threshold", f"must be at least 1, not {o.suppression_threshold}", "e.g. suppression_threshold = 5")

@@ -93,9 +93,8 @@ def test_demo_map_draws_every_level_and_switches_layers(map_page, demo_map, demo
     assert len(demo_units["h3_9"]) == 6650
     page.screenshot(path=str(tmp_path / "demo.png"))
     map_page.clean()
-    assert map_page.requested == ["https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js",
-                                  "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"]
-    assert map_page.tiles == []  # no basemap by default
+    assert map_page.requested == []  # self-contained: Leaflet is in the page, no basemap by default
+    assert map_page.tiles == []
 
 
 def test_demo_tooltips_show_name_value_interval_n(map_page, demo_map, demo_units, demo_values):
@@ -158,6 +157,34 @@ def test_demo_legend_follows_the_layers(map_page, demo_map):
     map_page.clean()
 
 
+def test_legend_folds_away(map_page, demo_run, tmp_path):
+    """The legend's button folds it to one line (so it need not cover the study area) and back, on one
+    map and on each pane of the before/after view; the class labels share one precision."""
+    import re
+
+    for out, n in ((build_map(demo_run, tmp_path / "m.html"), 1), (build_before_after(demo_run, tmp_path / "ba.html"), 2)):
+        page = map_page.open(out)
+        toggles = page.locator(".usm-legend-toggle:visible")
+        expect(toggles).to_have_count(n)
+        for i in range(n):
+            legend = page.locator(".usm-legend").nth(i)
+            block = legend.locator(".usm-legend-block:visible")
+            shown = block.count()
+            assert shown >= 1
+            labels = block.first.locator(".usm-legend-row span").all_inner_texts()
+            decimals = {len(x.split(".")[1]) if "." in x else 0 for t in labels for x in re.findall(r"\d[\d,]*(?:\.\d+)?", t)}
+            assert len(decimals) == 1, labels
+            full = legend.bounding_box()
+            toggles.nth(i).click()
+            expect(block).to_have_count(0)
+            expect(toggles.nth(i)).to_have_attribute("aria-expanded", "false")
+            small = legend.bounding_box()
+            assert small["height"] < full["height"] / 3 and small["width"] <= full["width"]
+            toggles.nth(i).click()
+            expect(legend.locator(".usm-legend-block:visible")).to_have_count(shown)
+        map_page.clean()
+
+
 def test_demo_gistar_kde_and_impact_layers(map_page, demo_map, demo_run):
     page = map_page.open(demo_map)
     hot = gpd.read_file(demo_run / "hotspots.gpkg", layer="neighbourhood").set_index("unit_id")
@@ -183,11 +210,26 @@ def test_demo_gistar_kde_and_impact_layers(map_page, demo_map, demo_run):
     map_page.clean()
 
 
-def test_demo_map_offline_makes_no_request(map_page, demo_run, node_modules, tmp_path):
-    out = build_map(demo_run, tmp_path / "offline.html", offline_assets=node_modules)
+def test_demo_map_offline_makes_no_request(map_page, demo_run, tmp_path):
+    out = build_map(demo_run, tmp_path / "offline.html")
     page = map_page.open(out)
     expect(page.locator("path.usm-level-neighbourhood")).to_have_count(60)
     assert map_page.requested == []  # Leaflet and its images are in the page
+    map_page.clean()
+
+
+def test_basemap_unavailable_offline_still_draws(map_page, tmp_path):
+    """With --tiles osm and the network blocked (every tile request aborted), a note says so and the
+    polygons still draw."""
+    import re
+
+    blocked = []
+    map_page.page.route(re.compile(r"^https?://"), lambda route: (blocked.append(route.request.url), route.abort()))
+    page = map_page.open(build_map(grid_inputs(), tmp_path / "osm_offline.html", tiles="osm"))
+    expect(page.locator("path.usm-level-area")).to_have_count(50)
+    expect(page.locator(".usm-basemap-note")).to_have_text("basemap unavailable (offline)")
+    assert blocked and all("tile.openstreetmap.org" in u for u in blocked)  # tiles were the only requests
+    map_page.errors[:] = [e for e in map_page.errors if "Failed to load resource" not in e]  # the blocked tiles
     map_page.clean()
 
 
@@ -221,7 +263,7 @@ def test_before_after_side_by_side_in_step(map_page, demo_run, demo_units, tmp_p
     page.get_by_label("Neighbourhood", exact=True).nth(1).uncheck()
     assert map_page.drawn("before/level:neighbourhood") == 0
     map_page.clean()
-    assert "https://cdn.jsdelivr.net/npm/leaflet.sync@0.2.4/L.Map.Sync.js" in map_page.requested
+    assert map_page.requested == []  # kept in step by the page's own script
 
 
 # ------------------------------------------------------------------------------------ XSS canary

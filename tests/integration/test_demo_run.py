@@ -103,3 +103,41 @@ def test_city_equals_the_sum_of_every_level(demo):
     pop = m[(m.measure == "population") & (m.period == "2019")].groupby("level")["value"].sum()
     assert pop["city"] == pop["district"] == pop["neighbourhood"]  # the census table rolled up
     assert abs(pop["h3_9"] - pop["city"]) / pop["city"] < 0.005  # the raster, conserved within 0.5 %
+
+
+def test_time_patterns_match_a_pandas_groupby_of_the_inputs(demo):
+    """time_patterns.csv: the city's and each neighbourhood's hour × weekday, month and month-of-year
+    counts equal a pandas groupby of the Demo City's own incidents.csv (the records the ledger does not
+    drop), and the totals equal the number of incidents with a time."""
+    import json
+
+    import geopandas as gpd
+
+    out, _ = demo
+    tp = pd.read_csv(out / "time_patterns.csv", dtype={"unit_id": str, "month": str, "category": str})
+    raw = pd.read_csv(out / "inputs" / "incidents.csv", dtype=str)
+    ledger = pd.read_csv(out / "ledger.csv", dtype={"source": str, "status": str})
+    dropped = set(ledger[(ledger.source == "incidents") & (ledger.status == "dropped")]["row"].astype(int))
+    used = raw[~(pd.RangeIndex(1, len(raw) + 1).isin(dropped))].copy()
+    t = pd.to_datetime(used["occurred_at"])
+    info = json.loads((out / "run.json").read_text())
+    assert info["time_patterns"]["hour_weekday"]["counted"] == len(used) == info["sources"]["incidents"]["used"]
+    city = tp[(tp.level == "city") & (tp.category == "all")]
+    hw = city[city.pattern == "hour_weekday"].astype({"weekday": int, "hour": int}).set_index(["weekday", "hour"])["count"]
+    ref = t.groupby([t.dt.day_of_week, t.dt.hour]).size().reindex(hw.index, fill_value=0)
+    assert hw.sum() == len(used) and (hw.to_numpy() == ref.to_numpy()).all()
+    by_cat = tp[(tp.level == "city") & (tp.pattern == "month_of_year") & (tp.category != "all")]
+    ref_cat = used.groupby([used.category, t.dt.month]).size()
+    got_cat = by_cat[by_cat["count"] > 0].astype({"month": int}).set_index(["category", "month"])["count"]
+    assert got_cat.sort_index().to_dict() == ref_cat.sort_index().to_dict()
+    # each neighbourhood: an independent point-in-polygon of the raw coordinates
+    units = gpd.read_file(out / "units.gpkg", layer="neighbourhood")
+    pts = gpd.GeoDataFrame(used, geometry=gpd.points_from_xy(used.longitude.astype(float), used.latitude.astype(float)),
+                           crs="EPSG:4326").to_crs(units.crs)
+    joined = gpd.sjoin(pts, units[["unit_id", "geometry"]], predicate="within", how="inner")
+    ref_m = joined.groupby([joined.unit_id, pd.to_datetime(joined.occurred_at).dt.strftime("%Y-%m")]).size()
+    got_m = tp[(tp.level == "neighbourhood") & (tp.pattern == "month") & (tp.category == "all") & (tp["count"] > 0)]
+    got_m = got_m.set_index(["unit_id", "month"])["count"]
+    diff = got_m.sub(ref_m, fill_value=0).abs()
+    assert diff.sum() <= 2  # points exactly on a shared boundary: sjoin may give both or neither unit
+    assert set(tp.pattern) == {"hour_weekday", "month", "month_of_year"}

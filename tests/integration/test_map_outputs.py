@@ -169,3 +169,35 @@ def test_map_out_must_be_html(demo, tmp_path):
     out, _ = demo
     result = CliRunner().invoke(main, ["map", str(out), "--out", str(tmp_path / "m.gpkg")])
     assert result.exit_code == 2 and "--out names the map's HTML file" in result.output
+
+
+def test_export_html_with_a_basemap_and_without(demo, tmp_path):
+    """`export --format html` is self-contained (no script or stylesheet link, no tile URL) unless
+    --tiles asks for a basemap; a wrong basemap name exits 2 with the names to use."""
+    demo, _ = demo
+    runner = CliRunner()
+    plain = runner.invoke(main, ["export", str(demo), "--format", "html", "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    html = (tmp_path / "plain" / "map.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]*\ssrc=|<link[^>]*\shref=", html) and "openstreetmap.org/{z}" not in html
+    tiled = runner.invoke(main, ["export", str(demo), "--format", "html", "--tiles", "osm",
+                                 "--out", str(tmp_path / "tiled")])
+    assert tiled.exit_code == 0, tiled.output
+    html2 = (tmp_path / "tiled" / "map.html").read_text(encoding="utf-8")
+    assert "tile.openstreetmap.org" in html2 and "usmGeo.watchTiles(" in html2 and "OpenStreetMap" in html2
+    bad = runner.invoke(main, ["export", str(demo), "--format", "html", "--tiles", "nope", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "unknown basemap 'nope'" in bad.output and "carto-light" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_study_tiles_are_checked_before_the_run(tmp_path):
+    from usm_geo.errors import StudyError
+    from usm_geo.pipeline import run
+    from usm_geo.study import load_study
+
+    study = tmp_path / "s.toml"
+    study.write_text('[inputs.incidents]\npath = "i.csv"\n[outputs]\ntiles = "nope"\n', encoding="utf-8")
+    (tmp_path / "i.csv").write_text("lon,lat,date\n13.4,52.5,2020-01-01\n", encoding="utf-8")
+    with pytest.raises(StudyError, match="'outputs.tiles': unknown basemap 'nope'"):
+        run(load_study(study), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -23,7 +23,6 @@ from usm_geo.maps.assets import inline_assets
 from usm_geo.maps.synthetic import XSS_PAYLOADS as PAYLOADS
 from usm_geo.maps.synthetic import grid_inputs, payload_inputs
 
-NODE_MODULES = REPO / "tests" / "browser_assets" / "node_modules"
 DATA_RE = re.compile(r'<script type="application/json" id="(usm-d\d+)">(.*?)</script>', re.S)
 
 def data_blocks(html: str) -> dict:
@@ -260,8 +259,17 @@ def test_compact_geometry_five_decimals_and_shared_between_layers():
     blocks = data_blocks(html)
     geoms = [b for b in blocks.values() if "g" in b]
     assert len(geoms) == 4  # area, district, city, impact areas: the Gi* layer reuses the area geometry
-    coords = re.findall(r"-?\d+\.\d+", json.dumps([g["g"] for g in geoms]))
-    assert coords and max(len(c.split(".")[1]) for c in coords) <= 5
+    assert all(g["enc"] == "d5" for g in geoms)
+    # decoded, every vertex is within one unit (1e-5 degree) of the exact coordinates
+    from usm_geo.maps.build import decode_geometries
+
+    area = [g for g in geoms if g["ids"][0] == "A000"][0]
+    exact = grid_inputs().units["area"].to_crs(4326).geometry.to_numpy()
+    decoded = decode_geometries(area["g"])
+    for geom, got in zip(exact, decoded):
+        ring = np.asarray(got[0])
+        want = shapely.get_coordinates(shapely.force_2d(geom.exterior if geom.geom_type == "Polygon" else geom.geoms[0].exterior))
+        assert ring.shape == want.shape and np.abs(ring - want).max() <= 1.0e-5 + 1e-12
     spec = [b for b in blocks.values() if b.get("key") == "gistar:area"][0]
     assert spec["geom"] == [b for b in blocks.values() if b.get("key") == "level:area"][0]["geom"]
     # no per-feature style objects and no unshown columns in the data
@@ -349,27 +357,48 @@ def test_kde_image_overlay(tmp_path):
     assert build_map(inputs) == html
 
 
-def test_offline_assets_inline_leaflet():
-    if not (NODE_MODULES / "leaflet" / "package.json").exists():
-        if IN_CI:
-            pytest.fail("tests/browser_assets/node_modules is missing (CI=true: .ci/run runs npm ci)")
-        pytest.skip("no tests/browser_assets/node_modules (npm ci --prefix tests/browser_assets)")
-    html = build_map(grid_inputs(), offline_assets=NODE_MODULES)
-    assert not re.search(r'<(script src|link rel="stylesheet" href)="https?:', html)
-    assert "/* leaflet@1.9.3 */" in html and "data:image/png;base64," in html  # layers.png in the CSS
-    ba = build_before_after(grid_inputs(), offline_assets=NODE_MODULES)
-    assert "/* leaflet.sync@0.2.4 */" in ba and '<script src="https://' not in ba
+def test_every_map_is_self_contained():
+    """Leaflet 1.9.4 is written into every page from the django-js-lib-leaflet wheel: no <script src>,
+    no stylesheet link, the stylesheet's images as data: URIs; the before/after view needs nothing else."""
+    import importlib.resources
+
+    static = importlib.resources.files("js_lib_leaflet") / "static" / "js_lib_leaflet"
+    leaflet_js = (static / "leaflet.js").read_text(encoding="utf-8")
+    assert "Leaflet 1.9.4" in leaflet_js[:200]
+    for html in (build_map(grid_inputs()), build_before_after(grid_inputs())):
+        assert not re.search(r"<script[^>]*\ssrc=", html) and not re.search(r"<link[^>]*\shref=", html)
+        assert leaflet_js.replace("</script", "<\\/script") in html  # the wheel's file, byte for byte
+        assert "/* Leaflet 1.9.4 (leaflet.css" in html and "images/layers.png" not in html
+        # layers.png of the stylesheet, inlined: the same bytes as the wheel's file
+        png = __import__("base64").b64encode((static / "images" / "layers.png").read_bytes()).decode()
+        assert f"data:image/png;base64,{png}" in html
 
 
-def test_offline_assets_must_be_the_pinned_versions(tmp_path):
-    html = build_map(grid_inputs())
-    with pytest.raises(UsmGeoError, match="offline assets folder not found"):
-        inline_assets(html, tmp_path / "nope")
-    (tmp_path / "leaflet" / "dist").mkdir(parents=True)
-    (tmp_path / "leaflet" / "dist" / "leaflet.js").write_text("/* other */")
-    (tmp_path / "leaflet" / "package.json").write_text('{"version": "1.9.4"}')
-    with pytest.raises(UsmGeoError, match="version 1.9.4, the maps need 1.9.3"):
-        inline_assets(html, tmp_path)
+def test_a_page_that_would_link_anything_is_refused():
+    with pytest.raises(UsmGeoError, match="would not open offline"):
+        inline_assets('<head><script src="https://cdn.example.org/x.js"></script></head>')
+    with pytest.raises(UsmGeoError, match="would not open offline"):
+        inline_assets('<head><link rel="stylesheet" href="x.css"/></head>')
+
+
+def test_basemaps_by_name_and_url(monkeypatch):
+    from usm_geo.maps.build import basemap
+
+    assert basemap("osm").build_url(x=1, y=2, z=3) == "https://tile.openstreetmap.org/3/1/2.png"
+    assert "OpenStreetMap" in basemap(True).html_attribution
+    with pytest.raises(UsmGeoError, match="CartoDB.Positron needs an API key") as err:
+        basemap("carto-light")
+    assert "USM_GEO_TILES_KEY" in err.value.fix
+    monkeypatch.setenv("USM_GEO_TILES_KEY", "k123")
+    assert basemap("carto-light").build_url(x=1, y=2, z=3, fill_subdomain=False).endswith("/light_all/3/1/2.png?key=k123")
+    assert basemap("https://t.example.org/{z}/{x}/{y}.png").attribution == "Tiles: t.example.org"
+    with pytest.raises(UsmGeoError, match="unknown basemap 'nope'"):
+        basemap("nope")
+    with pytest.raises(UsmGeoError, match="not an http"):
+        basemap("file:///{z}/{x}/{y}.png")
+    html = build_map(grid_inputs(), tiles="carto-light")
+    assert "basemaps.cartocdn.com" in html and "usmGeo.watchTiles(" in html
+    assert "watchTiles" not in build_map(grid_inputs()).split("U.watchTiles = function")[1].split("U.fit")[1]
 
 
 def test_osm_tiles_option():
@@ -381,3 +410,51 @@ def test_write_is_atomic_and_returns_the_path(tmp_path):
     out = build_map(grid_inputs(), tmp_path / "map.html")
     assert out == tmp_path / "map.html" and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["map.html"]
+
+
+def test_legend_labels_share_one_precision():
+    from usm_geo.maps.build import _ranges, legend_decimals
+
+    assert _ranges([0.1, 1.25, 3.4, 7.8]) == ["0.10 – 1.25", "1.25 – 3.40", "3.40 – 7.80"]  # not "0.1 – 1.25"
+    assert legend_decimals([0, 1, 2, 5, 12]) == 0 and _ranges([0, 1, 2, 5, 12]) == ["0 – 1", "1 – 2", "2 – 5", "5 – 12"]
+    assert _ranges([2.001, 2.004, 2.01]) == ["2.001 – 2.004", "2.004 – 2.010"]  # distinct edges stay distinct
+    assert _ranges([0.012, 0.5, 0.9]) == ["0.012 – 0.500", "0.500 – 0.900"]  # smallest edge: 2 significant digits
+    assert _ranges([1200.4, 35000.7], " %") == ["1,200 – 35,001 %"]
+    assert _ranges([3.0, 3.0]) == ["3"] and _ranges([float("nan"), 2.5]) == ["– – 2.5"]
+    html = build_map(grid_inputs())
+    labels = re.findall(r'</i><span>([^<]*\d[^<]*)</span>', html)
+    assert labels
+    decimals = {len(x.split(".")[1]) if "." in x else 0 for lab in labels for x in re.findall(r"[\d,]+(?:\.\d+)?", lab)}
+    assert len(decimals) <= 3  # one per legend (levels, Gi* and impact legends may differ)
+
+
+def test_geometry_encoding_round_trip_holes_multipolygons_and_h3():
+    """encode → decode gives every vertex back within 1e-5 degree (the stated quantisation), for
+    polygons with holes, multipolygons and H3 cells; neighbouring H3 cells mostly take mode 2."""
+    import h3
+
+    from usm_geo.maps.build import decode_geometries, encode_geometries
+
+    cells = sorted(h3.grid_disk(h3.latlng_to_cell(52.52, 13.40, 9), 6))
+    hexes = [shapely.Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(c)]) for c in cells]
+    hole = shapely.Polygon([(13.0, 52.0), (13.2, 52.0), (13.2, 52.1), (13.0, 52.1)],
+                           [[(13.05, 52.02), (13.1, 52.02), (13.1, 52.05)]])
+    multi = shapely.MultiPolygon([shapely.box(13.3, 52.3, 13.31, 52.31), hole])
+    geoms = [hole, None, multi, *hexes, shapely.Point(1, 2)]
+    enc = encode_geometries(geoms)
+    dec = decode_geometries(enc)
+    assert dec[1] is None and dec[-1] is None
+    def rings(g):
+        polys = [g] if g.geom_type == "Polygon" else list(g.geoms)
+        return [shapely.get_coordinates(r) for p in polys for r in [p.exterior, *p.interiors]]
+    for geom, got in zip(geoms[:-1], dec[:-1]):
+        if geom is None:
+            continue
+        flat = [np.asarray(r) for p in (got if isinstance(got[0][0][0], list) else [got]) for r in p]
+        want = rings(geom)
+        assert len(flat) == len(want)
+        for a, b in zip(flat, want):
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 + 1e-12
+    modes = [e[0] for e in enc[3:-1]]
+    assert modes.count(2) + modes.count(3) > 0.5 * len(hexes)  # a shape seen before: 3 or 4 numbers a cell
+    assert len(json.dumps(enc[3:-1], separators=(",", ":"))) / len(hexes) < 25

@@ -1,68 +1,55 @@
-"""The scripts and stylesheets a map links, and inlining them from a local ``node_modules``.
+"""The scripts and stylesheets a map needs, written into the page: every map opens with no network.
 
-Every asset is an exact-pinned npm package (DESIGN.md, "Map assets"): Leaflet 1.9.3 (folium
-0.20's own version) and leaflet.sync 0.2.4 for the side-by-side view. The maps link nothing else
-(no jQuery, Bootstrap or icon fonts: they draw polygons, an image and HTML controls only).
-
-``offline_assets=DIR`` takes a ``node_modules`` folder (``npm ci --prefix tests/browser_assets``
-gives one) and writes each script and stylesheet into the page, with the images a stylesheet
-refers to as ``data:`` URIs, so the map opens with no network at all.
+Leaflet comes from a Python dependency, the ``django-js-lib-leaflet`` wheel (Leaflet 1.9.4's own
+``leaflet.js`` and ``leaflet.css`` as package data; BSD-2-Clause; its files are read with
+:mod:`importlib.resources` and nothing of Django is imported). The page links nothing: the builders
+give folium placeholder addresses (:data:`LEAFLET_JS`, :data:`LEAFLET_CSS`) and :func:`inline_assets`
+replaces each tag with the file's text, the images the stylesheet refers to as ``data:`` URIs. The
+side-by-side view is kept in step by the page's own script (``usmGeo.sync`` in
+:mod:`usm_geo.maps.runtime`), so no other library is needed. Basemap tiles are the only requests a
+map can make, and only when the user asks for them (``tiles``).
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.resources
 import mimetypes
 import re
-from pathlib import Path
+from functools import lru_cache
 
 from usm_geo.errors import UsmGeoError
 
-LEAFLET_JS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
-LEAFLET_CSS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
-SYNC_JS = "https://cdn.jsdelivr.net/npm/leaflet.sync@0.2.4/L.Map.Sync.js"
+LEAFLET_VERSION = "1.9.4"
+LEAFLET_PACKAGE = "js_lib_leaflet"  # import name of the django-js-lib-leaflet wheel
 
-#: CDN URL → (npm package, version, file inside the package).
-ASSETS = {
-    LEAFLET_JS: ("leaflet", "1.9.3", "dist/leaflet.js"),
-    LEAFLET_CSS: ("leaflet", "1.9.3", "dist/leaflet.css"),
-    SYNC_JS: ("leaflet.sync", "0.2.4", "L.Map.Sync.js"),
-}
+# Placeholders folium writes as <script src>/<link href>; never left in a finished page.
+LEAFLET_JS = "usm-geo-asset:leaflet.js"
+LEAFLET_CSS = "usm-geo-asset:leaflet.css"
+
+#: placeholder → file inside the wheel's static folder
+ASSETS = {LEAFLET_JS: "leaflet.js", LEAFLET_CSS: "leaflet.css"}
 
 _CSS_URL = re.compile(r"url\((['\"]?)([^)'\"]+)\1\)")
 
 
-def _package_version(root: Path, package: str) -> str | None:
-    import json
-
+def _static():
     try:
-        return json.loads((root / package / "package.json").read_text(encoding="utf-8")).get("version")
-    except (OSError, ValueError):
-        return None
+        root = importlib.resources.files(LEAFLET_PACKAGE)
+    except ModuleNotFoundError:
+        raise UsmGeoError("Leaflet is not installed (the django-js-lib-leaflet package is missing)",
+                          fix="pip install django-js-lib-leaflet==1.9.4.1 (a dependency of usm_geo)") from None
+    return root / "static" / LEAFLET_PACKAGE
 
 
-def local_asset(url: str, node_modules: Path) -> Path:
-    """The file for a CDN ``url`` inside ``node_modules``; :class:`UsmGeoError` when missing or a
-    different version (an inlined map must hold exactly the pinned code)."""
-    package, version, inner = ASSETS[url]
-    root = Path(node_modules)
-    path = root / package / inner
-    if not path.is_file():
-        raise UsmGeoError(f"offline assets: {package} is missing ({path} not found)", where=root,
-                          fix="run `npm ci --prefix tests/browser_assets` and pass its node_modules folder")
-    found = _package_version(root, package)
-    if found != version:
-        raise UsmGeoError(f"offline assets: {package} is version {found}, the maps need {version}", where=root,
-                          fix="run `npm ci --prefix tests/browser_assets` (exact-pinned versions)")
-    return path
+def _inline_css(text: str, base) -> str:
+    """``url(images/x.png)`` → ``url("data:image/png;base64,…")`` for files beside the stylesheet."""
 
-
-def _inline_css(text: str, base: Path) -> str:
     def repl(m):
         ref = m.group(2)
         if ref.startswith(("data:", "#", "http:", "https:", "//")):
             return m.group(0)
-        f = (base / ref.split("?")[0].split("#")[0]).resolve()
+        f = base.joinpath(*ref.split("?")[0].split("#")[0].split("/"))
         if not f.is_file():
             return m.group(0)
         mime = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
@@ -71,31 +58,36 @@ def _inline_css(text: str, base: Path) -> str:
     return _CSS_URL.sub(repl, text)
 
 
-def inline_assets(html: str, node_modules) -> str:
-    """Replace the page's ``<script src>``/``<link rel=stylesheet>`` tags for :data:`ASSETS` with
-    the files' contents from ``node_modules``. A link to anything else is an error (the page
-    would not open offline)."""
-    root = Path(node_modules)
-    if not root.is_dir():
-        raise UsmGeoError("offline assets folder not found", where=root,
-                          fix="run `npm ci --prefix tests/browser_assets` and pass tests/browser_assets/node_modules")
-    for url in ASSETS:
-        script_tag, css_tag = f'<script src="{url}"></script>', f'<link rel="stylesheet" href="{url}"/>'
-        if script_tag not in html and css_tag not in html:
-            continue
-        path = local_asset(url, root)
-        text = path.read_text(encoding="utf-8")
+@lru_cache(maxsize=None)
+def asset_text(placeholder: str) -> str:
+    """The text of a pinned asset, ready to sit inside ``<script>`` or ``<style>``."""
+    static = _static()
+    f = static / ASSETS[placeholder]
+    if not f.is_file():
+        raise UsmGeoError(f"Leaflet's {ASSETS[placeholder]} is missing from the installed {LEAFLET_PACKAGE} package",
+                          fix="pip install --force-reinstall django-js-lib-leaflet==1.9.4.1")
+    text = f.read_text(encoding="utf-8")
+    if placeholder == LEAFLET_CSS:
+        return _inline_css(text, static).replace("</style", "<\\/style")
+    if "<!--" in text:  # would change how the HTML parser ends the script element
+        raise UsmGeoError(f"{f} holds '<!--' and cannot be written into a page safely")
+    return text.replace("</script", "<\\/script")
+
+
+def inline_assets(html: str) -> str:
+    """Replace the page's ``<script src>``/``<link rel=stylesheet>`` tags for :data:`ASSETS` with the
+    files' contents. A page that would still link a script or stylesheet anywhere is an error: it
+    would not open offline."""
+    for placeholder in ASSETS:
+        script_tag = f'<script src="{placeholder}"></script>'
+        css_tag = f'<link rel="stylesheet" href="{placeholder}"/>'
+        label = f"Leaflet {LEAFLET_VERSION} ({ASSETS[placeholder]}, BSD-2-Clause, from {LEAFLET_PACKAGE})"
         if script_tag in html:
-            if "<!--" in text:  # would change how the HTML parser ends the script element
-                raise UsmGeoError(f"offline assets: {path} holds '<!--' and cannot be inlined safely")
-            body = text.replace("</script", "<\\/script")
-            html = html.replace(script_tag, f"<script>/* {ASSETS[url][0]}@{ASSETS[url][1]} */\n{body}\n</script>")
+            html = html.replace(script_tag, f"<script>/* {label} */\n{asset_text(placeholder)}\n</script>")
         if css_tag in html:
-            body = _inline_css(text, path.parent).replace("</style", "<\\/style")
-            html = html.replace(css_tag, f"<style>/* {ASSETS[url][0]}@{ASSETS[url][1]} */\n{body}\n</style>")
-    left = re.findall(r'<(?:script src|link rel="stylesheet" href)="(https?://[^"]+)"', html)
+            html = html.replace(css_tag, f"<style>/* {label} */\n{asset_text(placeholder)}\n</style>")
+    left = re.findall(r'<(?:script[^>]*\ssrc|link[^>]*\shref)="([^"]+)"', html)
     if left:
-        raise UsmGeoError(f"offline assets: the page also links {left[0]}, which is not a pinned asset",
+        raise UsmGeoError(f"the map page would load {left[0]} from elsewhere, so it would not open offline",
                           fix="report this as a bug in usm_geo.maps")
     return html
-

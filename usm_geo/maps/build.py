@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import os
 import re
 import struct
 import warnings
@@ -28,7 +29,7 @@ import shapely
 
 from usm_geo.errors import UsmGeoError
 from usm_geo.maps import classify
-from usm_geo.maps.assets import LEAFLET_CSS, LEAFLET_JS, SYNC_JS, inline_assets
+from usm_geo.maps.assets import LEAFLET_CSS, LEAFLET_JS, inline_assets
 from usm_geo.maps.data import MapInputs, load_run
 from usm_geo.maps.elements import Call, Html, Runtime, Statement, deterministic_ids
 from usm_geo.maps.escape import css_class, esc, script_json
@@ -91,10 +92,28 @@ def _fmt(x, unit: str = "") -> str:
     return (f"{v:,}" if abs(v) >= 1000 else repr(v) if isinstance(v, float) else str(v)) + unit
 
 
-def _range(lo, hi, unit: str = "") -> str:
-    """Legend text of a class: "7.751 – 13.11", or one number when both ends show the same."""
-    a, b = _fmt(lo), _fmt(hi)
-    return f"{a}{unit}" if a == b else f"{a} – {b}{unit}"
+def legend_decimals(edges) -> int:
+    """One number of decimals for every class label of a legend: the fewest (0–4) that keep each
+    distinct class edge distinct and show the smallest nonzero edge with 2 significant digits, so a
+    legend reads "0.10 – 1.25", "1.25 – 3.40", never "0.1 – 1.25"."""
+    e = np.unique(np.asarray([x for x in edges if x is not None and math.isfinite(float(x))], dtype=float))
+    if not len(e):
+        return 0
+    small = np.abs(e[e != 0])
+    whole = bool(np.all(e == np.round(e)))  # counts: no decimals
+    need = 0 if whole or not len(small) or small.min() >= 10 else int(max(0, math.ceil(1 - math.log10(small.min()))))
+    for d in range(need, 5):
+        if len(np.unique(np.round(e, d))) == len(e):
+            return d
+    return 4
+
+
+def _ranges(edges, unit: str = "") -> list[str]:
+    """Legend text of each class (``edges`` = lowest value, then each class's upper bound):
+    "7.75 – 13.11", or one number when both ends show the same; one precision for the whole legend."""
+    d = legend_decimals(edges)
+    text = [f"{float(x):,.{d}f}" if x is not None and math.isfinite(float(x)) else "–" for x in edges]
+    return [f"{a}{unit}" if a == b else f"{a} – {b}{unit}" for a, b in zip(text[:-1], text[1:])]
 
 
 def level_label(level: str) -> str:
@@ -179,27 +198,109 @@ def _to_wgs84(frame: gpd.GeoDataFrame, simplify_m: float, simplify: bool) -> gpd
     return geoms
 
 
+#: marker of the compact geometry encoding (:func:`encode_geometries`), decoded by the page's script
+GEOMETRY_ENCODING = "d5"
+#: rings with at most this many offset numbers (32 vertices) go into the shape table of the encoding
+SHAPE_TABLE_MAX = 64
+
+
 def encode_geometries(geoms) -> list:
-    """Polygon/MultiPolygon coordinates as nested lists, rounded to :data:`PRECISION` decimals
-    (``None`` for an empty or non-polygonal geometry)."""
-    arr = np.asarray(geoms, dtype=object)
-    arr = shapely.transform(arr, lambda c: np.round(c, PRECISION))
+    """Polygon/MultiPolygon rings (EPSG:4326 degrees) in a compact integer form (``enc`` =
+    :data:`GEOMETRY_ENCODING`), ``None`` for an empty or non-polygonal geometry.
+
+    A ring is ``[mode, dx, dy, …]`` in units of 10^-:data:`PRECISION` degree (≈ 1 m): ``dx, dy`` is its
+    first vertex minus the previous ring's first vertex (the first ring starts from 0, 0); the other
+    vertices are offsets from the first vertex, each rounded on its own (so a vertex is within one unit
+    of its exact place), without the closing vertex. ``mode`` 0 lists the offsets as differences
+    from the previous vertex; ``mode`` 1 (same vertex count as the previous ring) as differences
+    from the previous ring's offsets; ``mode`` 2 means "the previous ring's offsets" (nothing
+    follows); ``mode`` 3 is followed by the index of an earlier shape: every ring of at most
+    :data:`SHAPE_TABLE_MAX` numbers written with mode 0 or 1 adds its offsets to a table, in order.
+    H3 cells of a city have a few hundred shapes to the metre, so nearly every cell is mode 2 or 3:
+    three or four small numbers. A polygon with one ring is that ring; with holes, a list of rings; a
+    multipolygon, a list of polygons (each a list of rings). :func:`decode_geometries` inverts it.
+    """
+    scale = 10.0 ** PRECISION
+    state = {"x": 0, "y": 0, "o": None}
+    table: dict[tuple, int] = {}
+
+    def ring(coords: np.ndarray) -> list:
+        if len(coords) > 1 and (coords[0] == coords[-1]).all():
+            coords = coords[:-1]
+        q = np.round(coords[0] * scale).astype(np.int64)
+        o = np.round((coords[1:] - coords[0]) * scale).astype(np.int64).reshape(-1)
+        head = [int(q[0] - state["x"]), int(q[1] - state["y"])]
+        prev = state["o"]
+        state.update(x=int(q[0]), y=int(q[1]), o=o)
+        if prev is not None and len(prev) == len(o) and (prev == o).all():
+            return [2, *head]
+        key = tuple(o.tolist()) if len(o) <= SHAPE_TABLE_MAX else None
+        if key is not None and key in table:
+            return [3, *head, table[key]]
+        if key is not None:
+            table[key] = len(table)
+        if prev is not None and len(prev) == len(o):
+            return [1, *head, *(o - prev).tolist()]
+        steps = np.diff(np.concatenate([[0, 0], o]).reshape(-1, 2), axis=0).reshape(-1)
+        return [0, *head, *steps.tolist()]
 
     def poly(p):
-        return [shapely.get_coordinates(p.exterior).tolist()] + [shapely.get_coordinates(r).tolist() for r in p.interiors]
+        rings = [ring(shapely.get_coordinates(p.exterior))] + [ring(shapely.get_coordinates(r)) for r in p.interiors]
+        return rings
 
     out = []
-    for g in arr:
+    for g in np.asarray(geoms, dtype=object):
         if g is None or g.is_empty:
             out.append(None)
             continue
         t = g.geom_type
-        if t == "Polygon":
-            out.append(poly(g))
-            continue
-        parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and not p.is_empty] if t != "MultiPolygon" \
-            else [p for p in g.geoms if not p.is_empty]
-        out.append([poly(p) for p in parts] if len(parts) > 1 else poly(parts[0]) if parts else None)
+        parts = [g] if t == "Polygon" else [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and not p.is_empty]
+        if not parts:
+            out.append(None)
+        elif len(parts) > 1:
+            out.append([poly(p) for p in parts])
+        else:
+            rings = poly(parts[0])
+            out.append(rings[0] if len(rings) == 1 else rings)
+    return out
+
+
+def decode_geometries(encoded: list) -> list:
+    """The nested ``[[[lon, lat], …], …]`` coordinates (closed rings) of :func:`encode_geometries`'
+    output, as the page's script decodes them (used by tests and tools reading a map's data)."""
+    scale = 10.0 ** PRECISION
+    state = {"x": 0, "y": 0, "o": None}
+    table: list[list[int]] = []
+
+    def ring(r):
+        mode = r[0]
+        state["x"] += r[1]
+        state["y"] += r[2]
+        prev = state["o"]
+        if mode == 2:
+            o = prev
+        elif mode == 3:
+            o = table[r[3]]
+        else:
+            o = ([a + b for a, b in zip(prev, r[3:])] if mode == 1 else
+                 np.cumsum(np.asarray(r[3:], dtype=np.int64).reshape(-1, 2), axis=0).reshape(-1).tolist())
+            if len(o) <= SHAPE_TABLE_MAX:
+                table.append(o)
+        state["o"] = o
+        x, y = state["x"], state["y"]
+        pts = [[x / scale, y / scale]] + [[(x + o[k]) / scale, (y + o[k + 1]) / scale] for k in range(0, len(o), 2)]
+        return pts + [pts[0]]
+
+    out = []
+    for c in encoded:
+        if c is None:
+            out.append(None)
+        elif not isinstance(c[0], list):
+            out.append([ring(c)])
+        elif not isinstance(c[0][0], list):
+            out.append([ring(r) for r in c])
+        else:
+            out.append([[ring(r) for r in p] for p in c])
     return out
 
 
@@ -244,19 +345,56 @@ def _new_map(page: Page, bounds, tiles, **size):
     (w, s, e, n) = bounds
     m = folium.Map(location=[(s + n) / 2, (w + e) / 2], zoom_start=11, tiles=None, control_scale=True,
                    zoom_control="bottomleft", **size)
-    # only what the map uses; the class-level lists are shared, so replace rather than mutate
+    # only what the map uses, written into the page by _finish (assets.inline_assets); the
+    # class-level lists are shared, so replace rather than mutate
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
     page.figure.add_child(m)
     if tiles:
-        folium.TileLayer(_tiles(tiles), control=False).add_to(m)
+        layer = folium.TileLayer(basemap(tiles), control=False)
+        layer.add_to(m)
+        # a note in a corner when tiles cannot load (offline); everything else still draws
+        m.add_child(Statement(f"usmGeo.watchTiles({m.get_name()}, {layer.get_name()});"))
     return m
 
 
-def _tiles(tiles):
-    if tiles is True or (isinstance(tiles, str) and tiles.lower() in ("osm", "openstreetmap")):
-        return "OpenStreetMap"
-    return tiles
+#: the environment variable holding an API key for a basemap that needs one (never in a file)
+TILES_KEY_VARIABLE = "USM_GEO_TILES_KEY"
+
+#: basemap names → xyzservices providers (each with its attribution)
+BASEMAPS = {"osm": "OpenStreetMap.Mapnik", "openstreetmap": "OpenStreetMap.Mapnik", "carto-light": "CartoDB.Positron",
+            "carto-dark": "CartoDB.DarkMatter"}
+
+
+def basemap(tiles):
+    """A basemap for ``tiles``: ``True`` or ``"osm"`` (OpenStreetMap), ``"carto-light"``, ``"carto-dark"``,
+    another xyzservices provider name (``"CartoDB.Voyager"``), or a tile URL with ``{z}/{x}/{y}``
+    (attributed to its host). A provider that needs an API key (CARTO's) takes it from the environment
+    variable :data:`TILES_KEY_VARIABLE`. Returns an ``xyzservices.TileProvider`` for folium."""
+    import xyzservices
+    from urllib.parse import urlsplit
+
+    name = "osm" if tiles is True else str(tiles).strip()
+    key = BASEMAPS.get(name.lower(), name)
+    if "{z}" in key and "{x}" in key and "{y}" in key:
+        host = urlsplit(key).netloc or "the tile server"
+        if urlsplit(key).scheme not in ("http", "https"):
+            raise UsmGeoError(f"tiles {tiles!r} is not an http(s) tile URL", where="--tiles",
+                              fix="use osm, carto-light, or a URL such as https://tile.example.org/{z}/{x}/{y}.png")
+        return xyzservices.TileProvider(name="custom", url=key, attribution=f"Tiles: {host}")
+    try:
+        provider = xyzservices.providers.query_name(key)
+    except ValueError:
+        raise UsmGeoError(f"unknown basemap {tiles!r}", where="--tiles",
+                          fix=f"use {', '.join(sorted(set(BASEMAPS) - {'openstreetmap'}))}, an xyzservices name "
+                              "such as OpenStreetMap.HOT, or a tile URL with {z}/{x}/{y}") from None
+    if provider.requires_token():  # e.g. CARTO's basemaps now need an API key
+        token = os.environ.get(TILES_KEY_VARIABLE)
+        if not token:
+            raise UsmGeoError(f"the basemap {provider.name} needs an API key", where="--tiles",
+                              fix=f"set the environment variable {TILES_KEY_VARIABLE} to your key for it, or use osm")
+        provider = provider(apikey=token)
+    return provider
 
 
 class _Builder:
@@ -339,7 +477,8 @@ class _Builder:
                 raw = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in f["name"]]
                 if any(r is not None and r != u for r, u in zip(raw, f["unit_id"].astype(str))):
                     names = [None if r is None else esc(r) for r in raw]
-            page.geometry_ids[key] = page.add_data({"ids": ids, "names": names, "g": encode_geometries(geoms)})
+            page.geometry_ids[key] = page.add_data({"ids": ids, "names": names, "enc": GEOMETRY_ENCODING,
+                                                    "g": encode_geometries(geoms)})
         return page.geometry_ids[key]
 
     def bounds(self):
@@ -425,9 +564,7 @@ class _Builder:
         unit = " %" if self.ind.percent else ""
         rows = []
         lower = float(y.min()) if len(y) else float("nan")
-        for i, (b, c) in enumerate(zip(bins, colours)):
-            lo = lower if i == 0 else bins[i - 1]
-            rows.append((c, _range(lo, b, unit)))
+        rows = list(zip(colours, _ranges([lower, *bins], unit)))
         rows.append((classify.NO_VALUE, "no value"))
         scheme = {"quantiles": "Quantiles", "fisher_jenks": "Natural breaks (Fisher–Jenks)",
                   "user": "Breaks as given"}[self.scheme]
@@ -456,7 +593,10 @@ def _add_legend_box(page: Page, m, blocks: list[tuple[str, str]]) -> None:
     """A legend control holding blocks (id, inner HTML), each shown while one of its layers is."""
     box = page.new_id("usm-legend")
     inner = "".join(f'<div class="usm-legend-block" id="{bid}" hidden>{html}</div>' for bid, html in blocks)
-    page.add_html(f'<div class="usm-legend leaflet-bar" id="{box}" hidden>{inner}</div>')
+    # collapsible, so it never has to cover the study area (before/after panes included)
+    page.add_html(f'<div class="usm-legend leaflet-bar" id="{box}" hidden><button type="button" class="usm-legend-toggle" '
+                  f'aria-expanded="true" title="Hide or show the legend">Legend</button>'
+                  f'<div class="usm-legend-body">{inner}</div></div>')
     m.add_child(Call("control", box, "bottomright"))
 
 
@@ -582,7 +722,7 @@ def _kde_layer(b: _Builder, page: Page, key: str, legend: str, max_pixels: int =
             "opacity": 0.7, "pane": PANES["kde"][0], "z": PANES["kde"][1], "show": False, "legend": legend}
     units = tags.get("UNITS", "density")
     period = str(b.inputs.kde_period or "")
-    rows = [(c, _range(y.min() if i == 0 else bins[i - 1], x)) for i, (x, c) in enumerate(zip(bins, colours))]
+    rows = list(zip(colours, _ranges([y.min(), *bins])))
     notes = []
     if tags.get("KERNEL") and tags.get("BANDWIDTH"):
         try:
@@ -619,7 +759,7 @@ def _impact_layer(b: _Builder, page: Page, key: str, legend: str, show: bool):
         class_style[str(i)] = st
 
     if "impact" not in page.geometry_ids:  # once per page, shared by both sides of a side-by-side view
-        page.geometry_ids["impact"] = page.add_data({"ids": labels, "names": None, "g": encode_geometries(
+        page.geometry_ids["impact"] = page.add_data({"ids": labels, "names": None, "enc": GEOMETRY_ENCODING, "g": encode_geometries(
             _to_wgs84(areas, b.simplify_m, simplify=True))})
     geom_id = page.geometry_ids["impact"]
 
@@ -668,10 +808,8 @@ def _inputs(source) -> MapInputs:
     raise UsmGeoError(f"cannot map {type(source).__name__}", fix="give a run folder or usm_geo.maps.MapInputs")
 
 
-def _finish(page: Page, out, offline_assets) -> str | Path:
-    html = page.figure.render()
-    if offline_assets is not None:
-        html = inline_assets(html, offline_assets)
+def _finish(page: Page, out) -> str | Path:
+    html = inline_assets(page.figure.render())  # self-contained: the page links nothing
     if out is None:
         return html
     from usm_geo.export import write_text
@@ -708,7 +846,7 @@ def default_indicator(inputs: MapInputs) -> str | None:
 def build_map(source, out=None, *, indicator: str | None = None, period=None, scheme: str = "quantiles",
               k: int = 5, breaks=None, classes: str = "level", palette=None, levels=None, show_level=None,
               hotspots: bool = True, kde: bool = True, impact: bool = True, tiles=None, title=None,
-              offline_assets=None, simplify_m: float = 1.0):
+              simplify_m: float = 1.0):
     """A folium map of one indicator at every level, with Gi*, KDE and impact layers.
 
     Parameters
@@ -737,12 +875,13 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
     hotspots, kde, impact : bool
         Add the Gi* layers (``hotspots.gpkg``), the KDE image (``kde.tif``) and the intervention's
         treated/buffer/control areas, when the inputs have them (hidden on opening).
-    tiles : None, "osm" or a folium tiles value
-        No basemap by default (the map needs no network for tiles); ``"osm"`` adds OpenStreetMap.
+    tiles : None, True, "osm", "carto-light", an xyzservices name or a tile URL
+        No basemap by default: the page is self-contained (Leaflet written into it) and makes no
+        request at all. A basemap (see :func:`basemap`, attribution included) is the only thing a
+        map then loads from the network; when its tiles fail, a note says "basemap unavailable
+        (offline)" and every layer still draws.
     title : str, optional
         Page title; default the study's name.
-    offline_assets : path, optional
-        A ``node_modules`` folder with the pinned packages: Leaflet is written into the page.
     simplify_m : float
         Simplification tolerance in metres for polygon levels (not H3 cells): each polygon is
         simplified on its own with ``preserve_topology=True`` (it stays valid; a border shared by
@@ -794,7 +933,7 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
             m.add_child(Call("bigPolygons" if spec.get("canvas") else fn, page.add_data(spec)))
         _add_layer_control(page, m, layers)
         m.add_child(Statement("usmGeo.ready = true;"))
-        return _finish(page, out, offline_assets)
+        return _finish(page, out)
 
 
 def _fit(bounds):
@@ -805,8 +944,8 @@ def _fit(bounds):
 def build_before_after(source, out=None, *, indicator: str | None = None, before=None, after=None,
                        scheme: str = "quantiles", k: int = 5, breaks=None, classes: str = "level", palette=None,
                        levels=None, show_level=None, impact: bool = True, tiles=None, title=None,
-                       offline_assets=None, simplify_m: float = 1.0):
-    """Two maps side by side, ``before`` and ``after`` periods, kept in step (leaflet.sync).
+                       simplify_m: float = 1.0):
+    """Two maps side by side, ``before`` and ``after`` periods, kept in step (the page's own usmGeo.sync).
 
     Same classes on both sides (pooled over every period), each level's geometry written once
     and shared. Panning, zooming and switching layers on one side does the same on the other.
@@ -846,19 +985,5 @@ def build_before_after(source, out=None, *, indicator: str | None = None, before
             for spec in specs:
                 m.add_child(Call("bigPolygons" if spec.get("canvas") else "polygons", page.add_data(spec)))
             _add_layer_control(page, m, layers)
-        sync = Statement('usmGeo.sync("before", "after");\n        usmGeo.ready = true;')
-        sync.default_js = [("leaflet_sync", SYNC_JS)]
-        page.figure.add_child(_SyncElement(sync))
-        return _finish(page, out, offline_assets)
-
-
-def _SyncElement(statement):
-    """The leaflet.sync script link (after Leaflet's) plus the statement that syncs the maps."""
-    from folium.elements import JSCSSMixin
-
-    class Sync(JSCSSMixin, Statement):
-        pass
-
-    el = Sync(statement.code)
-    el.default_js = [("leaflet_sync", SYNC_JS)]
-    return el
+        page.figure.add_child(Statement('usmGeo.sync("before", "after");\n        usmGeo.ready = true;'))
+        return _finish(page, out)

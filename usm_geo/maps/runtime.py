@@ -12,10 +12,59 @@ JS = r"""
 (function () {
   "use strict";
   var U = window.usmGeo = window.usmGeo || {layers: {}, maps: {}, mapOf: {}, legendLayers: {}, timings: {}};
-  var cache = {};
+  var cache = {}, SCALE = 1e5;
+  // geometry blocks come delta-encoded in integer units of 1e-5 degree (usm_geo.maps.build.encode_geometries)
+  function decodeGeometries(list) {
+    var x = 0, y = 0, prev = null, table = [];
+    function ring(r) {
+      var o, k;
+      x += r[1];
+      y += r[2];
+      if (r[0] === 2) {
+        o = prev;
+      } else if (r[0] === 3) {
+        o = table[r[3]];
+      } else {
+        if (r[0] === 1) {
+          o = new Array(prev.length);
+          for (k = 0; k < prev.length; k++) { o[k] = prev[k] + r[3 + k]; }
+        } else {
+          o = [];
+          var ax = 0, ay = 0;
+          for (k = 3; k < r.length; k += 2) { ax += r[k]; ay += r[k + 1]; o.push(ax, ay); }
+        }
+        if (o.length <= 64) { table.push(o); }  // SHAPE_TABLE_MAX
+      }
+      prev = o;
+      var out = [[x / SCALE, y / SCALE]];
+      for (k = 0; k < o.length; k += 2) { out.push([(x + o[k]) / SCALE, (y + o[k + 1]) / SCALE]); }
+      out.push([x / SCALE, y / SCALE]);
+      return out;
+    }
+    return list.map(function (c) {
+      if (c === null) { return null; }
+      if (typeof c[0] === "number") { return [ring(c)]; }
+      if (typeof c[0][0] === "number") { return c.map(ring); }
+      return c.map(function (p) { return p.map(ring); });
+    });
+  }
+  function closeTips(except) {
+    Object.keys(U.layers).forEach(function (k) {
+      var l = U.layers[k];
+      if (l !== except && l.getTooltip && l.getTooltip() && l.isTooltipOpen()) { l.closeTooltip(); }
+    });
+    if (except) {  // an SVG layer's tooltip opened: the canvas layers' hover tooltip goes
+      Object.keys(U.maps).forEach(function (k) {
+        var h = U.maps[k]._usmHover;
+        if (h && h.tooltip.isOpen && h.tooltip.isOpen()) { h.tooltip.close(); }
+      });
+    }
+  }
   function data(id) {
     if (!Object.prototype.hasOwnProperty.call(cache, id)) {
-      cache[id] = JSON.parse(document.getElementById(id).textContent);
+      var d = JSON.parse(document.getElementById(id).textContent);
+      if (d && d.enc === "d5") { d.g = decodeGeometries(d.g); delete d.enc; }
+      cache[id] = d;
     }
     return cache[id];
   }
@@ -73,13 +122,20 @@ JS = r"""
     if (!el) { return; }
     (U.legendLayers[id] || []).forEach(function (x) { if (x[1].hasLayer(x[0])) { on = true; } });
     el.hidden = !on;
-    var box = el.parentNode, any = false;
-    if (!box) { return; }
-    for (var k = 0; k < box.children.length; k++) {
-      if (!box.children[k].hidden) { any = true; }
+    var body = el.parentNode, any = false;
+    if (!body) { return; }
+    for (var k = 0; k < body.children.length; k++) {
+      if (!body.children[k].hidden) { any = true; }
     }
-    box.hidden = !any;
+    (body.classList.contains("usm-legend-body") ? body.parentNode : body).hidden = !any;
   }
+  // the legend's button folds it to one line and back
+  document.addEventListener("click", function (e) {
+    var b = e.target;
+    if (!b || !b.classList || !b.classList.contains("usm-legend-toggle")) { return; }
+    var box = b.parentNode, open = box.classList.toggle("usm-collapsed") === false;
+    b.setAttribute("aria-expanded", open ? "true" : "false");
+  });
   function register(map, s, layer) {
     U.layers[s.key] = layer;
     U.mapOf[s.key] = map;
@@ -115,6 +171,11 @@ JS = r"""
     layer.fill = fill;
     layer.bindTooltip(function (l) { return tip(s, g, l.feature.properties.i); },
                       {sticky: true, className: "usm-tooltip", direction: "top", offset: [0, -8]});
+    // one tooltip at a time: a layer switched off, or another layer's tooltip, closes this one
+    layer.on("remove", function () { layer.closeTooltip(); });
+    layer.on("tooltipopen", function () { closeTips(layer); });
+    // gone at once, not after Leaflet's 200 ms fade, so a closed tooltip never lingers beside a new one
+    layer.on("tooltipclose", function (e) { var el = e.tooltip && e.tooltip.getElement(); if (el) { L.DomUtil.remove(el); } });
     layer.on("mouseover", function (e) {
       var l = e.propagatedFrom || e.layer;
       if (l && l.setStyle) {
@@ -291,7 +352,11 @@ JS = r"""
       tooltip: L.tooltip({className: "usm-tooltip", direction: "top", offset: [0, -8], opacity: 0.95}),
       outline: L.polygon([], {interactive: false, color: "#000000", weight: 2.5, fill: false, pane: pane(map, "usm-hover", 610)})};
     function clear() {
-      if (h.i >= 0) { map.removeLayer(h.outline); h.tooltip.close(); }
+      if (h.i >= 0) {
+        map.removeLayer(h.outline);
+        h.tooltip.close();
+        if (h.tooltip.getElement()) { L.DomUtil.remove(h.tooltip.getElement()); }
+      }
       h.layer = null; h.i = -1;
     }
     h.show = function (layer, i, latlng) {
@@ -302,7 +367,7 @@ JS = r"""
         h.tooltip.setContent(layer.tipHtml(i));
       }
       h.tooltip.setLatLng(latlng);
-      if (!map.hasLayer(h.tooltip)) { h.tooltip.openOn(map); }
+      if (!map.hasLayer(h.tooltip)) { closeTips(null); h.tooltip.openOn(map); }
     };
     function move(e) {
       var t = e.originalEvent && e.originalEvent.target;
@@ -353,9 +418,19 @@ JS = r"""
   };
 
   U.sync = function (a, b) {
-    var A = U.maps[a], B = U.maps[b];
-    A.sync(B);
-    B.sync(A);
+    // two maps kept in step: a view change on one is applied to the other at once (no animation);
+    // `busy` stops the echo of the other map's own move event
+    var A = U.maps[a], B = U.maps[b], busy = false;
+    function follow(src, dst) {
+      src.on("move zoom", function () {
+        if (busy) { return; }
+        busy = true;
+        try { dst.setView(src.getCenter(), src.getZoom(), {animate: false}); } finally { busy = false; }
+      });
+    }
+    follow(A, B);
+    follow(B, A);
+    B.setView(A.getCenter(), A.getZoom(), {animate: false});
     Object.keys(U.layers).forEach(function (k) {
       if (k.indexOf(a + "/") !== 0) { return; }
       var twin = b + "/" + k.slice(a.length + 1), L1 = U.layers[k], L2 = U.layers[twin];
@@ -364,6 +439,21 @@ JS = r"""
       L1.on("remove", function () { if (B.hasLayer(L2)) { B.removeLayer(L2); } });
       L2.on("add", function () { if (!A.hasLayer(L1)) { A.addLayer(L1); } });
       L2.on("remove", function () { if (A.hasLayer(L1)) { A.removeLayer(L1); } });
+    });
+  };
+
+  U.watchTiles = function (map, layer) {
+    // a basemap that cannot load (offline, blocked) says so in a corner; the layers still draw
+    var shown = false;
+    layer.on("tileerror", function () {
+      if (shown) { return; }
+      shown = true;
+      var C = L.Control.extend({onAdd: function () {
+        var el = L.DomUtil.create("div", "usm-basemap-note");
+        el.textContent = "basemap unavailable (offline)";
+        return el;
+      }});
+      new C({position: "bottomright"}).addTo(map);
     });
   };
 
@@ -416,6 +506,7 @@ JS = r"""
 """
 
 CSS = """
+.usm-basemap-note { background: rgba(255,255,255,.93); padding: 3px 8px; border-radius: 4px; font-size: 12px; color: #333; }
 .usm-title { background: rgba(255,255,255,.93); padding: 5px 10px; border-radius: 4px;
   box-shadow: 0 1px 5px rgba(0,0,0,.35); font: 600 15px/1.3 system-ui, sans-serif; max-width: 46vw; }
 .usm-title small { display: block; font-weight: 400; font-size: 12px; color: #333; }
@@ -423,6 +514,12 @@ CSS = """
   box-shadow: 0 1px 5px rgba(0,0,0,.35); font: 12px/1.35 system-ui, sans-serif; max-width: 310px;
   max-height: 55vh; overflow-y: auto; }
 .usm-legend[hidden], .usm-legend-block[hidden] { display: none; }
+.usm-legend-toggle { display: block; width: 100%; margin: 0 0 4px; padding: 1px 4px; border: 0; background: none;
+  font: 600 11px system-ui, sans-serif; text-align: left; cursor: pointer; color: #333; }
+.usm-legend-toggle::after { content: " \\25BE"; }
+.usm-legend.usm-collapsed .usm-legend-toggle { margin: 0; }
+.usm-legend.usm-collapsed .usm-legend-toggle::after { content: " \\25B8"; }
+.usm-legend.usm-collapsed .usm-legend-body { display: none; }
 .usm-legend-block:not([hidden]) ~ .usm-legend-block:not([hidden]) { margin-top: 7px; padding-top: 6px; border-top: 1px solid #ccc; }
 .usm-legend-title { font-weight: 600; }
 .usm-legend-sub, .usm-legend-note { color: #333; }
