@@ -30,6 +30,9 @@ def hover_at(page, map_key: str, lat: float, lon: float) -> None:
         const m = usmGeo.maps[k], p = m.latLngToContainerPoint([lat, lon]), r = m.getContainer().getBoundingClientRect();
         return [p.x + r.left, p.y + r.top];
     }""", [map_key, lat, lon])
+    # a second small move, as a hand makes: the first event may reach a page still drawing a layer
+    page.mouse.move(x + 1, y)
+    page.wait_for_timeout(30)
     page.mouse.move(x, y)
 
 
