@@ -306,15 +306,16 @@ def population_measures(pop: dict[str, pd.DataFrame], periods: list[str]) -> pd.
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MEASURE_COLUMNS)
 
 
-def study_periods(study: Study, times: pd.Series | None) -> list[str]:
-    """Every period label of the study, from its start to its end (or the data's first to last day)."""
+def study_periods(study: Study, times: pd.Series | None, frequency: str | None = None) -> list[str]:
+    """Every period label of the study, from its start to its end (or the data's first to last day),
+    by the study's frequency or the ``frequency`` given."""
     start, end = study.periods.start, study.periods.end
     if times is not None and len(times):
         start = start or times.min().date()
         end = end or times.max().date()
     if start is None:
         return []
-    return all_periods(start, end, study.periods.frequency)
+    return all_periods(start, end, frequency or study.periods.frequency)
 
 
 def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] | None = None,
@@ -504,11 +505,9 @@ def run_time_patterns(intake: Intake, located: Located, stages: Stages | None = 
         level = time_pattern_level(intake.study, located)
         levels = ([level] if level else []) + ["city"]
         t = inc["occurred_at"]
-        months = study_periods(dataclasses.replace(intake.study, periods=dataclasses.replace(
-            intake.study.periods, frequency="month")), t)
-        table, summary = time_patterns(
-            t.to_numpy(), inc["date_precision"].to_numpy(dtype=object) if "date_precision" in inc else np.full(len(inc), "day", object),
-            inc["category"].to_numpy(dtype=object), {lv: located.incidents[lv].to_numpy(dtype=object) for lv in levels},
+        months = study_periods(intake.study, t, frequency="month")
+        table, summary = time_patterns(  # incidents always carry a date, so date_precision is there
+            t.to_numpy(), inc["date_precision"].to_numpy(dtype=object), inc["category"].to_numpy(dtype=object), {lv: located.incidents[lv].to_numpy(dtype=object) for lv in levels},
             {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in levels}, months)
         summary["levels"] = levels
     return table, summary

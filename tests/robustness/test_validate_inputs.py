@@ -4,6 +4,7 @@ and shows the ledger and file notes; a failing run or validation keeps its ledge
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from usm_geo.cli import main
@@ -74,30 +75,20 @@ def test_an_intervention_that_exists_is_listed_as_checked(tmp_path):
     assert "intervention 'lights': 1 unit(s) of neighbourhood, starts 2021-05-02" in result.output
 
 
-def test_an_intervention_starting_outside_the_study_period_fails_validate(tmp_path):
+@pytest.mark.parametrize("extra, messages", [
+    ('[intervention]\nname = "lights"\nunits = ["N1"]\nlevel = "neighbourhood"\nstart = 2023-01-01\n',
+     ["intervention.start 2023-01-01 is not inside the study period (2021-01-01 … 2021-12-31)"]),
+    ('baseline = "2015"\ncurrent = "2021"\n',
+     ["periods.baseline = '2015' lies outside the study period (2021-01-01 … 2021-12-31, yearly: 2021 … 2021)",
+      "[periods] baseline"]),
+    ('current = "2021-Q2"\n', ["periods.current = '2021-Q2' is not a year period of the study"]),
+], ids=["intervention_start_outside", "baseline_outside", "current_wrong_frequency"])
+def test_periods_and_intervention_outside_the_study_fail_validate(tmp_path, extra, messages):
     incidents_csv(tmp_path, *good_rows(3))
-    study = study_file(tmp_path, extra=PERIODS + '[intervention]\nname = "lights"\nunits = ["N1"]\n'
-                                                'level = "neighbourhood"\nstart = 2023-01-01\n')
-    result = _validate(study)
+    result = _validate(study_file(tmp_path, extra=PERIODS + extra))
     assert result.exit_code == 2
-    assert "intervention.start 2023-01-01 is not inside the study period (2021-01-01 … 2021-12-31)" in result.output
-
-
-def test_a_baseline_outside_the_study_period_fails_validate(tmp_path):
-    incidents_csv(tmp_path, *good_rows(3))
-    study = study_file(tmp_path, extra=PERIODS + 'baseline = "2015"\ncurrent = "2021"\n')
-    result = _validate(study)
-    assert result.exit_code == 2
-    assert "periods.baseline = '2015' lies outside the study period (2021-01-01 … 2021-12-31, yearly: 2021 … 2021)" in result.output
-    assert "[periods] baseline" in result.output
-
-
-def test_a_current_period_of_the_wrong_frequency_fails_validate(tmp_path):
-    incidents_csv(tmp_path, *good_rows(3))
-    study = study_file(tmp_path, extra=PERIODS + 'current = "2021-Q2"\n')
-    result = _validate(study)
-    assert result.exit_code == 2
-    assert "periods.current = '2021-Q2' is not a year period of the study" in result.output
+    for message in messages:
+        assert message in result.output
 
 
 def test_a_failed_run_keeps_its_ledger_and_lists_the_reasons(tmp_path):
