@@ -23,6 +23,7 @@ FREQUENCIES = ("month", "quarter", "year")
 FORMATS = ("csv", "tsv", "gpkg", "shp", "geojson", "kml", "parquet", "xlsx")
 PROFILES = ("internal", "public")
 DUPLICATES = ("keep", "drop")
+DATE_PARTS = ("year", "month", "day", "hour", "minute")  # coarsest first
 
 # A key's spec: (type or tuple of types, default, allowed values or None). REQUIRED = no default.
 REQUIRED = object()
@@ -73,6 +74,19 @@ class RecordSource:
     psu: str | None = None
     questions: tuple[Question, ...] = ()
     records: str = "police"  # incidents: "police" or "health" records (their series are kept apart)
+    # the date from integer columns of its parts (docs/study.md "Dates in parts"): precision follows
+    # the finest part given (year → "year", month → "month", day/hour/minute → "day")
+    year: str | None = None
+    month: str | None = None
+    day: str | None = None
+    hour: str | None = None
+    minute: str | None = None
+    category_value: str | None = None  # incidents: one category label for every record of the source
+
+    @property
+    def date_parts(self) -> dict[str, str]:
+        """``{part: column}`` for the date parts named (year, month, day, hour, minute), finest last."""
+        return {p: getattr(self, p) for p in DATE_PARTS if getattr(self, p) is not None}
 
 
 @dataclass(frozen=True)
@@ -353,6 +367,34 @@ def _crs_text(value: str | None, key: str, study_file: Path) -> str | None:
 # --------------------------------------------------------------------------- sections
 
 
+def _date_parts(r: _Reader, key: str, src: dict) -> dict[str, str]:
+    """The ``year``/``month``/``day``/``hour``/``minute`` keys, checked: a date needs its coarser
+    parts (a day needs a month and a year; an hour needs a day; a minute an hour) and excludes the
+    other ways of naming a date."""
+    parts = {p: r.take(p, str, None) for p in DATE_PARTS}
+    given = [p for p in DATE_PARTS if parts[p] is not None]
+    if not given:
+        return parts
+    example = 'year = "YEAR", month = "MONTH", day = "DAY"'
+    for other in ("datetime", "date", "time", "date_format"):
+        if src.get(other) is not None:
+            raise r.error(f"{key}.{other}", f"cannot be combined with date parts ({', '.join(given)})",
+                          f"name either the date column ({other}) or the integer columns of its parts ({example})")
+    if src.get("date_precision") is not None:
+        raise r.error(f"{key}.date_precision", "does not apply to date parts: the precision follows the finest part given",
+                      "remove date_precision (year only = year precision, year and month = month precision)")
+    needs = {"month": "year", "day": "month", "hour": "day", "minute": "hour"}
+    for part in given:
+        coarser = needs.get(part)
+        if coarser is not None and parts[coarser] is None:
+            fix = (f'add {coarser} = "COLUMN" (an {part} without the {coarser} cannot be placed in time)'
+                   if part in ("hour", "minute") else f'add {coarser} = "COLUMN"')
+            raise r.error(f"{key}.{part}", f"needs {coarser} too", fix)
+    return parts
+
+
+
+
 def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource:
     r = _Reader(table, key, file)
     path = r.source()
@@ -396,6 +438,15 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
         raise r.error(f"{key}.datetime", "cannot be combined with date/time", "name either one datetime column, or a date column and an optional time column")
     if src["time"] is not None and src["date"] is None:
         raise r.error(f"{key}.time", "needs a date column too", "add date = \"...\"")
+    src.update(_date_parts(r, key, src))
+    if not survey:
+        src["category_value"] = r.take("category_value", str, None)
+        if src["category_value"] is not None and src["category"] is not None:
+            raise r.error(f"{key}.category_value", "cannot be combined with category",
+                          "keep category = \"COLUMN\" when the file has a category column, or category_value = "
+                          "\"burglary\" when every record of the file is that offence")
+        if src["category_value"] is not None and not src["category_value"].strip():
+            raise r.error(f"{key}.category_value", "is empty", 'e.g. category_value = "burglary"')
     if survey:
         src["unit"] = r.take("unit", str, None)
         src["unit_level"] = r.take("unit_level", str, None)

@@ -130,7 +130,6 @@ def test_vancouver_bare_utm_xy_and_date_parts(tmp_path):
     assert tomllib.loads(text)["inputs"]["boundaries"][0]["id"] == "name"
 
 
-@pytest.mark.xfail(strict=False, reason="date parts: branch intake")
 def test_vancouver_study_from_init_passes_validate(tmp_path):
     _, study = _init(tmp_path, VAN_CSV, VAN_AREAS)
     check = CliRunner().invoke(main, ["validate", str(study), "--quiet"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from usm_geo.errors import InputFileError
 
 # Common names, compared case-insensitively after stripping spaces, dots and underscores.
@@ -17,7 +20,14 @@ CANDIDATES = {
                  "incidentdate", "offencedate", "offensedate", "reporteddate", "interviewdate"),
     "time": ("time", "incidenttime", "offencetime", "offensetime"),
     "category": ("category", "type", "crimetype", "offence", "offense", "offencetype", "offensetype", "primarytype", "loccat"),
+    # date parts (VPD: YEAR, MONTH, DAY, HOUR, MINUTE integers), the same names `usm-geo init` looks for
+    "year": ("year", "yr"),
+    "month": ("month", "mon"),
+    "day": ("day",),
+    "hour": ("hour", "hr"),
+    "minute": ("minute", "min"),
 }
+DATE_PARTS = ("year", "month", "day", "hour", "minute")
 
 
 def _key(name: str) -> str:
@@ -51,3 +61,39 @@ def resolve(columns, declared: str | None, role: str, path: Path, key: str | Non
         if cand in by_key:
             return by_key[cand]
     return None
+
+
+def candidates(columns, role: str) -> list[str]:
+    """Every column whose name is a common name for ``role``, in the order of :data:`CANDIDATES`."""
+    by_key = {}
+    for c in map(str, columns):
+        by_key.setdefault(_key(c), c)
+    return [by_key[c] for c in CANDIDATES.get(role, ()) if c in by_key]
+
+
+def small_integers(series: pd.Series, limit: int = 10_000) -> bool:
+    """True when every non-blank value is a whole number below ``limit`` (a MONTH of 1…12, a YEAR of
+    2022): a date part, never a date. Whole numbers like 20220301 (``%Y%m%d``) are not small."""
+    text = series.astype(str).str.strip() if not pd.api.types.is_numeric_dtype(series) else series
+    values = pd.to_numeric(text, errors="coerce")
+    if pd.api.types.is_numeric_dtype(series):
+        values = values.dropna()
+    else:
+        blank = text.isin(["", "nan", "NaN", "None"])
+        if values[~blank].isna().any():
+            return False
+        values = values[~blank]
+    if values.empty:
+        return False
+    v = values.to_numpy(dtype=float)
+    return bool(((v == np.floor(v)) & (np.abs(v) < limit)).all())
+
+
+def date_part_columns(columns) -> dict[str, str]:
+    """``{part: column}`` for the date parts present under their common names (YEAR, MONTH …)."""
+    out = {}
+    for part in DATE_PARTS:
+        found = candidates(columns, part)
+        if found:
+            out[part] = found[0]
+    return out

@@ -133,3 +133,56 @@ def parse_dates(text: pd.Series, *, timezone: str, date_format: str | None = Non
         first_of_month = bool(len(is_first)) and bool(((is_first.dt.day == 1) & (is_first.dt.hour == 0) & (is_first.dt.minute == 0)).all())
         precision = "month" if month_like or (month_col and first_of_month) else "day"
     return ParsedDates(values, missing.to_numpy(), precision, {k: v for k, v in formats.items() if v})
+
+
+# --------------------------------------------------------------------------- dates in parts
+
+#: the range of each date part; a day beyond its month's length (31 February) fails in to_datetime
+PART_RANGES = {"year": (1678, 2261), "month": (1, 12), "day": (1, 31), "hour": (0, 23), "minute": (0, 59)}
+_FILL = {"month": 1, "day": 1, "hour": 0, "minute": 0}  # a part not given: the start of the coarser one
+
+
+@dataclass
+class ParsedParts:
+    values: pd.Series  # datetime64[ns], naive local time; NaT where a part is invalid
+    invalid: np.ndarray  # bool: a part is blank, not a whole number, out of range, or the day is past the month's end
+    detail: np.ndarray  # object: "YEAR=2022, MONTH=13, DAY=1" for every record (the raw values)
+    precision: str  # "year", "month" or "day" (the finest part given; hour/minute are times of a day)
+
+
+def parts_precision(parts) -> str:
+    """The precision of a date given by ``parts`` (names among year, month, day, hour, minute)."""
+    return "day" if "day" in parts else "month" if "month" in parts else "year"
+
+
+def parse_date_parts(columns: dict[str, pd.Series]) -> ParsedParts:
+    """Combine integer columns of date parts into one datetime, vectorised.
+
+    ``columns`` maps a part (``year``, ``month``, ``day``, ``hour``, ``minute``; a year is
+    required) to its column, named by the column's own name. Values are read as numbers
+    (``" 7"``, ``"7.0"`` and ``7`` are the same month); a part that is blank, not a whole number
+    or out of :data:`PART_RANGES`, or a day past its month's end (31 February), makes the record
+    invalid. Parts not given are filled with the start of the coarser part (a year alone is
+    1 January 00:00), and the precision says how much of the value is known.
+    """
+    n = len(next(iter(columns.values())))
+    index = next(iter(columns.values())).index
+    invalid = np.zeros(n, dtype=bool)
+    numbers = {}
+    detail = None
+    for part, series in columns.items():
+        text = series.astype(str).str.strip().where(series.notna(), "")
+        label = (f"{series.name}=" + text.str.slice(0, 12)).to_numpy(dtype=object)
+        detail = label if detail is None else np.char.add(np.char.add(detail.astype(str), ", "), label.astype(str))
+        v = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        lo, hi = PART_RANGES[part]
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(v) & (v == np.floor(v)) & (v >= lo) & (v <= hi)
+        invalid |= ~ok
+        numbers[part] = v
+    frame = pd.DataFrame({part: np.where(invalid, _FILL.get(part, 2000), numbers.get(part, _FILL.get(part)))
+                          .astype(np.int64) for part in ("year", "month", "day", "hour", "minute")}, index=index)
+    values = pd.to_datetime(frame, errors="coerce")  # 31 February → NaT
+    invalid |= values.isna().to_numpy()
+    values = _as_ns(values.where(~invalid))
+    return ParsedParts(values, invalid, np.asarray(detail, dtype=object), parts_precision(columns))

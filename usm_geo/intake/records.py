@@ -26,10 +26,10 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from usm_geo.errors import CoordinateError, CRSError, InputFileError
+from usm_geo.errors import CoordinateError, CRSError, DateError, InputFileError
 from usm_geo.intake import columns as cols
 from usm_geo.intake.crs import WGS84, same_crs, transformer, utm_for
-from usm_geo.intake.dates import parse_dates
+from usm_geo.intake.dates import parse_date_parts, parse_dates
 from usm_geo.intake.files import RawRecords, read_records
 from usm_geo.intake.ledger import Ledger
 from usm_geo.study import Periods, RecordSource
@@ -259,32 +259,61 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
 
 
 def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, required: bool):
+    """Each record's date (naive local time) and the precision of the dates; (None, None) when no
+    date is named or found and none is ``required``. Records without a usable date are dropped."""
     frame = raw.frame
     path = src.path
-    if src.date is not None:
+    parts = dict(src.date_parts)
+    column = None
+    if not parts and src.date is not None:
         d = cols.resolve(frame.columns, src.date, "datetime", path, f"{keep.source}.date")
         t = cols.resolve(frame.columns, src.time, "time", path, f"{keep.source}.time") if src.time else None
         text = _text(frame[d]).astype(str)
         if t is not None:
             text = (text + " " + _text(frame[t]).astype(str)).str.strip()
         column = d if t is None else f"{d} + {t}"
-    else:
-        d = cols.resolve(frame.columns, src.datetime, "datetime", path, f"{keep.source}.datetime")
+    elif not parts:
+        if src.datetime is not None:
+            d = cols.resolve(frame.columns, src.datetime, "datetime", path, f"{keep.source}.datetime")
+            _refuse_date_part(frame, d, path, f"{keep.source}.datetime")
+        else:
+            d = _detect_date_column(frame)
         if d is None:
-            if required:
-                raise InputFileError("no date column found", where=path,
-                                     fix='name it in the study with datetime = "..." (or date = "..." and time = "...")')
-            return None, None
-        text = frame[d] if pd.api.types.is_datetime64_any_dtype(frame[d]) else _text(frame[d]).astype(str)
-        column = d
-    parsed = parse_dates(text, timezone=ctx.timezone, date_format=src.date_format, dayfirst=src.dayfirst,
-                         column=column, where=str(path), precision=src.date_precision)
-    values, missing = parsed.values, parsed.missing
-    keep.drop(missing, "missing_date", f"column '{column}' is empty")
-    raw_text = text.astype(str).str.slice(0, 60).to_numpy(dtype=object)
-    keep.drop(values.isna().to_numpy(), "unparseable_date", np.char.add(f"{column} = ", raw_text.astype(str)))
+            parts = _detect_date_parts(frame)
+            if parts:
+                keep.ledger.note(keep.source, "date_parts", "no date column; the date combines columns "
+                                 + ", ".join(f"{c} ({p})" for p, c in parts.items())
+                                 + " (name them in the study with " + ", ".join(f'{p} = "{c}"' for p, c in parts.items()) + ")")
+            elif required:
+                raise _no_date_error(frame, path, keep.source)
+            else:
+                return None, None
+        else:
+            text = frame[d] if pd.api.types.is_datetime64_any_dtype(frame[d]) else _text(frame[d]).astype(str)
+            column = d
+    if parts:
+        values, precision = _date_from_parts(frame, parts, keep, path)
+    else:
+        parsed = parse_dates(text, timezone=ctx.timezone, date_format=src.date_format, dayfirst=src.dayfirst,
+                             column=column, where=str(path), precision=src.date_precision)
+        values, precision = parsed.values, parsed.precision
+        keep.drop(parsed.missing, "missing_date", f"column '{column}' is empty")
+        raw_text = text.astype(str).str.slice(0, 60).to_numpy(dtype=object)
+        keep.drop(values.isna().to_numpy(), "unparseable_date", np.char.add(f"{column} = ", raw_text.astype(str)))
+        if len(parsed.formats) > 1:
+            keep.ledger.note(keep.source, "date_formats", "dates read with several formats: " + ", ".join(f"{k} ({n:,})" for k, n in parsed.formats.items()))
+    _check_period(values, precision, keep, ctx, src)
+    return values, precision
+
+
+def _check_period(values: pd.Series, precision: str, keep: _Keep, ctx: Context, src: RecordSource) -> None:
+    """Drop dates outside the study period (or implausibly early) and in the future."""
     v = values.to_numpy()
     periods = ctx.periods
+    if precision == "year" and periods is not None and periods.frequency != "year":
+        raise DateError(f"the dates of {keep.source} are known only to the year (a year column without a month), "
+                        f"but the study counts per {periods.frequency}", where=f"{src.path} (periods.frequency)",
+                        fix='set frequency = "year" under [periods], or name the month column too (month = "...")')
     if periods is not None and periods.start is not None:
         keep.drop(v < np.datetime64(periods.start), "outside_study_period", f"before the study start {periods.start}")
     else:
@@ -294,9 +323,63 @@ def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, requir
         keep.drop(v >= np.datetime64(periods.end + dt.timedelta(days=1)), "outside_study_period", f"after the study end {periods.end}")
     if ctx.now is not None:
         keep.drop(v > np.datetime64(ctx.now), "future_date", "later than the time of the run")
-    if len(parsed.formats) > 1:
-        keep.ledger.note(keep.source, "date_formats", "dates read with several formats: " + ", ".join(f"{k} ({n:,})" for k, n in parsed.formats.items()))
-    return values, parsed.precision
+
+
+def _date_from_parts(frame: pd.DataFrame, parts: dict[str, str], keep: _Keep, path) -> tuple[pd.Series, str]:
+    """The date combined from integer part columns; records with an invalid part are dropped
+    (``invalid_date_parts``, the detail naming every part's column and value)."""
+    columns = {}
+    for part, name in parts.items():
+        c = cols.resolve(frame.columns, name, part, path, f"{keep.source}.{part}")
+        columns[part] = frame[c].rename(c)
+    parsed = parse_date_parts(columns)
+    keep.drop(parsed.invalid, "invalid_date_parts", parsed.detail)
+    return parsed.values, parsed.precision
+
+
+def _detect_date_column(frame: pd.DataFrame) -> str | None:
+    """The first column with a common date name that does not hold small integers (a MONTH of
+    1…12 is a date part, not a date)."""
+    for c in cols.candidates(frame.columns, "datetime"):
+        if pd.api.types.is_datetime64_any_dtype(frame[c]) or not cols.small_integers(frame[c]):
+            return c
+    return None
+
+
+def _detect_date_parts(frame: pd.DataFrame) -> dict[str, str]:
+    """Date parts under their common names, when there is at least a year and a month of small
+    integers; the finer parts follow as long as each coarser one is there (no hour without a day)."""
+    found = {p: c for p, c in cols.date_part_columns(frame.columns).items() if cols.small_integers(frame[c])}
+    out = {}
+    for part in cols.DATE_PARTS:
+        if part not in found:
+            break
+        out[part] = found[part]
+    return out if "month" in out else {}
+
+
+def _refuse_date_part(frame: pd.DataFrame, column: str, path, key: str) -> None:
+    """A declared date column of small integers would drop every record as unparseable: say why."""
+    if not pd.api.types.is_datetime64_any_dtype(frame[column]) and cols.small_integers(frame[column]):
+        found = cols.date_part_columns(frame.columns)
+        keys = ", ".join(f'{p} = "{c}"' for p, c in found.items()) or 'year = "...", month = "..."'
+        raise InputFileError(f"column '{column}' ({key}) holds small whole numbers, not dates: a part of a date",
+                             where=path, fix=f"name the date parts instead of datetime: {keys}")
+
+
+def _no_date_error(frame: pd.DataFrame, path, source: str) -> InputFileError:
+    """No date column and no date parts: list the columns that might hold a date and the keys."""
+    words = ("date", "time", "year", "month", "day", "hour", "minute", "occur", "report", "when")
+    names = [str(c) for c in frame.columns]
+    likely = [c for c in names if any(w in c.casefold() for w in words)]
+    parts = cols.date_part_columns(frame.columns)
+    fix = 'name it in the study with datetime = "..." (or date = "..." and time = "..."), or name integer date parts with year = "...", month = "..." (day, hour, minute)'
+    if parts:
+        fix += "; parts found: " + ", ".join(f'{p} = "{c}"' for p, c in parts.items())
+        if "year" not in parts:
+            fix += " (a year column is needed too)"
+    fix += "; candidate columns: " + (", ".join(likely) if likely else "(none with a date-like name) " + ", ".join(names[:30]))
+    return InputFileError(f"no date column found in {source}", where=path, fix=fix)
 
 
 def _weights(frame, column: str, keep: _Keep, survey: bool) -> np.ndarray:
@@ -357,15 +440,17 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
         lon, lat, x, y = _check_coordinates(a, b, crs, keep, ctx, src.path, names.get("location"))
         out["lon"], out["lat"], out["x"], out["y"] = lon, lat, x, y
 
-    has_dates = detect or src.datetime is not None or src.date is not None
+    has_dates = detect or src.datetime is not None or src.date is not None or bool(src.date_parts)
     values, precision = _dates(raw, src, keep, ctx, required=not survey) if has_dates else (None, None)
     if values is not None:
         out["occurred_at"] = values.to_numpy()
         out["date_precision"] = precision
 
     cat_col = (cols.resolve(frame.columns, src.category, "category", src.path, f"{source}.category")
-               if not survey and (detect or src.category) else None)
-    if cat_col is not None:
+               if not survey and (detect or src.category) and src.category_value is None else None)
+    if not survey and src.category_value is not None:  # a file of one offence: its label for every record
+        out["category"] = src.category_value
+    elif cat_col is not None:
         cat = _text(frame[cat_col]).astype(str)
         empty = cat.str.lower().isin(MISSING_TEXT).to_numpy()
         keep.mark(empty, "changed", "missing_category", f"column '{cat_col}' is empty; counted as 'unknown'")
