@@ -33,7 +33,7 @@ from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, s
 from usm_geo.indicators.registry import load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.perception import read_perception
-from usm_geo.intake.records import Context, read_point_records
+from usm_geo.intake.records import Context, read_incident_sources, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
 from usm_geo.measures import check_rollups, count_measures, measures_from_tally, sort_measures
 from usm_geo.periods import all_periods
@@ -154,7 +154,8 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
             counted = _count_incidents(study, levels, area, ctx, index, ledger, scheduler)
     elif study.incidents is not None:
         with stages("incidents"):
-            incidents = read_point_records(study.incidents, ledger, ctx)  # sets ctx.working_crs if "auto"
+            # one table from every incident file (one file: as read); sets ctx.working_crs if "auto"
+            incidents = read_incident_sources(study.incident_inputs(), ledger, ctx)
     if study.survey is not None:
         with stages("survey"):
             survey = read_point_records(study.survey, ledger, ctx, survey=True)
@@ -177,6 +178,10 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     from usm_geo.commands import _polygon_units
 
     src = study.incidents
+    if len(study.incident_inputs()) > 1:
+        raise UsmGeoError(f"{len(study.incident_inputs())} incident files cannot be counted on Dask yet: it reads one "
+                          "Parquet file or dataset", where="--scheduler",
+                          fix="leave out --scheduler, or write the files into one partitioned Parquet dataset")
     if src.duplicates == "drop":
         # duplicates are found within a part only: dropping them would make counts depend on the parts
         raise StudyError('duplicates = "drop" cannot be used on Dask: exact duplicates are found only within a part '

@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import tomllib
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,15 @@ class Study:
     outputs: Outputs
     indicators: dict[str, Any] = field(default_factory=dict)
     perception: PerceptionSource | None = None
+    # several incident files (a list ``path`` or repeated [[inputs.incidents]]): all of them, the first
+    # also in ``incidents``; empty with one file. Read them through :meth:`incident_inputs`.
+    incident_sources: tuple[RecordSource, ...] = ()
+
+    def incident_inputs(self) -> tuple[RecordSource, ...]:
+        """Every incident source in the study's order: the several files, or the one ``incidents``."""
+        if len(self.incident_sources) > 1:
+            return self.incident_sources
+        return (self.incidents,) if self.incidents is not None else ()
 
     def input_paths(self) -> dict[str, Path]:
         """Every input file named by the study, keyed by a readable name (for hashing); database
@@ -202,7 +211,7 @@ class Study:
 
     def _inputs(self) -> dict[str, Path | DatabaseSource]:
         out: dict[str, Path | DatabaseSource] = {}
-        for src in (self.incidents, self.survey):
+        for src in (*self.incident_inputs(), self.survey):
             if src is not None:
                 out[src.name] = src.path
         for b in self.boundaries:
@@ -472,6 +481,52 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
     return RecordSource(**src)
 
 
+def _incident_sources(inc, file: Path) -> tuple[RecordSource, ...]:
+    """``[inputs.incidents]`` with one ``path``, with a list of paths (files with the same columns), or
+    repeated ``[[inputs.incidents]]`` tables (files with different columns), each with its own keys.
+
+    One file keeps the ledger source name ``incidents``; several are named ``incidents/<file name>``
+    (``incidents[<n>]`` for a database source, or when two files share a name), n counting every
+    file in the study's order from 1."""
+    tables = inc if isinstance(inc, list) else [inc]
+    if not tables:
+        raise StudyError("'inputs.incidents' is an empty list", where=file, fix='write [[inputs.incidents]] tables, each with path = "..."')
+    out: list[RecordSource] = []
+    for i, table in enumerate(tables, 1):
+        key = "inputs.incidents" if len(tables) == 1 else f"inputs.incidents[{i}]"
+        if not isinstance(table, dict):
+            raise StudyError(f"'{key}' must be a table, not {_tname(table)}", where=file, fix="write each as [[inputs.incidents]] with keys below it")
+        paths = table.get("path")
+        if not isinstance(paths, list):
+            out.append(_record_source(table, key, file, survey=False))
+            continue
+        if not paths or not all(isinstance(p, str) for p in paths):
+            raise StudyError(f"'{key}.path' must be a file name or a non-empty list of file names", where=file,
+                             fix='e.g. path = ["2019-01-street.csv", "2019-02-street.csv"] (files with the same columns)')
+        first = _record_source({**table, "path": paths[0]}, key, file, survey=False)
+        if not isinstance(first.path, Path):
+            raise StudyError(f"'{key}.path' is a list but names a database", where=file, fix="list files only; a database source is its own [[inputs.incidents]]")
+        out += [replace(first, path=_resolve(p, file, f"{key}.path[{j}]", True)) for j, p in enumerate(paths, 1)]
+    if len(out) == 1:
+        return tuple(out)
+    return tuple(_name_incident_sources(out, file))
+
+
+def _name_incident_sources(sources: list[RecordSource], file: Path) -> list[RecordSource]:
+    """Readable, unique ledger names for several incident files; they must agree on what the
+    pipeline reads as one table (the kind of records, harm weights)."""
+    names = [f"incidents/{s.path.name}" if isinstance(s.path, Path) else None for s in sources]
+    shared = {n for n in names if n is not None and names.count(n) > 1}
+    names = [n if n is not None and n not in shared else f"incidents[{i}]" for i, n in enumerate(names, 1)]
+    for what, values, fix in (
+            ("records", {s.records for s in sources}, 'give every incident file the same records = "police" (or "health"); '
+             "police and health records are separate studies"),
+            ("weight", {s.weight is not None for s in sources}, "name a weight column in every incident file, or in none")):
+        if len(values) > 1:
+            raise StudyError(f"the incident files disagree on '{what}'", where=file, fix=fix)
+    return [replace(s, name=n) for s, n in zip(sources, names)]
+
+
 def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
     if not isinstance(items, list):
         raise StudyError("'inputs.boundaries' must be an array of tables ([[inputs.boundaries]]), finest level first", where=file,
@@ -654,13 +709,14 @@ def load_study(path: str | Path) -> Study:
     st.done()
 
     inputs = _Reader(top.take("inputs", dict), "inputs", file)
-    inc = inputs.take("incidents", dict, None)
+    inc = inputs.take("incidents", (dict, list), None)
     srv = inputs.take("survey", dict, None)
     bnd = inputs.take("boundaries", list, [])
     pop = inputs.take("population", dict, None)
     per = inputs.take("perception", dict, None)
     inputs.done()
-    incidents = _record_source(inc, "inputs.incidents", file, survey=False) if inc is not None else None
+    incident_sources = _incident_sources(inc, file) if inc is not None else ()
+    incidents = incident_sources[0] if incident_sources else None
     survey = _record_source(srv, "inputs.survey", file, survey=True) if srv is not None else None
     if incidents is None and survey is None:
         raise StudyError("'inputs' has neither incidents nor survey", where=file, fix="add [inputs.incidents] with path = \"...\"")
@@ -700,4 +756,5 @@ def load_study(path: str | Path) -> Study:
         outputs=outputs,
         indicators=indicators,
         perception=perception,
+        incident_sources=incident_sources if len(incident_sources) > 1 else (),
     )

@@ -520,3 +520,36 @@ def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> None:
         keep.drop(full, "duplicate", detail)
     else:
         keep.mark(full, "kept", "duplicate", detail)
+
+
+def read_incident_sources(sources, ledger: Ledger, ctx: Context) -> pd.DataFrame:
+    """Read several incident files (one :class:`RecordSource` each) into one table.
+
+    One source: exactly :func:`read_point_records`. Several: each is read and checked on its own
+    (row numbers, duplicates and the ledger are per file, under the source's name), and the used
+    records are concatenated in the study's order with a ``source`` column after ``row``. A file
+    whose records are all dropped is allowed (its ledger says why) unless every file is empty.
+    """
+    sources = tuple(sources)
+    if len(sources) == 1:
+        return read_point_records(sources[0], ledger, ctx)
+    parts = []
+    for src in sources:
+        part = read_point_records(src, ledger, ctx, allow_empty=True)
+        part.insert(1, "source", src.name)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    if out.empty:
+        read = sum(t["read"] for n, t in ledger.totals().items() if n in {s.name for s in sources})
+        names = {s.name for s in sources}
+        summed: dict[str, int] = {}
+        for (s, st, r), n in ledger.reason_counts().items():
+            if s in names and st == "dropped":
+                summed[r] = summed.get(r, 0) + n
+        top = sorted(((n, r) for r, n in summed.items()), reverse=True)[:3]
+        raise InputFileError(f"no usable records: all {read:,} rows of the {len(sources)} incident files were dropped"
+                             + (" (" + ", ".join(f"{r}: {n:,}" for n, r in top) + ")" if top else ""),
+                             where="inputs.incidents", fix="see the ledger reasons listed with this error; check the column names, CRS and study period")
+    if "record_id" in out:
+        out["record_id"] = out["record_id"].where(out["record_id"].notna(), "")
+    return out

@@ -59,7 +59,13 @@ def locate_points(records: pd.DataFrame, units: UnitSet, cells: dict[int, np.nda
             out[level] = np.where(pos >= 0, layer["unit_id"].to_numpy(dtype=object)[np.clip(pos, 0, None)], None)
         missing = pd.isna(out[level])
         if ledger is not None and missing.any():
-            ledger.add(source, records["row"].to_numpy()[missing], "kept", "outside_units", f"in no {level} unit")
+            rows = records["row"].to_numpy()
+            if "source" not in records:
+                ledger.add(source, rows[missing], "kept", "outside_units", f"in no {level} unit")
+            else:  # several incident files in one table: each entry under its own file's name
+                names = records["source"].to_numpy(dtype=object)
+                for name in pd.unique(names[missing]):
+                    ledger.add(name, rows[missing & (names == name)], "kept", "outside_units", f"in no {level} unit")
     return pd.DataFrame(out, index=records.index)
 
 
