@@ -44,7 +44,8 @@ def test_unknown_key_is_named_with_the_close_match(tmp_path, where, key, suggest
         ('path = "incidents.csv"\ndayfirst = "yes"', STUDY_TOP,
          "'inputs.incidents.dayfirst' must be a boolean, not a string ('yes')"),
         ('path = "incidents.csv"', STUDY_TOP + '\nseed = "42"', "'study.seed' must be an integer, not a string ('42')"),
-        ('path = ["incidents.csv"]', STUDY_TOP, "'inputs.incidents.path' must be a string, not a list"),
+        # a list of paths is valid (several incident files, docs/study.md): a number is not
+        ('path = 42', STUDY_TOP, "'inputs.incidents.path' must be a string, not an integer"),
         ('path = "incidents.csv"\nduplicates = "remove"', STUDY_TOP,
          "'inputs.incidents.duplicates' must be one of 'keep', 'drop', not 'remove'\n  fix: e.g. duplicates = \"keep\""),
     ],
