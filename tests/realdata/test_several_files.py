@@ -91,3 +91,23 @@ def test_each_file_is_its_own_ledger_source(london_run):
     assert "incidents" not in info["sources"]
     total = sum(t["read"] for n, t in info["sources"].items() if n.startswith("incidents/"))
     assert total == len(raw) == 617 + 688 + 879
+
+
+def test_ledger_rows_carry_the_record_id_and_repeated_ids_are_listed(london_run):
+    ledger = pd.read_csv(london_run / "ledger.csv", dtype={"detail": str, "record_id": str}, keep_default_na=False)
+    assert list(ledger.columns) == ["source", "row", "status", "reason", "detail", "record_id"]
+    raw = pd.read_csv(FILES[0], dtype=str, keep_default_na=False)
+    mine = ledger[ledger.source == f"incidents/{FILES[0].name}"]
+    dropped = mine[mine.reason == "missing_coordinates"]
+    assert dropped.record_id.tolist() == raw["Crime ID"].iloc[dropped.row - 1].tolist()
+    # independent: among located records that are not exact duplicates, ids seen before
+    located = raw[(raw.Longitude != "") & ~raw.duplicated()]
+    named = located[located["Crime ID"] != ""]
+    again = named[named["Crime ID"].duplicated()]
+    listed = mine[mine.reason == "duplicate_id"]
+    assert len(again) == 3  # 4 ids repeat in the file; one repeat has no location and is dropped
+    assert listed.row.tolist() == (again.index + 1).tolist()
+    assert set(listed.status) == {"kept"}
+    first_row = {c: i + 1 for i, c in zip(named.index[::-1], named["Crime ID"][::-1])}  # the earliest row of each id
+    assert listed.detail.tolist() == [f"same id as row {first_row[c]}" for c in again["Crime ID"]]
+    assert set(listed.record_id) == set(again["Crime ID"])

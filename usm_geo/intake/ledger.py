@@ -11,7 +11,8 @@ Statuses
 ``kept``     the record is used as it is but deserves a note (e.g. an exact duplicate).
 ``note``     a remark about the whole file (``row`` is 0), e.g. a Latin-1 fallback.
 
-``row`` is the 1-based data row in the source file (the header is not counted).
+``row`` is the 1-based data row in the source file (the header is not counted); ``record_id`` the
+record's own id (the study's ``id`` column), empty when the study names none or for a file note.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["source", "row", "status", "reason", "detail"]
+COLUMNS = ["source", "row", "status", "reason", "detail", "record_id"]
 STATUSES = ("dropped", "changed", "kept", "note")
 
 
@@ -44,10 +45,11 @@ class Ledger:
         """Register a source with the number of data records read from it."""
         self._sources[source] = SourceTotals(path=str(path), read=int(read))
 
-    def add(self, source: str, rows, status: str, reason: str, detail="") -> None:
+    def add(self, source: str, rows, status: str, reason: str, detail="", record_id=None) -> None:
         """Add entries for ``rows`` (1-based data rows) with one status and reason.
 
-        ``detail`` is one string for all rows or an array-like with one string per row.
+        ``detail`` is one string for all rows or an array-like with one string per row;
+        ``record_id`` None (no id) or an array-like with each record's id.
         """
         if status not in STATUSES:
             raise ValueError(f"unknown ledger status {status!r}")
@@ -60,6 +62,12 @@ class Ledger:
             detail = np.asarray(detail, dtype=object).reshape(-1)
             if detail.size != rows.size:
                 raise ValueError("detail must have one entry per row")
+        if record_id is None:
+            record_id = np.full(rows.size, "", dtype=object)
+        else:
+            record_id = np.asarray(record_id, dtype=object).reshape(-1)
+            if record_id.size != rows.size:
+                raise ValueError("record_id must have one entry per row")
         self._parts.append(
             pd.DataFrame(
                 {
@@ -68,6 +76,7 @@ class Ledger:
                     "status": status,
                     "reason": reason,
                     "detail": detail.astype(str),
+                    "record_id": record_id.astype(str),
                 }
             )
         )
@@ -76,6 +85,8 @@ class Ledger:
         """Add entries already in ledger form (``COLUMNS``), e.g. those of another ledger's
         :meth:`to_frame` (the parts of a dataset counted apart, see :mod:`usm_geo.scale`)."""
         if len(entries):
+            if "record_id" not in entries:  # entries written before ledgers carried record ids
+                entries = entries.assign(record_id="")
             frame = entries[COLUMNS].reset_index(drop=True)
             self._parts.append(frame.astype({c: ("int64" if c == "row" else str) for c in COLUMNS}))
 

@@ -55,24 +55,28 @@ class Context:
 class _Keep:
     """The set of rows still in use, and the ledger calls that shrink it."""
 
-    def __init__(self, raw: RawRecords, source: str, ledger: Ledger):
+    def __init__(self, raw: RawRecords, source: str, ledger: Ledger, ids: np.ndarray | None = None):
         self.rows = raw.rows
         self.mask = np.ones(len(raw.rows), dtype=bool)
         self.source = source
         self.ledger = ledger
+        self.ids = ids  # each record's own id (the study's id column), carried into the ledger
+
+    def _ids(self, which):
+        return None if self.ids is None else self.ids[which]
 
     def drop(self, bad, reason: str, detail=""):
         bad = np.asarray(bad, dtype=bool) & self.mask
         if bad.any():
             det = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[bad]
-            self.ledger.add(self.source, self.rows[bad], "dropped", reason, det)
+            self.ledger.add(self.source, self.rows[bad], "dropped", reason, det, self._ids(bad))
             self.mask &= ~bad
 
     def mark(self, which, status: str, reason: str, detail=""):
         which = np.asarray(which, dtype=bool) & self.mask
         if which.any():
             det = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[which]
-            self.ledger.add(self.source, self.rows[which], status, reason, det)
+            self.ledger.add(self.source, self.rows[which], status, reason, det, self._ids(which))
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -421,8 +425,13 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
         raw = read_records(src.path, source, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter,
                            encoding=src.encoding)
     ledger.open_source(source, src.path, raw.read)
-    keep = _Keep(raw, source, ledger)
     frame = raw.frame
+    record_ids = icol = None
+    if src.id is not None:
+        icol = cols.resolve(frame.columns, src.id, "id", src.path, f"{source}.id")
+        record_ids = _text(frame[icol]).astype(str).to_numpy(dtype=object)
+        record_ids[frame[icol].isna().to_numpy()] = ""
+    keep = _Keep(raw, source, ledger, record_ids)
     out = pd.DataFrame({"row": raw.rows})
 
     by_unit = survey and src.unit is not None
@@ -461,8 +470,7 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
     if src.weight is not None:
         wcol = cols.resolve(frame.columns, src.weight, "weight", src.path, f"{source}.weight")
         out["weight"] = _weights(frame, wcol, keep, survey)
-    if src.id is not None:
-        icol = cols.resolve(frame.columns, src.id, "id", src.path, f"{source}.id")
+    if icol is not None:
         out["record_id"] = _text(frame[icol]).astype(str).to_numpy(dtype=object)
     if survey:
         for name, key in (("stratum", src.strata), ("psu", src.psu)):
@@ -480,7 +488,8 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
                       (f"{qcol} = '" + answer.str.slice(0, 40) + "' is not a listed answer; treated as missing").to_numpy(dtype=object))
             out[q.id] = folded.map(labels).where(known, None).to_numpy(dtype=object)
 
-    _duplicates(raw, src, keep)
+    exact = _duplicates(raw, src, keep)
+    _duplicate_ids(keep, exact)
     result = out.loc[keep.mask].reset_index(drop=True)
     ledger.close_source(source, len(result))
     if result.empty and not allow_empty:
@@ -497,22 +506,42 @@ def refuse_empty(ledger: Ledger, source: str, read: int, path) -> None:
                          where=path, fix="see the ledger reasons listed with this error; check the column names, CRS and study period")
 
 
-def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> None:
-    """Exact duplicate records (every column equal) among the rows still used: kept or dropped by the study."""
+def _duplicate_ids(keep: _Keep, exact: np.ndarray) -> None:
+    """Records (still used) whose id repeats the id of an earlier one, other than exact duplicates
+    (listed as ``duplicate`` already): kept, listed as ``duplicate_id`` "same id as row N".
+    police.uk lists a crime twice when its outcome changed: two records, one id."""
+    if keep.ids is None:
+        return
+    which = keep.mask & ~exact & (keep.ids != "")
+    ids = pd.Series(keep.ids[which])
+    dup = ids.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    first = pd.Series(keep.rows[which]).groupby(ids.to_numpy()).transform("first").to_numpy()
+    full = np.zeros(len(keep.mask), dtype=bool)
+    full[np.flatnonzero(which)[dup]] = True
+    detail = np.empty(len(keep.mask), dtype=object)
+    detail[np.flatnonzero(which)] = np.char.add("same id as row ", first.astype(str))
+    keep.mark(full, "kept", "duplicate_id", detail)
+
+
+def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> np.ndarray:
+    """Exact duplicate records (every column equal) among the rows still used: kept or dropped by the
+    study. Returns the mask of those duplicates (over every row read)."""
     frame = raw.frame
     data = frame.drop(columns="geometry") if raw.spatial else frame
     data = data.loc[keep.mask]
+    full = np.zeros(len(keep.mask), dtype=bool)
     if data.empty:
-        return
+        return full
     if raw.spatial:
         data = data.assign(__wkb=shapely.to_wkb(frame.geometry.to_numpy()[keep.mask]))
     dup = data.duplicated(keep="first").to_numpy()
     if not dup.any():
-        return
+        return full
     group = data.groupby(list(data.columns), sort=False, dropna=False).ngroup().to_numpy()
     rows = keep.rows[keep.mask]
     first = pd.Series(rows).groupby(group).transform("first").to_numpy()
-    full = np.zeros(len(keep.mask), dtype=bool)
     full[np.flatnonzero(keep.mask)[dup]] = True
     detail = np.empty(len(keep.mask), dtype=object)
     detail[np.flatnonzero(keep.mask)] = np.char.add("same as row ", first.astype(str))
@@ -520,6 +549,7 @@ def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> None:
         keep.drop(full, "duplicate", detail)
     else:
         keep.mark(full, "kept", "duplicate", detail)
+    return full
 
 
 def read_incident_sources(sources, ledger: Ledger, ctx: Context) -> pd.DataFrame:

@@ -60,12 +60,15 @@ def locate_points(records: pd.DataFrame, units: UnitSet, cells: dict[int, np.nda
         missing = pd.isna(out[level])
         if ledger is not None and missing.any():
             rows = records["row"].to_numpy()
+            ids = records["record_id"].to_numpy(dtype=object) if "record_id" in records else None
             if "source" not in records:
-                ledger.add(source, rows[missing], "kept", "outside_units", f"in no {level} unit")
+                ledger.add(source, rows[missing], "kept", "outside_units", f"in no {level} unit",
+                           None if ids is None else ids[missing])
             else:  # several incident files in one table: each entry under its own file's name
                 names = records["source"].to_numpy(dtype=object)
                 for name in pd.unique(names[missing]):
-                    ledger.add(name, rows[missing & (names == name)], "kept", "outside_units", f"in no {level} unit")
+                    sel = missing & (names == name)
+                    ledger.add(name, rows[sel], "kept", "outside_units", f"in no {level} unit", None if ids is None else ids[sel])
     return pd.DataFrame(out, index=records.index)
 
 
