@@ -185,3 +185,28 @@ def test_decimal_commas_in_a_semicolon_file(tmp_path):
                                (3, "dropped", "coordinate_not_numeric")]
     assert intake.incidents["lon"].tolist() == [15.03, 15.0]
     assert intake.incidents["lat"].tolist() == [52.38, 52.41]
+
+
+def test_a_file_mixing_utf8_and_cp1252_lines_decodes_each_line(tmp_path):
+    """Montreal police (SPVM, "Actes criminels", CC BY 4.0) category labels, as a file appended to by
+    two systems holds them: UTF-8 rows and one row written as cp1252. Read whole as cp1252 (the old
+    fallback) the UTF-8 "Méfait" would become "MÃ©fait" and split the category in two."""
+    labels = ["Méfait", "Vols qualifiés", "Vol de véhicule à moteur", "Méfait"]
+    rows = [r.rsplit(",", 1)[0] + "," + c for r, c in zip(good_rows(4), labels)]  # good_rows end with a category
+    lines = [HEADER.encode()] + [r.encode("utf-8") for r in rows[:3]] + [rows[3].encode("cp1252")]
+    write_bytes(tmp_path / "incidents.csv", b"\n".join(lines) + b"\n")
+    intake = run(study_file(tmp_path))
+
+    def by_hand(line: bytes) -> str:  # the independent reading: each line on its own
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            return line.decode("cp1252")
+
+    expected = [by_hand(line).rsplit(",", 1)[1] for line in lines[1:]]
+    assert expected == labels
+    assert intake.incidents["category"].tolist() == labels
+    assert intake.incidents["category"].value_counts()["Méfait"] == 2
+    note = ledger_rows(intake, "encoding")
+    assert note["detail"].tolist() == ["not valid UTF-8 (first bad byte on line 5); 1 of 5 lines read as cp1252, "
+                                       "the others as UTF-8"]

@@ -102,7 +102,8 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
 
 
 def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str | None) -> str:
-    """Bytes → text. UTF-8 (BOM or not) first; UTF-16 with a BOM; else Windows-1252/Latin-1, noted."""
+    """Bytes → text. UTF-8 (BOM or not) first; UTF-16 with a BOM; else UTF-8 line by line with the
+    lines that are not UTF-8 read as Windows-1252 (Latin-1), noted with their count."""
     if encoding:
         try:
             return data.decode(encoding)
@@ -125,15 +126,40 @@ def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str 
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad_line = data[: exc.start].count(b"\n") + 1
-        for fallback in ("cp1252", "latin-1"):
-            try:
-                text = data.decode(fallback)
-            except UnicodeDecodeError:
-                continue
-            ledger.note(source, "encoding",
-                        f"not valid UTF-8 (first bad byte on line {bad_line}); read as {fallback}")
-            return text
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+    text, counts, lines = _decode_per_line(data)
+    fallbacks = [f"{n:,}" + (f" of {lines:,} lines" if i == 0 else "") + f" read as {enc}"
+                 for i, (enc, n) in enumerate((e, n) for e, n in counts.items() if n)]
+    ledger.note(source, "encoding", f"not valid UTF-8 (first bad byte on line {bad_line}); "
+                + ", ".join(fallbacks) + ", the others as UTF-8")
+    return text
+
+
+_UNDECODED_LINE = re.compile(r"[^\n]*[\udc80-\udcff][^\n]*")
+
+
+def _decode_per_line(data: bytes) -> tuple[str, dict[str, int], int]:
+    """Decode as UTF-8 and only the lines that are not valid UTF-8 as Windows-1252 (Latin-1 when a
+    line holds a byte cp1252 leaves undefined): a file appended to by two systems mixes them, and
+    reading all of it as cp1252 garbles the UTF-8 names (and splits their categories in two).
+
+    One UTF-8 pass with ``surrogateescape`` marks the undecodable bytes; a regular expression finds
+    the lines holding them and only those are decoded again. Returns the text, the number of lines
+    decoded with each fallback, and the number of lines."""
+    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    counts = {"cp1252": 0, "latin-1": 0}
+
+    def redo(match: re.Match) -> str:
+        raw = match.group(0).encode("utf-8", errors="surrogateescape")
+        try:
+            out = raw.decode("cp1252")
+            counts["cp1252"] += 1
+        except UnicodeDecodeError:
+            out = raw.decode("latin-1")
+            counts["latin-1"] += 1
+        return out
+
+    text = _UNDECODED_LINE.sub(redo, text)
+    return text, counts, text.count("\n") + (not text.endswith("\n"))
 
 
 def _sniff_delimiter(text: str) -> str:
