@@ -87,6 +87,13 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
             raise InputFileError(f"a folder is read as a Parquet dataset, not as {fmt}", where=path,
                                  fix='remove format from the study, or set format = "parquet"')
         return read_dataset(path)
+    if path.suffix.lower() == ".zip" and fmt in (None, "csv", "tsv"):
+        member = zipped_table(path, layer, declared=fmt)
+        if member is not None:  # a CSV/TSV zipped by a portal: read from the archive, not as a shapefile
+            data = zip_member_bytes(path, member)
+            fmt = fmt or ("tsv" if PurePosixPath(member).suffix.lower() in (".tsv", ".tab") else "csv")
+            return read_text_table(path, source, ledger, delimiter=delimiter or ("\t" if fmt == "tsv" else None),
+                                   encoding=encoding, data=data)
     fmt = detect_format(path, fmt)
     if fmt in TEXT_FORMATS:
         return read_text_table(path, source, ledger, delimiter=delimiter or ("\t" if fmt == "tsv" else None), encoding=encoding)
@@ -180,14 +187,15 @@ def _sniff_delimiter(text: str) -> str:
 
 
 def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str | None = None,
-                    encoding: str | None = None) -> RawRecords:
+                    encoding: str | None = None, data: bytes | None = None) -> RawRecords:
     """Read a delimited text file (optionally gzip-compressed) with every column as a string.
 
     Rows with the wrong number of fields are not used; each goes to the ledger as
-    ``malformed_row`` with its 1-based data row number and the field counts.
+    ``malformed_row`` with its 1-based data row number and the field counts. ``data``: the file's
+    bytes already read (a table inside a zip archive); ``path`` then names it in messages.
     """
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".gz":
+    raw = path.read_bytes() if data is None else data
+    if data is None and path.suffix.lower() == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
@@ -312,6 +320,64 @@ def safe_zip_member(path: Path, suffix: str, member: str | None = None) -> str:
     Entries with absolute paths or ``..`` (zip-slip) make the whole archive refused, even
     though usm_geo never extracts archives: such a file was not made by a GIS.
     """
+    names = zip_names(path)
+    candidates = sorted(n for n in names if n.lower().endswith(suffix) and not n.startswith("__MACOSX/")
+                        and not PurePosixPath(n).name.startswith("._"))
+    if member:
+        matches = [n for n in candidates if PurePosixPath(n).stem == member or n == member]
+        if not matches:
+            raise InputFileError(f"the archive has no layer '{member}'", where=path,
+                                 fix=f"use one of: {', '.join(PurePosixPath(n).stem for n in candidates) or '(none)'}")
+        return matches[0]
+    if not candidates:
+        held = ", ".join(sorted(n for n in names if _visible(n))[:10]) or "(nothing)"
+        raise InputFileError(f"the archive holds no {suffix} file (it holds: {held})", where=path,
+                             fix="zip the .shp with its .shx, .dbf and .prj; a zipped CSV needs its file name to end in .csv or .tsv")
+    if len(candidates) > 1:
+        raise InputFileError(f"the archive holds {len(candidates)} {suffix} files", where=path,
+                             fix=f"name one with layer = \"...\": {', '.join(PurePosixPath(n).stem for n in candidates)}")
+    return candidates[0]
+
+
+_TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+
+
+def zipped_table(path: Path, layer: str | None = None, declared: str | None = None) -> str | None:
+    """The text table (CSV/TSV) inside a zip archive, or None when the archive holds a shapefile
+    (read as before) and no format says otherwise.
+
+    An archive with several tables needs ``layer`` naming one; an archive with neither a table nor
+    a shapefile is refused with what it does hold."""
+    names = zip_names(path)
+    tables = sorted(n for n in names if PurePosixPath(n).suffix.lower() in _TABLE_SUFFIXES and _visible(n))
+    shapes = [n for n in names if n.lower().endswith(".shp") and _visible(n)]
+    if shapes and declared is None:
+        return None
+    if not tables:
+        held = ", ".join(sorted(names)[:10]) or "(nothing)"
+        if declared is None:
+            return None  # no table and no shapefile: the shapefile reader says what is missing
+        raise InputFileError(f"the archive holds no .csv or .tsv file (it holds: {held})", where=path,
+                             fix="unzip it and name the table file in the study, or zip the table alone")
+    if layer is not None:
+        matches = [n for n in tables if PurePosixPath(n).stem == layer or PurePosixPath(n).name == layer or n == layer]
+        if not matches:
+            raise InputFileError(f"the archive has no table '{layer}'", where=path,
+                                 fix=f"use one of: {', '.join(PurePosixPath(n).name for n in tables)}")
+        return matches[0]
+    if len(tables) > 1:
+        raise InputFileError(f"the archive holds {len(tables)} tables", where=path,
+                             fix=f'name one with layer = "...": {", ".join(PurePosixPath(n).name for n in tables)}; '
+                                 "or list each as its own file (path = [...]) after unzipping")
+    return tables[0]
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith("__MACOSX/") and not PurePosixPath(name).name.startswith("._")
+
+
+def zip_names(path: Path) -> list[str]:
+    """The entries of a zip archive, refusing a broken archive or one with unsafe entries."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -322,20 +388,13 @@ def safe_zip_member(path: Path, suffix: str, member: str | None = None) -> str:
         if p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":"):
             raise InputFileError(f"the archive holds an unsafe entry '{name}' (absolute path or '..')", where=path,
                                  fix="re-create the archive with relative paths only")
-    candidates = sorted(n for n in names if n.lower().endswith(suffix) and not n.startswith("__MACOSX/")
-                        and not PurePosixPath(n).name.startswith("._"))
-    if member:
-        matches = [n for n in candidates if PurePosixPath(n).stem == member or n == member]
-        if not matches:
-            raise InputFileError(f"the archive has no layer '{member}'", where=path,
-                                 fix=f"use one of: {', '.join(PurePosixPath(n).stem for n in candidates) or '(none)'}")
-        return matches[0]
-    if not candidates:
-        raise InputFileError(f"the archive holds no {suffix} file", where=path, fix="zip the .shp with its .shx, .dbf and .prj")
-    if len(candidates) > 1:
-        raise InputFileError(f"the archive holds {len(candidates)} {suffix} files", where=path,
-                             fix=f"name one with layer = \"...\": {', '.join(PurePosixPath(n).stem for n in candidates)}")
-    return candidates[0]
+    return names
+
+
+def zip_member_bytes(path: Path, member: str) -> bytes:
+    """The bytes of one archive entry (read in memory, never extracted to disk)."""
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(member)
 
 
 def read_spatial(path: Path, *, fmt: str, layer: str | None = None) -> RawRecords:
