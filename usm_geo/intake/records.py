@@ -111,6 +111,45 @@ def _in_degrees(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
 
 
+#: metres by which a point's geometry and its coordinate columns may differ (rounding) before it is noted
+GEOMETRY_COLUMNS_TOLERANCE = 2.0
+
+
+def _geometry_vs_columns(frame, a, b, crs: CRS, keep: _Keep, pairs) -> None:
+    """A spatial file that also carries coordinate columns (lon/lat, or X/Y in the layer's CRS):
+    count the points whose geometry and columns differ by more than
+    :data:`GEOMETRY_COLUMNS_TOLERANCE` metres, and note it (the geometry is used).
+
+    Columns holding degrees are compared as lon/lat (EPSG:4326); other X/Y columns are taken to be in
+    the layer's CRS. Distances are in metres of the layer's CRS when it is projected, else
+    approximated on the sphere (111,320 m per degree, the longitude scaled by cos latitude).
+    """
+    for c1, c2 in pairs:
+        if c1 is None or c2 is None:
+            continue
+        u = pd.to_numeric(_text(frame[c1]), errors="coerce").to_numpy(dtype=float)
+        v = pd.to_numeric(_text(frame[c2]), errors="coerce").to_numpy(dtype=float)
+        ok = keep.mask & np.isfinite(a) & np.isfinite(b) & np.isfinite(u) & np.isfinite(v)
+        if not ok.any():
+            continue
+        degrees = bool(_in_degrees(u[ok], v[ok]).all())
+        if not degrees and crs.is_geographic:
+            continue  # projected columns of an unknown CRS beside a lon/lat layer: nothing to compare with
+        ga, gb, ca, cb = a[ok], b[ok], u[ok], v[ok]
+        if degrees and not crs.is_geographic:
+            ga, gb = transformer(crs, WGS84).transform(ga, gb)
+        if degrees or crs.is_geographic:
+            dist = np.hypot((ga - ca) * 111_320.0 * np.cos(np.radians(gb)), (gb - cb) * 111_320.0)
+        else:
+            dist = np.hypot(ga - ca, gb - cb)
+        far = dist > GEOMETRY_COLUMNS_TOLERANCE
+        if far.any():
+            keep.ledger.note(keep.source, "geometry_columns_disagree",
+                             f"{far.sum():,} of {ok.sum():,} points differ by more than {GEOMETRY_COLUMNS_TOLERANCE:g} m "
+                             f"between the geometry and columns {c1}/{c2} (up to {dist.max():,.0f} m); the geometry was "
+                             f"used (name the columns in the study to use them instead)")
+
+
 def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tuple[np.ndarray, np.ndarray, CRS, dict]:
     """Coordinates of every record in their own CRS, and that CRS. Returns (a, b, crs, names)."""
     frame = raw.frame
@@ -139,7 +178,9 @@ def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tu
             raise CRSError("the layer has no CRS, so its coordinates cannot be placed", where=path,
                            fix='add crs = "EPSG:...." to this input in the study (or add a .prj file)')
         names["location"] = "geometry"
-        return a, b, CRS.from_user_input(crs), names
+        crs = CRS.from_user_input(crs)
+        _geometry_vs_columns(frame, a, b, crs, keep, [(lon_c, lat_c), (x_c, y_c)])
+        return a, b, crs, names
     if src.x is not None or (lon_c is None and x_c is not None):
         if x_c is None or y_c is None:
             raise InputFileError("no x/y columns found", where=path, fix="name them with x = \"...\" and y = \"...\"")
