@@ -255,6 +255,10 @@ def h3cells_str(cells: np.ndarray) -> np.ndarray:
     return cells_to_str(cells)
 
 
+#: metres around the treated and control areas of `usm-geo impact` within which a swapped lon/lat is recognised
+SWAP_MARGIN = 10_000.0
+
+
 def impact_from_files(points: Path, *, treated: Path, control: Path | None = None, buffer: float | None = None,
                       buffer_area: Path | None = None, before: str, after: str, time: str | None = None,
                       category: str | None = None, harm: Path | None = None, lon=None, lat=None, x=None, y=None,
@@ -272,7 +276,13 @@ def impact_from_files(points: Path, *, treated: Path, control: Path | None = Non
         raise CRSError("the treated area has no CRS", where=treated, fix="add a .prj file or use a GeoPackage")
     work = treated_raw.crs if treated_raw.crs.is_projected else _utm_of_layer(gpd.GeoDataFrame(geometry=treated_raw.frame.geometry, crs=treated_raw.crs))
     src = RecordSource(name="points", path=Path(points).resolve(), lon=lon, lat=lat, x=x, y=y, crs=crs, datetime=time)
-    records = read_point_records(src, ledger, Context(working_crs=work, now=now))  # dates are needed: detected
+    # no study area, but the treated (and control) polygons say where the points are meant to be:
+    # a row whose lon/lat only land near them when swapped is swapped back (nothing is dropped for it)
+    t_geom = _polygons_in(treated, work, what="treated")
+    c_geom = _polygons_in(control, work, what="control") if control is not None else None
+    swap_area = shapely.union_all([g for g in (t_geom, c_geom) if g is not None]).buffer(SWAP_MARGIN)
+    shapely.prepare(swap_area)
+    records = read_point_records(src, ledger, Context(working_crs=work, now=now, swap_area=swap_area))  # dates are needed: detected
     if "occurred_at" not in records:
         raise UsmGeoError("no date column found in the points", where=points, fix="name it with --time COLUMN")
     if category is not None:
@@ -289,8 +299,6 @@ def impact_from_files(points: Path, *, treated: Path, control: Path | None = Non
         if missing:
             ledger.note("points", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
         weights = np.nan_to_num(weights, nan=0.0)
-    t_geom = _polygons_in(treated, work, what="treated")
-    c_geom = _polygons_in(control, work, what="control") if control is not None else None
     b_geom = _polygons_in(buffer_area, work, what="buffer") if buffer_area is not None else None
     areas = impact.impact_areas(t_geom, buffer_width=buffer if b_geom is None else None, buffer_area=b_geom, control=c_geom)
     result = impact_result(records["x"].to_numpy(float), records["y"].to_numpy(float), records["occurred_at"].to_numpy(),

@@ -124,3 +124,21 @@ def test_declared_xy_columns_without_crs(tmp_path):
     incidents_csv(tmp_path, "1,502042.0,5803304.6,2021-05-01,theft", header=XY)
     assert_error(StudyError, study_file(tmp_path, incidents='path = "incidents.csv"\nx = "x"\ny = "y"'),
                  "study.toml: 'inputs.incidents.crs' is missing: x/y columns need the CRS they are in")
+
+
+def test_impact_from_files_swaps_back_a_row_the_treated_area_explains(tmp_path):
+    """`usm-geo impact` has no study area, but its treated and control polygons say where the points are
+    meant to be: (52.40, 15.07) is valid lon/lat in the Indian Ocean and, swapped, inside them."""
+    from usm_geo.commands import impact_from_files
+
+    from .helpers import neighbourhoods, write_layer
+
+    write_layer(neighbourhoods().iloc[[0]], tmp_path / "treated.gpkg")  # N1, the west half of the square
+    write_layer(neighbourhoods().iloc[[1]], tmp_path / "control.gpkg")  # N2, the east half
+    incidents_csv(tmp_path, *good_rows(3), "4,52.40,15.07,2021-05-04,theft", "5,-60.0,-30.0,2021-05-04,theft")
+    _, ledger = impact_from_files(tmp_path / "incidents.csv", treated=tmp_path / "treated.gpkg",
+                                  control=tmp_path / "control.gpkg", before="2021-01-01:2021-04-30",
+                                  after="2021-05-01:2021-12-31", time="date")
+    frame = ledger.to_frame()
+    assert frame[["row", "status", "reason"]].values.tolist() == [[4, "changed", "lat_lon_swapped"]]
+    # row 5 (South America; swapped, Antarctica) is far from every known polygon: left as it is

@@ -50,6 +50,9 @@ class Context:
     periods: Periods | None = None
     now: dt.datetime | None = None  # local "now" for the future-date check
     unit_ids: dict | None = None  # level → set of unit ids (surveys located by unit)
+    # without a study area, polygons known otherwise (the treated and control areas of `usm-geo impact`,
+    # with a margin): used only to tell which of two valid lon/lat readings is meant, never to drop
+    swap_area: object = None
 
 
 class _Keep:
@@ -247,22 +250,25 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
                                   where=path, fix=swap_fix)
         swap = ok & ~in_range & swapped_ok
         a, b = a.copy(), b.copy()
-        if ctx.study_area is not None:
+        if ctx.study_area is not None or ctx.swap_area is not None:
+            # the study area, else the polygons known (ctx.swap_area): where the points are meant to be
+            where_meant = ((lambda x, y: _inside(ctx, x, y)) if ctx.study_area is not None
+                           else (lambda x, y: shapely.intersects_xy(ctx.swap_area, x, y)))
             # also swap rows in range whose swapped position, but not their own, is in the study area
             to_work = transformer(WGS84, ctx.working_crs)
             cand = ok & in_range & swapped_ok & ~swap
             if cand.any():
                 x1, y1 = to_work.transform(a[cand], b[cand])
-                inside = _inside(ctx, x1, y1)
+                inside = where_meant(x1, y1)
                 x2, y2 = to_work.transform(b[cand], a[cand])
-                inside_sw = _inside(ctx, x2, y2)
+                inside_sw = where_meant(x2, y2)
                 idx = np.flatnonzero(cand)[~inside & inside_sw]
                 swap[idx] = True
             # an out-of-range row is only fixed when the swapped point is in the study area
             if (swap & ~in_range).any():
                 sidx = np.flatnonzero(swap & ~in_range)
                 xs, ys = to_work.transform(b[sidx], a[sidx])
-                swap[sidx[~_inside(ctx, xs, ys)]] = False
+                swap[sidx[~where_meant(xs, ys)]] = False
             if swap.sum() > 0.5 * n_ok:
                 # a few swapped rows are typing slips; most of them means the columns are swapped
                 raise CoordinateError(
