@@ -141,7 +141,9 @@ def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str 
     return text
 
 
-_UNDECODED_LINE = re.compile(r"[^\n]*[\udc80-\udcff][^\n]*")
+# a line holding an undecodable byte: anchored at the line start, the possessive first part makes it one
+# linear scan (no backtracking) however long the file
+_UNDECODED_LINE = re.compile(r"(?m)^[^\n\udc80-\udcff]*+[\udc80-\udcff][^\n]*")
 
 
 def _decode_per_line(data: bytes) -> tuple[str, dict[str, int], int]:
