@@ -74,6 +74,8 @@ def candidates(columns, role: str) -> list[str]:
 def small_integers(series: pd.Series, limit: int = 10_000) -> bool:
     """True when every non-blank value is a whole number below ``limit`` (a MONTH of 1…12, a YEAR of
     2022): a date part, never a date. Whole numbers like 20220301 (``%Y%m%d``) are not small."""
+    if len(series) > 2000 and not small_integers(series.head(1000), limit):
+        return False  # a date column: decided on its first values without parsing the whole column
     text = series.astype(str).str.strip() if not pd.api.types.is_numeric_dtype(series) else series
     values = pd.to_numeric(text, errors="coerce")
     if pd.api.types.is_numeric_dtype(series):
