@@ -119,3 +119,25 @@ def test_inconsistent_date_part_keys_are_study_errors(tmp_path, keys, bad, fragm
     with pytest.raises(StudyError) as info:
         load_study(study_file(tmp_path, incidents=f'path = "incidents.csv"\n{keys}'))
     assert_message(info.value.message, f"'{bad}'", fragment)
+
+
+def test_survey_interview_dates_in_parts(tmp_path):
+    from .helpers import write_text
+
+    write_text(tmp_path / "survey.csv", "resp,nbhd,w,q1,iv_year,iv_month\n1,N1,1.5,yes,2021,5\n2,N2,0.5,no,2021,13\n")
+    survey = '''
+    [inputs.survey]
+    path = "survey.csv"
+    unit = "nbhd"
+    unit_level = "neighbourhood"
+    weight = "w"
+    year = "iv_year"
+    month = "iv_month"
+    [inputs.survey.questions.safe_after_dark]
+    column = "q1"
+    answers = ["yes", "no"]
+    '''
+    intake = run(study_file(tmp_path, incidents=None, extra=survey))
+    assert intake.survey["occurred_at"].tolist() == [pd.Timestamp("2021-05-01")]
+    assert set(intake.survey["date_precision"]) == {"month"}
+    assert entries(intake, "survey") == [(2, "dropped", "invalid_date_parts")]
