@@ -111,3 +111,15 @@ def test_map_and_every_geopackage_pass_gdal(vancouver_run):
         info = subprocess.run(["ogrinfo", "-so", "-al", str(gpkg)], capture_output=True, text=True)
         assert info.returncode == 0, info.stderr
         assert "Feature Count" in info.stdout
+
+
+def test_the_dask_path_reads_date_parts_the_same(vancouver_run, tmp_path):
+    """The same study on a Parquet copy counted part by part on Dask (integer parts, not text)."""
+    _raw().to_parquet(tmp_path / "van.parquet")
+    study = tmp_path / "study.toml"
+    study.write_text(STUDY.replace(CSV.as_posix(), (tmp_path / "van.parquet").as_posix()), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(out), "--quiet", "--scheduler", "threads"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out / "measures.csv").equals(pd.read_csv(vancouver_run / "measures.csv"))
+    assert pd.read_csv(out / "ledger.csv").equals(pd.read_csv(vancouver_run / "ledger.csv"))
