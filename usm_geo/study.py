@@ -396,12 +396,10 @@ def _date_parts(r: _Reader, key: str, src: dict) -> dict[str, str]:
     for part in given:
         coarser = needs.get(part)
         if coarser is not None and parts[coarser] is None:
-            fix = (f'add {coarser} = "COLUMN" (an {part} without the {coarser} cannot be placed in time)'
+            fix = (f'add {coarser} = "COLUMN" (an hour or minute without its {coarser} cannot be placed in time)'
                    if part in ("hour", "minute") else f'add {coarser} = "COLUMN"')
             raise r.error(f"{key}.{part}", f"needs {coarser} too", fix)
     return parts
-
-
 
 
 def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource:
