@@ -401,7 +401,8 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
                 intake.ledger.note("incidents", "unmapped_category",
                                    "no ICCS section for: " + ", ".join(unmapped) + " (add them to the category table)")
             rows, skipped = rate_rows(measures, settings, iccs, study.incidents.records)
-            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units))]
+            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units),
+                                                 per={i: d.per for i, d in settings.indicators.items()})]
         else:
             skipped.update({i: "no incidents in the study" for i, d in settings.indicators.items() if d.kind == "rate"})
         if intake.survey is not None:
@@ -443,9 +444,11 @@ class Hotspots:
 
 
 def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Hotspots:
-    """Gi* (FDR bins) and local Moran's I on the counts of the current period at every H3 and polygon
-    level with at least 3 units, and a KDE surface of the same incidents over the study area."""
-    from usm_geo.hotspots.analysis import hotspot_layer
+    """Gi* (FDR bins) and local Moran's I of the current period at every H3 and polygon level with at
+    least 3 units (levels under ``[hotspots] min_units`` are written flagged ``too_few_units``, without
+    statistics), on counts or rates (``[hotspots] value``, :func:`~usm_geo.hotspots.analysis.hotspot_value`),
+    and a KDE surface of the same incidents over the study area."""
+    from usm_geo.hotspots.analysis import hotspot_layer, hotspot_value
     from usm_geo.hotspots.kde import kde
 
     stages = stages or Stages()
@@ -467,10 +470,19 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
                 continue
             y = counts[(counts["level"] == level) & (counts["period"] == period)].set_index("unit_id")["value"]
             y = y.reindex(layer["unit_id"]).fillna(0).to_numpy(float)
-            base = layer[["unit_id", "name", "geometry"]].assign(period=period, count=y.astype(np.int64))
             kind = units.kinds[level]
-            out, g, rep = hotspot_layer(base, y, weights="h3" if kind == "h3" else "queen", permutations=999,
-                                        seed=study.seed, cells=layer.attrs.get("cells") if kind == "h3" else None)
+            pop = measures[(measures["measure"] == "population") & (measures["level"] == level)
+                           & (measures["period"] == period)].set_index("unit_id")["value"]
+            pop = pop.reindex(layer["unit_id"]).to_numpy(float) if len(pop) else None
+            settings = study.hotspots
+            values, label, why = hotspot_value(y, pop, kind=kind, choice=settings.value)
+            base = layer[["unit_id", "name", "geometry"]].assign(period=period, count=y.astype(np.int64),
+                                                                  analysed_value=values)
+            out, g, rep = hotspot_layer(base, values, weights="h3" if kind == "h3" else "queen", permutations=999,
+                                        seed=study.seed, cells=layer.attrs.get("cells") if kind == "h3" else None,
+                                        fdr=settings.fdr, alpha=settings.alpha, min_units=settings.min_units,
+                                        value=label)
+            rep["value_reason"] = why
             layers[level], globals_[level], reports[level] = out, g, rep
         surface = None
         # the KDE needs every point: not computed when the incidents were counted on Dask
@@ -480,6 +492,19 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
             area = intake.study_area if intake.study_area is not None else None
             surface = kde(inc["x"].to_numpy(float)[sel], inc["y"].to_numpy(float)[sel], area=area, crs=intake.working_crs)
     return Hotspots(layers, globals_, reports, surface, period)
+
+
+def hotspot_notes(reports: dict) -> list[str]:
+    """One line per hot spot level for the screen: the value analysed, the rule, or why it was refused."""
+    notes = []
+    for level, rep in reports.items():
+        if rep.get("refused"):
+            notes.append(f"{level}: no local statistics ({rep['refused']})")
+        else:
+            sig = rep.get("significant_units", {})
+            notes.append(f"{level}: {rep.get('value')} ({rep.get('value_reason')}); {rep.get('significance')}: "
+                         f"{sig.get('gistar', 0)} Gi*, {sig.get('lisa', 0)} LISA significant")
+    return notes
 
 
 def time_pattern_level(study: Study, located: Located) -> str | None:
@@ -621,6 +646,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["rollup_check"] = check_rollups(measures, located.units)
     info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
                         "kde": hot.kde.report if hot.kde is not None else None}
+    info["hotspots"]["notes"] = hotspot_notes(hot.reports)
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     info["indicator_definitions"] = indicators.definitions

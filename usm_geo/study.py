@@ -150,6 +150,19 @@ class Outputs:
 
 
 @dataclass(frozen=True)
+class HotspotSettings:
+    """``[hotspots]``: the significance rule and the value of the local statistics (Gi*, LISA, EHSA)."""
+
+    fdr: bool = True  # Benjamini-Hochberg over the units of a level; false = raw p-values
+    alpha: float = 0.05
+    min_units: int = 30  # levels with fewer units get no local statistics (flag too_few_units)
+    value: str = "auto"  # "count", "rate", "eb_rate" or "auto" (eb_rate where population varies > 2×)
+
+
+HOTSPOT_VALUES = ("auto", "count", "rate", "eb_rate")
+
+
+@dataclass(frozen=True)
 class Units:
     h3_resolution: tuple[int, ...] = ()
     h3_cover: str = "centre"
@@ -176,6 +189,7 @@ class Study:
     outputs: Outputs
     indicators: dict[str, Any] = field(default_factory=dict)
     perception: PerceptionSource | None = None
+    hotspots: HotspotSettings = field(default_factory=HotspotSettings)
 
     def input_paths(self) -> dict[str, Path]:
         """Every input file named by the study, keyed by a readable name (for hashing); database
@@ -540,6 +554,22 @@ def _outputs(table, file: Path) -> Outputs:
     return o
 
 
+def _hotspots(table, file: Path) -> HotspotSettings:
+    r = _Reader(table, "hotspots", file)
+    h = HotspotSettings(
+        fdr=r.take("fdr", bool, True),
+        alpha=float(r.take("alpha", float, 0.05)),
+        min_units=r.take("min_units", int, 30),
+        value=r.take("value", str, "auto", HOTSPOT_VALUES),
+    )
+    r.done()
+    if not 0.0 < h.alpha < 1.0:
+        raise r.error("hotspots.alpha", f"must be between 0 and 1, not {h.alpha}", "e.g. alpha = 0.05")
+    if h.min_units < 3:
+        raise r.error("hotspots.min_units", f"must be at least 3, not {h.min_units}", "e.g. min_units = 30")
+    return h
+
+
 def _intervention(table, file: Path) -> Intervention:
     r = _Reader(table, "intervention", file)
     units = r.take("units", list, [])
@@ -630,6 +660,7 @@ def load_study(path: str | Path) -> Study:
     intervention = _intervention(iv_table, file) if iv_table is not None else None
     outputs = _outputs(top.take("outputs", dict, {}), file)
     indicators = top.take("indicators", dict, {})
+    hotspots = _hotspots(top.take("hotspots", dict, {}), file)
     top.done()
 
     return Study(
@@ -649,4 +680,5 @@ def load_study(path: str | Path) -> Study:
         outputs=outputs,
         indicators=indicators,
         perception=perception,
+        hotspots=hotspots,
     )
