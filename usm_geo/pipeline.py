@@ -148,6 +148,9 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         index = PolygonIndex.build(next(iter(levels.values())).geometry.to_numpy())
     ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, study_index=index, periods=study.periods,
                   now=now, unit_ids=unit_ids)
+    if study.units.snap > 0:  # [units] snap: onto the finest unit (the one the index tests), else the study area
+        ctx.snap = study.units.snap
+        ctx.snap_geoms = next(iter(levels.values())).geometry.to_numpy() if index is not None else None
     incidents = survey = counted = None
     if study.incidents is not None and scheduler is not None:
         with stages("incidents (dask)"):
@@ -257,6 +260,8 @@ def run_population(intake: Intake, located: Located, stages: Stages | None = Non
                 if units.nested.get((spec.level, coarse)):
                     cw = units.parents(spec.level, coarse)
                     out[coarse] = population.roll_up(out[spec.level], pd.DataFrame({"unit_id": cw.index, "parent_id": cw.to_numpy()}))
+        if spec.path is not None:
+            out.update(_h3_from_table(out[spec.level], spec.level, units, spec.raster))
         others = [lv for lv in units.levels if lv not in out]
         if others and (spec.points is not None or spec.areas is not None):
             src = _population_layer(spec.points or spec.areas, spec.value, units.crs)
@@ -272,6 +277,22 @@ def run_population(intake: Intake, located: Located, stages: Stages | None = Non
                 if level not in out:
                     out[level] = population.from_raster(spec.raster, layer)
     return out
+
+
+def _h3_from_table(table: pd.DataFrame, level: str, units: UnitSet, raster) -> dict[str, pd.DataFrame]:
+    """H3 levels' population from the table of ``level`` (when it is the finest polygon level):
+    each unit's persons split over its cells by the raster, or by area (population.disaggregate),
+    so every H3 level sums to the table's total."""
+    polygons = [lv for lv, kind in units.kinds.items() if kind == "polygon"]
+    if not polygons or polygons[0] != level:
+        return {}
+    return {lv: population.disaggregate(table, units.levels[level], units.levels[lv], raster)
+            for lv, kind in units.kinds.items() if kind == "h3"}
+
+
+def population_methods(pop: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """How each level's population was obtained (run.json ``population_method``)."""
+    return {level: str(table.attrs.get("method", "")) for level, table in pop.items()}
 
 
 def _population_layer(path: Path, column: str, crs) -> gpd.GeoDataFrame:
@@ -643,6 +664,9 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
     info["units"] = {name: len(layer) for name, layer in located.units.levels.items()}
+    info["h3_cover"] = {lv: layer.attrs.get("cover", intake.study.units.h3_cover)
+                        for lv, layer in located.units.levels.items() if located.units.kinds[lv] == "h3"}
+    info["population_method"] = population_methods(pop)
     info["rollup_check"] = check_rollups(measures, located.units)
     info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
                         "kde": hot.kde.report if hot.kde is not None else None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import math
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
@@ -165,8 +166,10 @@ HOTSPOT_VALUES = ("auto", "count", "rate", "eb_rate")
 @dataclass(frozen=True)
 class Units:
     h3_resolution: tuple[int, ...] = ()
-    h3_cover: str = "centre"
+    h3_cover: str = "clip"
     study_area: Path | None = None
+    # metres: points this close outside the study area are moved into the nearest finest unit (0 = off)
+    snap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -524,11 +527,20 @@ def _units(table, file: Path) -> Units:
         raise r.error("units.h3_resolution", f"must be integers from 0 to 15, not {res!r}", "e.g. h3_resolution = [9]")
     u = Units(
         h3_resolution=tuple(sorted(set(res), reverse=True)),
-        h3_cover=r.take("h3_cover", str, "centre", ("centre", "touch")),
+        h3_cover=r.take("h3_cover", str, "clip", ("clip", "centre", "touch")),
         study_area=r.path("study_area", required=False),
+        snap=_snap_metres(r),
     )
     r.done()
     return u
+
+
+def _snap_metres(r) -> float:
+    """``[units] snap``: metres ≥ 0 (0 = off)."""
+    v = r.take("snap", float, 0)
+    if not math.isfinite(float(v)) or float(v) < 0:
+        raise r.error("units.snap", f"must be a distance in metres ≥ 0, not {v!r}", "e.g. snap = 5")
+    return float(v)
 
 
 def _outputs(table, file: Path) -> Outputs:
