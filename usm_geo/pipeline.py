@@ -148,6 +148,9 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         index = PolygonIndex.build(next(iter(levels.values())).geometry.to_numpy())
     ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, study_index=index, periods=study.periods,
                   now=now, unit_ids=unit_ids)
+    if study.units.snap > 0:  # [units] snap: onto the finest unit (the one the index tests), else the study area
+        ctx.snap = study.units.snap
+        ctx.snap_geoms = next(iter(levels.values())).geometry.to_numpy() if index is not None else None
     incidents = survey = counted = None
     if study.incidents is not None and scheduler is not None:
         with stages("incidents (dask)"):
@@ -262,6 +265,8 @@ def run_population(intake: Intake, located: Located, stages: Stages | None = Non
                 if units.nested.get((spec.level, coarse)):
                     cw = units.parents(spec.level, coarse)
                     out[coarse] = population.roll_up(out[spec.level], pd.DataFrame({"unit_id": cw.index, "parent_id": cw.to_numpy()}))
+        if spec.path is not None:
+            out.update(_h3_from_table(out[spec.level], spec.level, units, spec.raster))
         others = [lv for lv in units.levels if lv not in out]
         if others and (spec.points is not None or spec.areas is not None):
             src = _population_layer(spec.points or spec.areas, spec.value, units.crs)
@@ -277,6 +282,22 @@ def run_population(intake: Intake, located: Located, stages: Stages | None = Non
                 if level not in out:
                     out[level] = population.from_raster(spec.raster, layer)
     return out
+
+
+def _h3_from_table(table: pd.DataFrame, level: str, units: UnitSet, raster) -> dict[str, pd.DataFrame]:
+    """H3 levels' population from the table of ``level`` (when it is the finest polygon level):
+    each unit's persons split over its cells by the raster, or by area (population.disaggregate),
+    so every H3 level sums to the table's total."""
+    polygons = [lv for lv, kind in units.kinds.items() if kind == "polygon"]
+    if not polygons or polygons[0] != level:
+        return {}
+    return {lv: population.disaggregate(table, units.levels[level], units.levels[lv], raster)
+            for lv, kind in units.kinds.items() if kind == "h3"}
+
+
+def population_methods(pop: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """How each level's population was obtained (run.json ``population_method``)."""
+    return {level: str(table.attrs.get("method", "")) for level, table in pop.items()}
 
 
 def _population_layer(path: Path, column: str, crs) -> gpd.GeoDataFrame:
@@ -406,7 +427,8 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
                 intake.ledger.note("incidents", "unmapped_category",
                                    "no ICCS section for: " + ", ".join(unmapped) + " (add them to the category table)")
             rows, skipped = rate_rows(measures, settings, iccs, study.incidents.records)
-            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units))]
+            frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units),
+                                                 per={i: d.per for i, d in settings.indicators.items()})]
         else:
             skipped.update({i: "no incidents in the study" for i, d in settings.indicators.items() if d.kind == "rate"})
         if intake.survey is not None:
@@ -448,9 +470,11 @@ class Hotspots:
 
 
 def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Hotspots:
-    """Gi* (FDR bins) and local Moran's I on the counts of the current period at every H3 and polygon
-    level with at least 3 units, and a KDE surface of the same incidents over the study area."""
-    from usm_geo.hotspots.analysis import hotspot_layer
+    """Gi* (FDR bins) and local Moran's I of the current period at every H3 and polygon level with at
+    least 3 units (levels under ``[hotspots] min_units`` are written flagged ``too_few_units``, without
+    statistics), on counts or rates (``[hotspots] value``, :func:`~usm_geo.hotspots.analysis.hotspot_value`),
+    and a KDE surface of the same incidents over the study area."""
+    from usm_geo.hotspots.analysis import hotspot_layer, hotspot_value
     from usm_geo.hotspots.kde import kde
 
     stages = stages or Stages()
@@ -472,10 +496,19 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
                 continue
             y = counts[(counts["level"] == level) & (counts["period"] == period)].set_index("unit_id")["value"]
             y = y.reindex(layer["unit_id"]).fillna(0).to_numpy(float)
-            base = layer[["unit_id", "name", "geometry"]].assign(period=period, count=y.astype(np.int64))
             kind = units.kinds[level]
-            out, g, rep = hotspot_layer(base, y, weights="h3" if kind == "h3" else "queen", permutations=999,
-                                        seed=study.seed, cells=layer.attrs.get("cells") if kind == "h3" else None)
+            pop = measures[(measures["measure"] == "population") & (measures["level"] == level)
+                           & (measures["period"] == period)].set_index("unit_id")["value"]
+            pop = pop.reindex(layer["unit_id"]).to_numpy(float) if len(pop) else None
+            settings = study.hotspots
+            values, label, why = hotspot_value(y, pop, kind=kind, choice=settings.value)
+            base = layer[["unit_id", "name", "geometry"]].assign(period=period, count=y.astype(np.int64),
+                                                                  analysed_value=values)
+            out, g, rep = hotspot_layer(base, values, weights="h3" if kind == "h3" else "queen", permutations=999,
+                                        seed=study.seed, cells=layer.attrs.get("cells") if kind == "h3" else None,
+                                        fdr=settings.fdr, alpha=settings.alpha, min_units=settings.min_units,
+                                        value=label)
+            rep["value_reason"] = why
             layers[level], globals_[level], reports[level] = out, g, rep
         surface = None
         # the KDE needs every point: not computed when the incidents were counted on Dask
@@ -485,6 +518,19 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
             area = intake.study_area if intake.study_area is not None else None
             surface = kde(inc["x"].to_numpy(float)[sel], inc["y"].to_numpy(float)[sel], area=area, crs=intake.working_crs)
     return Hotspots(layers, globals_, reports, surface, period)
+
+
+def hotspot_notes(reports: dict) -> list[str]:
+    """One line per hot spot level for the screen: the value analysed, the rule, or why it was refused."""
+    notes = []
+    for level, rep in reports.items():
+        if rep.get("refused"):
+            notes.append(f"{level}: no local statistics ({rep['refused']})")
+        else:
+            sig = rep.get("significant_units", {})
+            notes.append(f"{level}: {rep.get('value')} ({rep.get('value_reason')}); {rep.get('significance')}: "
+                         f"{sig.get('gistar', 0)} Gi*, {sig.get('lisa', 0)} LISA significant")
+    return notes
 
 
 def time_pattern_level(study: Study, located: Located) -> str | None:
@@ -623,9 +669,13 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
     info["units"] = {name: len(layer) for name, layer in located.units.levels.items()}
+    info["h3_cover"] = {lv: layer.attrs.get("cover", intake.study.units.h3_cover)
+                        for lv, layer in located.units.levels.items() if located.units.kinds[lv] == "h3"}
+    info["population_method"] = population_methods(pop)
     info["rollup_check"] = check_rollups(measures, located.units)
     info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
                         "kde": hot.kde.report if hot.kde is not None else None}
+    info["hotspots"]["notes"] = hotspot_notes(hot.reports)
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     info["indicator_definitions"] = indicators.definitions

@@ -732,3 +732,55 @@ def roll_up(pop: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:
     attrs = {"method": "roll_up", "total": float(np.nansum(fine["population"])),
              "assigned": float(np.nansum(population.to_numpy())), "outside": 0.0}
     return _frame(parents, population.to_numpy(dtype=np.float64), flags, attrs)
+
+
+def disaggregate(pop: pd.DataFrame, units_layer, cells_layer, raster=None) -> pd.DataFrame:
+    """Split each polygon unit's population over the H3 cells it overlaps, so Σ cells = Σ units.
+
+    Parameters
+    ----------
+    pop : DataFrame
+        ``unit_id``, ``population`` of the finest polygon level (e.g. from :func:`from_table`).
+    units_layer, cells_layer : GeoDataFrame
+        That polygon level and the (clipped) H3 cells, both in the same projected CRS (metres).
+    raster : path, optional
+        Population raster. Each unit's persons P are shared over its pieces (cell ∩ unit) in
+        proportion to the raster persons inside each piece (:func:`from_raster`, sub-cell sampling);
+        by piece area where there is no raster, or where the raster holds 0 persons in the unit.
+
+    Returns ``unit_id``, ``population``, ``flags`` per cell (every cell of ``cells_layer``; 0 for a
+    cell overlapping no unit). A unit with missing population passes ``population_missing`` to its
+    cells. ``attrs``: ``method`` ("disaggregated_raster" or "disaggregated_area"), ``total`` (Σ units),
+    ``assigned`` (Σ cells), ``area_shared_units`` (units shared by area although a raster was given).
+    """
+    _require_projected(_layer_crs(cells_layer, "the H3 cells"), "the H3 cells")
+    cell_ids = _unit_ids(cells_layer)
+    unit_ids = _unit_ids(units_layer)
+    cg, ug = _geoms(cells_layer), _geoms(units_layer)
+    ci, ui = shapely.STRtree(cg).query(ug, predicate="intersects")[::-1]  # (cell, unit) pairs
+    pieces = shapely.intersection(cg[ci], ug[ui])
+    area = shapely.area(pieces)
+    keep = area > 0
+    ci, ui, pieces, area = ci[keep], ui[keep], pieces[keep], area[keep]
+    value = pd.Series(pop["population"].to_numpy(float), index=pop["unit_id"].astype(str)).reindex(unit_ids).to_numpy()
+    weight = area.copy()
+    by_area = np.ones(len(unit_ids), dtype=bool)
+    if raster is not None and len(pieces):
+        import geopandas as gpd
+
+        layer = gpd.GeoDataFrame({"unit_id": np.arange(len(pieces)).astype(str)}, geometry=pieces, crs=cells_layer.crs)
+        rp = from_raster(raster, layer)
+        rp = rp.set_index("unit_id")["population"].reindex(layer["unit_id"]).fillna(0.0).to_numpy()
+        in_unit = np.bincount(ui, weights=rp, minlength=len(unit_ids))
+        by_area = ~(in_unit > 0)
+        weight = np.where(by_area[ui], area, rp)
+    total_w = np.bincount(ui, weights=weight, minlength=len(unit_ids))
+    share = weight / np.where(total_w[ui] > 0, total_w[ui], 1.0)
+    known = ~np.isnan(value)
+    persons = np.where(known[ui], value[ui], 0.0) * share
+    cell_pop = np.bincount(ci, weights=persons, minlength=len(cell_ids))
+    missing = np.bincount(ci, weights=(~known[ui]).astype(float), minlength=len(cell_ids)) > 0
+    method = "disaggregated_raster" if raster is not None else "disaggregated_area"
+    return _frame(cell_ids, cell_pop, {"population_missing": missing},
+                  {"method": method, "total": float(np.nansum(value)), "assigned": float(cell_pop.sum()),
+                   "area_shared_units": int(by_area.sum()) if raster is not None else len(unit_ids)})

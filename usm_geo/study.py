@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import math
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field, replace
@@ -164,10 +165,25 @@ class Outputs:
 
 
 @dataclass(frozen=True)
+class HotspotSettings:
+    """``[hotspots]``: the significance rule and the value of the local statistics (Gi*, LISA, EHSA)."""
+
+    fdr: bool = True  # Benjamini-Hochberg over the units of a level; false = raw p-values
+    alpha: float = 0.05
+    min_units: int = 30  # levels with fewer units get no local statistics (flag too_few_units)
+    value: str = "auto"  # "count", "rate", "eb_rate" or "auto" (eb_rate where population varies > 2×)
+
+
+HOTSPOT_VALUES = ("auto", "count", "rate", "eb_rate")
+
+
+@dataclass(frozen=True)
 class Units:
     h3_resolution: tuple[int, ...] = ()
-    h3_cover: str = "centre"
+    h3_cover: str = "clip"
     study_area: Path | None = None
+    # metres: points this close outside the study area are moved into the nearest finest unit (0 = off)
+    snap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,7 @@ class Study:
         if len(self.incident_sources) > 1:
             return self.incident_sources
         return (self.incidents,) if self.incidents is not None else ()
+    hotspots: HotspotSettings = field(default_factory=HotspotSettings)
 
     def input_paths(self) -> dict[str, Path]:
         """Every input file named by the study, keyed by a readable name (for hashing); database
@@ -614,11 +631,20 @@ def _units(table, file: Path) -> Units:
         raise r.error("units.h3_resolution", f"must be integers from 0 to 15, not {res!r}", "e.g. h3_resolution = [9]")
     u = Units(
         h3_resolution=tuple(sorted(set(res), reverse=True)),
-        h3_cover=r.take("h3_cover", str, "centre", ("centre", "touch")),
+        h3_cover=r.take("h3_cover", str, "clip", ("clip", "centre", "touch")),
         study_area=r.path("study_area", required=False),
+        snap=_snap_metres(r),
     )
     r.done()
     return u
+
+
+def _snap_metres(r) -> float:
+    """``[units] snap``: metres ≥ 0 (0 = off)."""
+    v = r.take("snap", float, 0)
+    if not math.isfinite(float(v)) or float(v) < 0:
+        raise r.error("units.snap", f"must be a distance in metres ≥ 0, not {v!r}", "e.g. snap = 5")
+    return float(v)
 
 
 def _outputs(table, file: Path) -> Outputs:
@@ -642,6 +668,22 @@ def _outputs(table, file: Path) -> Outputs:
             raise r.error(f"outputs.{key}", "is not set in the study file", "choose the output folder on the command line: usm-geo run STUDY --out DIR")
     r.done()
     return o
+
+
+def _hotspots(table, file: Path) -> HotspotSettings:
+    r = _Reader(table, "hotspots", file)
+    h = HotspotSettings(
+        fdr=r.take("fdr", bool, True),
+        alpha=float(r.take("alpha", float, 0.05)),
+        min_units=r.take("min_units", int, 30),
+        value=r.take("value", str, "auto", HOTSPOT_VALUES),
+    )
+    r.done()
+    if not 0.0 < h.alpha < 1.0:
+        raise r.error("hotspots.alpha", f"must be between 0 and 1, not {h.alpha}", "e.g. alpha = 0.05")
+    if h.min_units < 3:
+        raise r.error("hotspots.min_units", f"must be at least 3, not {h.min_units}", "e.g. min_units = 30")
+    return h
 
 
 def _intervention(table, file: Path) -> Intervention:
@@ -735,6 +777,7 @@ def load_study(path: str | Path) -> Study:
     intervention = _intervention(iv_table, file) if iv_table is not None else None
     outputs = _outputs(top.take("outputs", dict, {}), file)
     indicators = top.take("indicators", dict, {})
+    hotspots = _hotspots(top.take("hotspots", dict, {}), file)
     top.done()
 
     return Study(
@@ -755,4 +798,5 @@ def load_study(path: str | Path) -> Study:
         indicators=indicators,
         perception=perception,
         incident_sources=incident_sources if len(incident_sources) > 1 else (),
+        hotspots=hotspots,
     )

@@ -80,7 +80,7 @@ def test_demo_map_draws_every_level_and_switches_layers(map_page, demo_map, demo
     assert map_page.drawn("level:neighbourhood") == len(demo_units["neighbourhood"]) == 60
     for level in ("h3_9", "district", "city"):
         assert map_page.drawn(f"level:{level}") == 0
-    # each level drawn in full when ticked (H3: 6,650 cells on one canvas), gone when unticked
+    # each level drawn in full when ticked (H3: 6,753 cells on one canvas: the clipped cover, edge cells included), gone when unticked
     for level, label in LEVELS.items():
         box = page.get_by_label(label, exact=True)
         box.check()
@@ -93,7 +93,7 @@ def test_demo_map_draws_every_level_and_switches_layers(map_page, demo_map, demo
         box.uncheck()
         assert map_page.drawn(f"level:{level}") == 0
         expect(page.locator(f"path.usm-level-{level}")).to_have_count(0)
-    assert len(demo_units["h3_9"]) == 6650
+    assert len(demo_units["h3_9"]) == 6753
     page.screenshot(path=str(tmp_path / "demo.png"))
     map_page.clean()
     assert map_page.requested == []  # self-contained: Leaflet is in the page, no basemap by default
@@ -199,7 +199,7 @@ def test_demo_gistar_kde_and_impact_layers(map_page, demo_map, demo_run):
     text = page.evaluate("usmGeo.openTip('gistar:neighbourhood', %d)" % index)
     assert labels[int(hot.loc["N02", "gistar_bin"])] in text and f"incidents: {int(hot.loc['N02', 'count']):,}" in text
     page.get_by_label("Gi* hot spots: H3 cells (resolution 9), 2023", exact=True).check()
-    assert map_page.drawn("gistar:h3_9") == 6650
+    assert map_page.drawn("gistar:h3_9") == 6753
     page.get_by_label("Incident density (KDE)", exact=True).check()
     img = page.locator("img.usm-image")
     expect(img).to_have_count(1)
@@ -358,8 +358,11 @@ def test_chicago_map(map_page, chicago_run, tmp_path):
     expect(tip).to_contain_text(f"Recorded incidents per 1,000 residents, 2019: {fmt(loop.incident_rate)}")
     page.get_by_label("Community area", exact=True).uncheck()
     expect(page.locator("path.usm-level-community_area")).to_have_count(0)
-    # no population per H3 cell in this study, so no rate layer for them; their Gi* layer is there
-    expect(page.get_by_label("H3 cells (resolution 8)", exact=True)).to_have_count(0)
+    # the community areas' population is spread over the H3 cells by area (no raster in this study),
+    # so the cells have a rate layer too, and their Gi* layer is there
+    run = json.loads((chicago_run / "run.json").read_text(encoding="utf-8"))
+    assert run["population_method"]["h3_8"] == "disaggregated_area"
+    expect(page.get_by_label("H3 cells (resolution 8)", exact=True)).to_have_count(1)
     page.get_by_label("Gi* hot spots: H3 cells (resolution 8), 2019", exact=True).check()
     hot = gpd.read_file(chicago_run / "hotspots.gpkg", layer="h3_8")
     assert map_page.drawn("gistar:h3_8") == len(hot) > 0

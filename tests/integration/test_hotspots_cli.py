@@ -87,3 +87,31 @@ def test_run_writes_hotspots_and_kde(demo):
         band = src.read(1)
         r, c = src.index(strongest["x"], strongest["y"])
         assert band[r, c] > np.nanpercentile(band, 99)
+
+
+def test_demo_hotspots_follow_the_significance_rule_and_eb_stays_in_range(demo):
+    """Issue #19 on the Demo City: every _eb value between its group's smallest and largest raw rate;
+    no finite |z| above 1e6; significant LISA units = units with BH-adjusted p_sim < 0.05 (scipy);
+    the 6 districts are refused (too_few_units)."""
+    import pandas as pd
+    from scipy import stats
+
+    out, _ = demo
+    for level in ("h3_9", "neighbourhood", "district"):
+        layer = gpd.read_file(out / "hotspots.gpkg", layer=level)
+        z = layer[["gistar_z", "lisa_z"]].to_numpy(float)
+        assert not (np.abs(z[np.isfinite(z)]) > 1e6).any()
+        p = layer["lisa_p_sim"].to_numpy(float)
+        q = np.full(p.shape, np.nan)
+        if np.isfinite(p).any():
+            q[np.isfinite(p)] = stats.false_discovery_control(p[np.isfinite(p)], method="bh")
+        assert int(layer["lisa_quadrant"].isin(["HH", "LL", "HL", "LH"]).sum()) == int((q < 0.05).sum())
+        assert (layer["significance"] == "BH FDR q < 0.05").all()
+    district = gpd.read_file(out / "hotspots.gpkg", layer="district")
+    assert (district["flags"] == "too_few_units").all() and district["gistar_z"].isna().all()
+    m = pd.read_csv(out / "measures.csv")
+    eb = m[m["measure"].str.endswith("_eb")]
+    raw = m[m["measure"].isin(eb["measure"].str[:-3].unique())].assign(measure=lambda d: d["measure"] + "_eb")
+    key = ["level", "period", "category", "measure"]
+    j = eb.join(raw.groupby(key)["value"].agg(["min", "max"]), on=key)
+    assert len(j) and ((j["value"] >= j["min"] - 1e-9) & (j["value"] <= j["max"] + 1e-9)).all()

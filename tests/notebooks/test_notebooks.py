@@ -104,7 +104,9 @@ def test_hotspot_analysis(demo, tmp_path, monkeypatch):
     assert key["hot_cells_fdr"] < key["hot_cells_raw"]
     assert key["h3_cells"] == run["units"]["h3_9"] == sum(key["emerging_patterns"].values())
     nbhd = gpd.read_file(out / "hotspots.gpkg", layer="neighbourhood")
-    assert key["lisa_hh_neighbourhoods"] == int(((nbhd["lisa_p_sim"] <= 0.05) & (nbhd["lisa_quadrant"] == "HH")).sum())
+    # reference: HH in the Moran scatterplot and significant under BH FDR (scipy) of p_sim at alpha 0.05
+    lisa_fdr = false_discovery_control(nbhd["lisa_p_sim"].to_numpy(), method="bh")
+    assert key["lisa_hh_neighbourhoods"] == int(((lisa_fdr < 0.05) & (nbhd["lisa_scatter_quadrant"] == "HH")).sum())
     # planted truths: the treated hot spot lost 40 % from 2022, so its cells are diminishing; no near repeats planted
     assert key["diminishing_cells_in_treated_area"] >= 3
     m = _read(out / "measures.csv")

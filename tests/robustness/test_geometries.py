@@ -217,8 +217,9 @@ def test_huge_values_in_a_hot_spot_analysis_do_not_overflow(tmp_path):
     cells = [box(X0 + 1000 * i, Y0 + 1000 * j, X0 + 1000 * (i + 1), Y0 + 1000 * (j + 1)) for i in range(5) for j in range(5)]
     layer = gpd.GeoDataFrame({"unit_id": [f"u{k}" for k in range(25)]}, geometry=cells, crs="EPSG:32633")
     y = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4, 3], dtype=float)
-    small, g_small, _ = hotspot_layer(layer, y, permutations=99)
-    huge, g_huge, _ = hotspot_layer(layer, y * 1e290, permutations=99)
+    # 25 units: below the default min_units = 30, so the refusal is overridden here (issue #19)
+    small, g_small, _ = hotspot_layer(layer, y, permutations=99, min_units=3)
+    huge, g_huge, _ = hotspot_layer(layer, y * 1e290, permutations=99, min_units=3)
     for col in ("gistar_z", "gistar_p", "gistar_bin", "lisa_i", "lisa_z", "lisa_p_sim"):
         np.testing.assert_allclose(huge[col].to_numpy(float), small[col].to_numpy(float), rtol=1e-12, err_msg=col)
     assert g_huge["moran"]["I"] == pytest.approx(g_small["moran"]["I"], rel=1e-12)

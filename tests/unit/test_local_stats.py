@@ -291,3 +291,75 @@ def test_gistar_conditional_permutations_are_seeded_and_agree_with_the_analytic_
     agree = ((a["p_sim"] < 0.05) == (a["p"] < 0.05)).mean()
     assert agree > 0.9
     assert getis_ord(y, weights)["p_sim"].isna().all()  # off by default
+
+
+# ----------------------------------------------------------------------------- zero variance
+DISTRICTS = from_sparse(sp.csr_array(np.array([  # the Demo City's 6 districts: D1 borders every other one
+    [0, 1, 1, 1, 1, 1], [1, 0, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0],
+    [1, 0, 0, 0, 1, 0], [1, 0, 0, 1, 0, 1], [1, 1, 0, 0, 1, 0]])), ids=[f"D{i}" for i in range(1, 7)])
+DISTRICT_COUNTS = np.array([19442.0, 1182, 466, 5904, 1508, 10418])
+
+
+def test_zero_variance_gives_nan_z_and_a_flag():
+    """Issue #19 point 3: D1's neighbours are all the other districts. By hand, Gi*: W = S1 = n = 6, so
+    n·S1 − W² = 0; local Moran (row-standardised, k = n − 1): S1 − W²/(n − 1) = 1/5 − 1/5 = 0. Both
+    variances are 0 in exact arithmetic (the statistic is the same under every permutation), so z is
+    undefined — the old code divided rounding noise by rounding noise and reported z = 1.94e7."""
+    g = getis_ord(DISTRICT_COUNTS, DISTRICTS, star=True)
+    lisa = local_moran(DISTRICT_COUNTS, DISTRICTS, permutations=99, seed=1)
+    for out in (g, lisa):
+        assert np.isnan(out.loc["D1", "z"]) and np.isnan(out.loc["D1", "p"])
+        assert out["zero_variance"].tolist() == [True, False, False, False, False, False]
+        assert np.isfinite(out["z"].iloc[1:]).all() and (out["z"].abs() < 1e6).sum() == 5
+    # D1's local Moran's I is fixed: its lag is the mean of the other five, (Σ y − y_1)/5, as by hand
+    dev = DISTRICT_COUNTS - DISTRICT_COUNTS.mean()
+    m2 = (dev @ dev) / 5
+    assert lisa.loc["D1", "I"] == pytest.approx(dev[0] * dev[1:].mean() / m2, rel=1e-12)
+    # and the other units' z is the ordinary one (same as with the conditional moments by hand below)
+    n, k = 6, np.array([3, 2, 2, 3, 3])
+    m2n = (dev @ dev) / n
+    lag = np.array([dev[[0, 2, 5]].mean(), dev[[0, 1]].mean(), dev[[0, 4]].mean(), dev[[0, 3, 5]].mean(),
+                    dev[[0, 1, 4]].mean()])
+    i_ = dev[1:] * lag / m2
+    ei = -dev[1:] ** 2 / ((n - 1) * m2n)
+    vi = (dev[1:] / m2n) ** 2 * n / (n - 2) * (1 / k - 1 / (n - 1)) * (m2n - dev[1:] ** 2 / (n - 1))
+    np.testing.assert_allclose(lisa["z"].iloc[1:], (i_ - ei) / np.sqrt(vi), rtol=1e-10)
+
+
+def test_a_tiny_real_spread_is_not_zero_variance():
+    """Values 10⁶ ± 1: a spread 1e-12 of the mean square is real (Gi* is shift-invariant: same z as 0 ± 1)."""
+    base = np.array([0.0, 1, 0, 1])
+    np.testing.assert_allclose(getis_ord(base + 1e6, LINE)["z"], getis_ord(base, LINE)["z"], rtol=1e-6)
+    assert not getis_ord(base + 1e6, LINE)["zero_variance"].any()
+
+
+def test_hotspot_layer_quadrant_only_where_bh_significant_and_too_few_units_refused():
+    """Issue #19: LISA quadrant published only where the BH-adjusted p_sim < 0.05 (scipy's
+    false_discovery_control as reference); fewer than min_units units → no statistics, too_few_units."""
+    gpd = pytest.importorskip("geopandas")
+    from shapely.geometry import box
+
+    from usm_geo.hotspots.analysis import hotspot_layer, hotspot_value
+
+    cells = [box(c, r, c + 1, r + 1) for r in range(6) for c in range(6)]
+    layer = gpd.GeoDataFrame({"unit_id": [f"c{i}" for i in range(36)]}, geometry=cells, crs="EPSG:32633")
+    y = np.array([10.0 if (i // 6 >= 4 and i % 6 >= 4) else 1.0 + (i % 3) for i in range(36)])
+    out, _, rep = hotspot_layer(layer, y, permutations=999, seed=3)
+    q = stats.false_discovery_control(out["lisa_p_sim"].to_numpy(), method="bh")
+    sig = q < 0.05
+    assert (out["lisa_quadrant"] != "not_significant").to_numpy().tolist() == sig.tolist()
+    assert (out.loc[sig, "lisa_quadrant"] == out.loc[sig, "lisa_scatter_quadrant"]).all()
+    assert rep["significant_units"]["lisa"] == int(sig.sum()) and rep["significance"] == "BH FDR q < 0.05"
+    raw, _, _ = hotspot_layer(layer, y, permutations=999, seed=3, fdr=False)
+    assert ((raw["lisa_quadrant"] != "not_significant") == (raw["lisa_p_sim"] < 0.05)).all()
+    small, _, rep = hotspot_layer(layer.iloc[:6], y[:6], permutations=99)
+    assert (small["flags"] == "too_few_units").all() and small["gistar_z"].isna().all()
+    assert (small["lisa_quadrant"] == "not_significant").all() and "too_few_units" in rep["refused"]
+    # value: EB rates where population varies > 2× (reference: esda Empirical_Bayes × 1000)
+    esda = pytest.importorskip("esda")
+    pop = np.linspace(500, 5000, 36)
+    v, label, _ = hotspot_value(y, pop, kind="polygon")
+    assert label == "eb_rate"
+    np.testing.assert_allclose(v, esda.smoothing.Empirical_Bayes(y, pop).r.ravel() * 1000, rtol=1e-12)
+    assert hotspot_value(y, np.full(36, 1000.0), kind="polygon")[1] == "count"
+    assert hotspot_value(y, pop, kind="h3")[1] == "count"

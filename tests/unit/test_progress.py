@@ -166,3 +166,35 @@ def test_progress_to_target_higher_is_better_and_missing_data():
                                       "target value missing or not positive", "current year not after baseline year",
                                       "target year not after baseline year"]
     assert bad[["required", "achieved"]].isna().all().all()
+
+
+def test_period_midpoints_are_what_the_docstring_and_methods_say():
+    """Issue #19 point 4: 2019 → 2019.5 (the old code gave 2019.49863, day 183 of 365); hand values."""
+    from usm_geo.indicators.progress import period_midpoints
+
+    got = period_midpoints(["2019", "2020", "2019-Q1", "2019-03", "2020-01-01/2020-01-02"])
+    want = [2019.5, 2020.5, 2019 + 45 / 365, 2019 + 74.5 / 365, 2020 + 1 / 366]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_progress_table_trend_on_years_equals_a_fit_on_whole_years():
+    """Evenly spaced mid-points: the slope of yearly periods equals the slope on t = 2019, 2020, …
+    (a shift of t changes only β0), so progress.csv's trend equals R ``glm(y ~ t, quasipoisson,
+    offset = log(P))`` on whole years (here: our trend(), itself checked against R above)."""
+    import pandas as pd
+
+    from usm_geo.indicators.progress import trend
+    from usm_geo.indicators.registry import Indicator, IndicatorSettings
+    from usm_geo.indicators.tables import progress_table
+
+    years = np.arange(2019, 2024)
+    y = np.array([120.0, 131, 118, 104, 99])
+    pop = np.array([50000.0, 50500, 51000, 51800, 52300])
+    measures = pd.DataFrame({"level": "city", "unit_id": "city", "period": [str(v) for v in years], "category": "all",
+                             "measure": "incident_rate", "numerator": y, "denominator": pop, "value": y / pop * 1000})
+    ind = Indicator(id="incident_rate", name="rate", theme="t", kind="rate", source="police")
+    settings = IndicatorSettings(indicators={"incident_rate": ind}, categories=pd.DataFrame(), harm=None)
+    table = progress_table(measures, settings, None, None)
+    ref = trend(years.astype(float), y, pop, dispersion="quasi")
+    assert table["trend_per_year"].iloc[0] == pytest.approx(ref["value"].iloc[0], rel=1e-10)
+    assert table["trend_lower"].iloc[0] == pytest.approx(ref["lower"].iloc[0], rel=1e-10)

@@ -147,3 +147,45 @@ def test_eb_no_events_and_bad_inputs():
         eb_global([1, -2], [10, 20])
     with pytest.raises(UsmGeoError, match="same units"):
         eb_spatial([1, 2], [10, 20], sparse.identity(3, format="csr"))
+
+
+def _rate_rows_first_period_empty():
+    """Rate rows (measures-table columns) of one indicator per 1,000 on a 3×3 grid of units: 2019 has no
+    event anywhere, 2020 has events. The old code took the scale of the first group (2019: 1.0)."""
+    ids = [f"u{i}" for i in range(9)]
+    pop = np.array([1200, 800, 5000, 300, 2500, 900, 4000, 700, 1500], dtype=float)
+    e20 = np.array([30, 2, 90, 12, 20, 4, 110, 1, 15], dtype=float)
+    frames = []
+    for period, e in (("2019", np.zeros(9)), ("2020", e20)):
+        frames.append(pd.DataFrame({"level": "area", "unit_id": ids, "period": period, "category": "all",
+                                    "measure": "incident_rate", "numerator": e, "denominator": pop,
+                                    "value": e / pop * 1000, "lower": np.nan, "upper": np.nan,
+                                    "n": e.astype(np.int64), "flags": ""}))
+    return pd.concat(frames, ignore_index=True), ids, pop, e20
+
+
+def test_smoothed_rows_keep_the_indicator_scale_when_the_first_period_has_no_events():
+    """Issue #19 point 1: every group of an indicator is smoothed on the indicator's own ``per``.
+    Reference: esda.smoothing.Empirical_Bayes / Spatial_Empirical_Bayes (rates per person) × 1000."""
+    esda = pytest.importorskip("esda")
+    libpysal = pytest.importorskip("libpysal")
+    gpd = pytest.importorskip("geopandas")
+    from types import SimpleNamespace
+
+    from shapely.geometry import box
+
+    from usm_geo.indicators.compute import smoothed_rows
+
+    rows, ids, pop, e20 = _rate_rows_first_period_empty()
+    layer = gpd.GeoDataFrame({"unit_id": ids}, geometry=[box(c, r, c + 1, r + 1) for r in range(3) for c in range(3)])
+    w = libpysal.weights.Queen.from_dataframe(layer, use_index=False)
+    w.id_order = list(w.id_order)
+    units = SimpleNamespace(kinds={"area": "polygon"}, levels={"area": layer})
+    ref_eb = esda.smoothing.Empirical_Bayes(e20, pop).r.ravel() * 1000
+    ref_seb = esda.smoothing.Spatial_Empirical_Bayes(e20, pop, w).r.ravel() * 1000
+    for per in (None, {"incident_rate": 1000.0}):  # read back from the rows, or given by the definitions
+        out = smoothed_rows(rows, units, {"area": w.sparse}, per=per)
+        got = out[out.period == "2020"].set_index(["measure", "unit_id"])["value"]
+        np.testing.assert_allclose(got["incident_rate_eb"].reindex(ids), ref_eb, rtol=1e-12)
+        np.testing.assert_allclose(got["incident_rate_seb"].reindex(ids), ref_seb, rtol=1e-12)
+        assert (out.loc[out.period == "2019", "value"] == 0).all()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["benjamini_hochberg", "bonferroni"]
+__all__ = ["benjamini_hochberg", "bonferroni", "significance_rule", "significant"]
 
 
 def _finite_p(p) -> tuple[np.ndarray, np.ndarray]:
@@ -57,3 +57,22 @@ def bonferroni(p) -> np.ndarray:
     out = np.full(p.shape, np.nan)
     out[ok] = np.minimum(p[ok] * ok.sum(), 1.0)
     return out
+
+
+def significance_rule(fdr: bool = True, alpha: float = 0.05) -> str:
+    """The rule as stated in outputs: ``"BH FDR q < 0.05"`` or ``"raw p < 0.05"``."""
+    return f"{'BH FDR q' if fdr else 'raw p'} < {alpha:g}"
+
+
+def significant(p, *, fdr: bool = True, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """The one significance rule of the local statistics (Gi* and LISA; ``[hotspots] fdr``, ``alpha``).
+
+    Returns (p used, significant): the Benjamini–Hochberg adjusted p over the finite p-values when
+    ``fdr`` (the default), else ``p`` itself; a unit is significant where that p is ``< alpha``.
+    NaN p (islands, zero variance, no test) is never significant.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
+    used = benjamini_hochberg(p) if fdr else _finite_p(p)[0]
+    with np.errstate(invalid="ignore"):
+        return used, np.isfinite(used) & (used < alpha)

@@ -126,11 +126,30 @@ def _p_from_z(z: np.ndarray, alternative: str) -> np.ndarray:
     raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
 
 
-def _safe_z(numerator: np.ndarray, variance: np.ndarray) -> np.ndarray:
+# A variance below this share of the size of the terms it is computed from is zero in exact
+# arithmetic and rounding noise in floating point (e.g. 1/5 − 1/5 ≈ 1e-17): z would be noise / noise
+# (1.9e7 for a district that neighbours every other one). Real variances are never this small relative
+# to their own terms, so such units get no test (z NaN, flag ``zero_variance``).
+ZERO_VARIANCE_RTOL = 1e-10
+
+
+def _safe_z(numerator: np.ndarray, variance: np.ndarray, degenerate=None) -> tuple[np.ndarray, np.ndarray]:
+    """z = numerator / sqrt(variance), NaN where the variance is zero: not > 0, or ``degenerate``
+    (zero up to rounding, see :data:`ZERO_VARIANCE_RTOL`). Returns (z, zero-variance mask)."""
+    zero = ~(variance > 0)
+    if degenerate is not None:
+        zero |= degenerate
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = numerator / np.sqrt(variance)
-    z[~(variance > 0)] = np.nan  # no variance (constant y, or every unit a neighbour): no test
-    return z
+        z = numerator / np.sqrt(np.where(zero, 1.0, variance))
+    z[zero] = np.nan  # no variance (constant y, every unit a neighbour, all other values equal): no test
+    return z, zero
+
+
+def _negligible(part, reference, rtol: float = ZERO_VARIANCE_RTOL) -> np.ndarray:
+    """``|part| ≤ rtol · |reference|``: a difference of terms that is zero up to rounding. For a sum of
+    squared deviations against the sum of squares (constant values) the rounding is ~1e-26 relative,
+    and a real spread can be far smaller than 1e-10 of it (values 10⁶ ± 1), hence ``rtol = 1e-24`` there."""
+    return np.abs(part) <= rtol * np.abs(reference)
 
 
 # ----------------------------------------------------------------------------- Getis–Ord
@@ -212,8 +231,14 @@ def getis_ord(y, w, star: bool = True, transform: str = "B", alternative: str = 
         g = lag / totals
         eg = w_i / big_n
         vg = variances * spread / totals**2
-    z = _safe_z(lag - means * w_i, variances * spread)
+    # spread = (n S1 − W²)/(n − 1) is 0 when the unit's neighbours (with itself) are every unit;
+    # the spread of values is 0 when they are all equal (for Gi: all the other units' values)
+    degenerate = _negligible(spread, big_n * s1_i / (big_n - 1.0)) | _negligible(ss, float(y @ y), rtol=1e-24)
+    if not star:
+        degenerate |= _negligible(variances, ss / big_n)
+    z, zero_variance = _safe_z(lag - means * w_i, variances * spread, degenerate)
     z[island] = np.nan
+    zero_variance &= ~island
     p = _p_from_z(z, alternative)
     p_sim = np.full(n, np.nan)
     if permutations < 0:
@@ -228,7 +253,7 @@ def getis_ord(y, w, star: bool = True, transform: str = "B", alternative: str = 
         p_sim[island] = np.nan
     return pd.DataFrame(
         {"G": g, "EG": eg, "VG": vg, "z": z, "p": p, "p_sim": p_sim, "n_neighbours": cardinality.astype(np.int64),
-         "island": island},
+         "island": island, "zero_variance": zero_variance},
         index=index,
     )
 
@@ -340,13 +365,21 @@ def local_moran(
     with np.errstate(divide="ignore", invalid="ignore"):
         if moments == "conditional":
             ei = -(dev**2) * w_i / ((n - 1) * m2)
-            vi = (dev / m2) ** 2 * (n / (n - 2)) * (s1_i - w_i**2 / (n - 1)) * (m2 - dev**2 / (n - 1))
+            spread = s1_i - w_i**2 / (n - 1)  # 0 when the unit's neighbours are all the other units
+            rest = m2 - dev**2 / (n - 1)  # 0 when all the other units have the same value
+            vi = (dev / m2) ** 2 * (n / (n - 2)) * spread * rest
+            degenerate = (_negligible(spread, s1_i) | _negligible(rest, m2) | _negligible(ss, float(y @ y), rtol=1e-24)
+                          | _negligible(dev, np.abs(y).max(), rtol=1e-13))
         else:
             b2 = float((dev**4).sum() / n) / m2**2
             ei = -w_i / (n - 1)
-            vi = s1_i * (n - b2) / (n - 1) + (w_i**2 - s1_i) * (2 * b2 - n) / ((n - 1) * (n - 2)) - ei**2
-    z = _safe_z(local_i - ei, vi)
+            first = s1_i * (n - b2) / (n - 1)
+            second = (w_i**2 - s1_i) * (2 * b2 - n) / ((n - 1) * (n - 2))
+            vi = first + second - ei**2
+            degenerate = _negligible(vi, np.abs(first) + np.abs(second) + ei**2)
+    z, zero_variance = _safe_z(local_i - ei, vi, degenerate)
     z[island] = np.nan
+    zero_variance &= ~island
     p = _p_from_z(z, alternative)
 
     p_sim = np.full(n, np.nan)
@@ -366,7 +399,7 @@ def local_moran(
         {
             "I": local_i, "EI": ei, "VI": vi, "z": z, "p": p, "p_sim": p_sim,
             "quadrant": quadrant, "cluster": cluster,
-            "n_neighbours": cardinality.astype(np.int64), "island": island,
+            "n_neighbours": cardinality.astype(np.int64), "island": island, "zero_variance": zero_variance,
         },
         index=index,
     )

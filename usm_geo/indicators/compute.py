@@ -79,20 +79,36 @@ def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[st
     return rows, skipped
 
 
-def smoothed_rows(rate_rows_: pd.DataFrame, units, weights: dict[str, object]) -> pd.DataFrame:
+def rate_scale(rate_rows_: pd.DataFrame) -> dict[str, float]:
+    """The ``per`` of every rate indicator, read back from its rows (``value / (numerator / denominator)``,
+    the median over the rows with events and people; 1.0 for an indicator with no event anywhere, where
+    every rate is 0 whatever the scale). Used when the indicator definitions are not at hand."""
+    m = rate_rows_[(rate_rows_["numerator"] > 0) & (rate_rows_["denominator"] > 0) & np.isfinite(rate_rows_["value"])]
+    ratio = m["value"] / (m["numerator"] / m["denominator"])
+    found = ratio.groupby(m["measure"]).median().to_dict()
+    return {ind: float(found.get(ind, 1.0)) for ind in pd.unique(rate_rows_["measure"])}
+
+
+def smoothed_rows(rate_rows_: pd.DataFrame, units, weights: dict[str, object], per: dict[str, float] | None = None
+                  ) -> pd.DataFrame:
     """Global (``<id>_eb``) and spatial (``<id>_seb``) EB smoothed rates per polygon level, period,
-    indicator and category; intervals are not given for smoothed values."""
+    indicator and category; intervals are not given for smoothed values.
+
+    ``per``: indicator id → rate multiplier (the definitions' ``per``); read back from the rows with
+    :func:`rate_scale` when not given. One scale per indicator for every level, category and period
+    (a group without events must not decide it: issue #19, point 1)."""
     frames = []
-    per_of = {}
+    per_of = rate_scale(rate_rows_) if len(rate_rows_) else {}
+    per_of.update(per or {})
     for (level, ind_id, category, period), sub in rate_rows_.groupby(["level", "measure", "category", "period"], sort=True):
         if units.kinds.get(level) != "polygon" or len(sub) < 3:
             continue
         sub = sub.set_index("unit_id").reindex(units.levels[level]["unit_id"]).reset_index()
         count, pop = sub["numerator"].to_numpy(float), sub["denominator"].to_numpy(float)
-        per = per_of.setdefault(ind_id, float(np.nanmax(sub["value"] / (count / pop))) if np.any(count > 0) else 1.0)
-        variants = [("_eb", smoothing.eb_global(count, pop, per=per))]
+        scale = per_of.get(ind_id, 1.0)
+        variants = [("_eb", smoothing.eb_global(count, pop, per=scale))]
         if level in weights:
-            variants.append(("_seb", smoothing.eb_spatial(count, pop, weights[level], per=per)))
+            variants.append(("_seb", smoothing.eb_spatial(count, pop, weights[level], per=scale)))
         for suffix, sm in variants:
             frames.append(pd.DataFrame({
                 "level": level, "unit_id": sub["unit_id"], "period": period, "category": category,

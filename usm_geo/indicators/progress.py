@@ -51,9 +51,30 @@ from scipy import stats
 from usm_geo.errors import UsmGeoError
 from usm_geo.indicators.rates import SMALL_COUNT, join_flags, rate_ratio
 
-__all__ = ["change", "progress_to_target", "trend"]
+__all__ = ["change", "period_midpoints", "progress_to_target", "trend"]
 
 ON_TRACK, OFF_TRACK, INSUFFICIENT = "on track", "off track", "insufficient data"
+
+
+def period_midpoints(labels) -> np.ndarray:
+    """The time axis of :func:`trend`: each period's mid-point in decimal years.
+
+    mid-point = start + (day after the end − start) / 2 (a time of day where the period has an odd
+    number of days); decimal year = ``Y + (mid-point − 1 January Y) / (length of year Y)``, so that a
+    calendar year is always ``Y.5`` exactly (2019 → 2019.5, 2020 → 2020.5), 2019-Q1 (90 days, mid-point
+    15 February 00:00) → 2019 + 45/365 = 2019.1233, 2019-03 → 2019 + 74.5/365 = 2019.2041.
+    Labels are the period labels of :mod:`usm_geo.periods` (2019, 2019-Q1, 2019-03, START/END).
+    """
+    from usm_geo.periods import period_bounds
+
+    out = []
+    for lab in labels:  # one per period, not per record
+        w = period_bounds(str(lab))
+        start = pd.Timestamp(w.start)
+        mid = start + (pd.Timestamp(w.end) + pd.Timedelta(days=1) - start) / 2
+        jan1 = pd.Timestamp(year=mid.year, month=1, day=1)
+        out.append(mid.year + (mid - jan1) / (pd.Timestamp(year=mid.year + 1, month=1, day=1) - jan1))
+    return np.asarray(out, dtype=float)
 
 
 def change(count0, denominator0, count1, denominator1, level: float = 0.95, *,
@@ -94,7 +115,7 @@ def trend(periods_t, counts, exposure, level: float = 0.95, dispersion: str = "p
     Parameters
     ----------
     periods_t : array_like, shape (T,)
-        Time of each period in years (e.g. 2019, 2020, …; quarters as 2019.0, 2019.25, …).
+        Time of each period in years; the pipeline passes :func:`period_midpoints` (2019 → 2019.5).
     counts : array_like, shape (T,) or (U, T)
         Events per period, one row per unit (the fit is vectorised over units).
     exposure : array_like, broadcastable to ``counts``

@@ -16,13 +16,8 @@ KEY = ["level", "unit_id"]
 
 
 def _period_time(labels) -> np.ndarray:
-    """Mid-point of each period in decimal years (2019 → 2019.5; 2019-Q1 → 2019.125)."""
-    out = []
-    for lab in labels:
-        w = period_bounds(str(lab))
-        mid = pd.Timestamp(w.start) + (pd.Timestamp(w.end) + pd.Timedelta(days=1) - pd.Timestamp(w.start)) / 2
-        out.append(mid.year + (mid.day_of_year - 1) / (366 if mid.is_leap_year else 365))
-    return np.asarray(out)
+    """Mid-point of each period in decimal years (2019 → 2019.5): :func:`progress.period_midpoints`."""
+    return progress.period_midpoints(labels)
 
 
 def progress_table(measures: pd.DataFrame, settings: IndicatorSettings, baseline: str | None, current: str | None

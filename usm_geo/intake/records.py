@@ -53,6 +53,10 @@ class Context:
     # without a study area, polygons known otherwise (the treated and control areas of `usm-geo impact`,
     # with a margin): used only to tell which of two valid lon/lat readings is meant, never to drop
     swap_area: object = None
+    # [units] snap (metres): points this close outside are moved just inside the nearest of
+    # ``snap_geoms`` (the finest level's polygons in the study_index order, or [study_area])
+    snap: float = 0.0
+    snap_geoms: object = None
 
 
 class _Keep:
@@ -305,8 +309,54 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
         m = keep.mask
         outside = np.zeros(len(a), dtype=bool)
         outside[m] = ~_inside(ctx, x[m], y[m])
+        if ctx.snap > 0 and outside.any():
+            moved, dist = _snap_points(ctx, x, y, outside)
+            if moved.any():
+                keep.mark(moved, "changed", "snapped_to_boundary",
+                          np.char.add(np.char.add("moved ", np.round(dist, 3).astype(str)), " m into the nearest unit"))
+                lon[moved], lat[moved] = transformer(ctx.working_crs, WGS84).transform(x[moved], y[moved])
+                outside &= ~moved
         keep.drop(outside, "outside_study_area", "the point is not inside the study area")
     return lon, lat, x, y
+
+
+# How far past the boundary a snapped point is put (metres): inside the unit, not on its edge, so
+# every level and the H3 cell of the new lon/lat agree on it.
+SNAP_INSIDE_M = 0.001
+
+
+def _snap_points(ctx: Context, x: np.ndarray, y: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move points of ``outside`` that lie within ``ctx.snap`` metres of the nearest unit (or study
+    area) to SNAP_INSIDE_M inside it, along the shortest line. ``x``/``y`` are changed in place.
+
+    Returns (moved mask, distance in metres of each point to its unit before the move; NaN elsewhere).
+    A point whose moved position is not in that very unit (a needle-thin corner) is not moved.
+    """
+    geoms = np.asarray(ctx.snap_geoms if ctx.snap_geoms is not None else [ctx.study_area], dtype=object)
+    idx = np.flatnonzero(outside)
+    pts = shapely.points(x[idx], y[idx])
+    (pi, gi), d = shapely.STRtree(geoms).query_nearest(pts, max_distance=ctx.snap, return_distance=True,
+                                                         all_matches=False)
+    moved = np.zeros(len(x), dtype=bool)
+    dist = np.full(len(x), np.nan)
+    if not len(pi):
+        return moved, dist
+    near = shapely.get_coordinates(shapely.get_point(shapely.shortest_line(pts[pi], geoms[gi]), 1))
+    step = near - np.c_[x[idx[pi]], y[idx[pi]]]
+    length = np.hypot(step[:, 0], step[:, 1])
+    inward = shapely.get_coordinates(shapely.point_on_surface(geoms[gi])) - near  # for a point on the edge itself
+    direction = np.where((length > 0)[:, None], step, inward)
+    direction /= np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-300)[:, None]
+    new = near + SNAP_INSIDE_M * direction
+    if ctx.snap_geoms is not None and ctx.study_index is not None:
+        ok = ctx.study_index.assign(new[:, 0], new[:, 1]) == gi
+    else:
+        ok = shapely.intersects_xy(geoms[gi], new[:, 0], new[:, 1])
+    rows = idx[pi[ok]]
+    x[rows], y[rows] = new[ok, 0], new[ok, 1]
+    moved[rows] = True
+    dist[rows] = d[ok]
+    return moved, dist
 
 
 def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, required: bool):

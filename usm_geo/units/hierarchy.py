@@ -102,10 +102,16 @@ def _city(area, name: str, crs) -> gpd.GeoDataFrame:
 
 def h3_units(resolution: int, area, crs, extra_cells: np.ndarray | None = None, cover: str = "centre") -> gpd.GeoDataFrame:
     """H3 cells covering ``area`` (working CRS) by ``cover`` rule, plus ``extra_cells`` (cells that
-    hold a point but whose centre is outside; flagged ``edge_cell``). Sorted by unit_id."""
+    hold a point but are not in the cover; flagged ``edge_cell``). Sorted by unit_id.
+
+    ``cover="clip"``: every cell whose hexagon intersects ``area``, its geometry clipped to ``area``
+    (in the working CRS); cells not wholly inside are flagged ``edge_cell``. The clipped cells tile
+    the study area, so every point and every resident inside it is in exactly one cell.
+    """
+    clip = cover == "clip" and area is not None
     if area is not None:
         area_ll = gpd.GeoSeries([area], crs=crs).to_crs(WGS84).iloc[0]
-        cells = h3cells.polygon_to_cells(area_ll, resolution, cover=cover)
+        cells = h3cells.polygon_to_cells(area_ll, resolution, cover="touch" if clip else cover)
     else:  # no study area: only the cells that hold a point (DESIGN.md "Zeros")
         cells = np.zeros(0, dtype=np.uint64)
     edge = np.zeros(len(cells), dtype=bool)
@@ -116,11 +122,39 @@ def h3_units(resolution: int, area, crs, extra_cells: np.ndarray | None = None, 
     ids = h3cells.cells_to_str(cells)
     order = np.argsort(ids, kind="stable")
     cells, ids, edge = cells[order], ids[order], edge[order]
-    geom = gpd.GeoSeries(h3cells.cell_polygons(cells), crs=WGS84).to_crs(crs)
+    geom = gpd.GeoSeries(h3cells.cell_polygons(cells), crs=WGS84).to_crs(crs).to_numpy()
+    if clip:
+        cells, ids, edge, geom = _clip_cells(cells, ids, edge, geom, area, extra_cells)
     frame = gpd.GeoDataFrame({"unit_id": ids, "name": ids, "parent_id": None, "flags": np.where(edge, "edge_cell", "")},
-                             geometry=geom.to_numpy(), crs=crs)
+                             geometry=geom, crs=crs)
     frame.attrs["cells"] = cells
+    frame.attrs["cover"] = cover if area is not None else "points"
     return frame
+
+
+def _clip_cells(cells, ids, edge, geom, area, extra_cells):
+    """Hexagons (working CRS) clipped to ``area``: cells wholly inside keep their hexagon, edge cells
+    get their part inside ``area`` (polygonal parts only) and the flag ``edge_cell``. A cell whose
+    clipped part is empty (a hexagon that touches ``area`` only in lon/lat, not after projection) is
+    dropped unless it holds a point."""
+    shapely.prepare(area)
+    inside = shapely.contains_properly(area, geom)
+    part = geom.copy()
+    if (~inside).any():
+        part[~inside] = _polygonal(shapely.intersection(geom[~inside], area))
+    held = np.isin(cells, np.asarray(extra_cells if extra_cells is not None else [], dtype=np.uint64))
+    keep = ~shapely.is_empty(part) & (shapely.area(part) > 0) | held
+    return cells[keep], ids[keep], (edge | ~inside)[keep], part[keep]
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Only the polygonal parts of each geometry (an intersection may add stray lines or points)."""
+    out = geoms.copy()
+    mixed = shapely.get_type_id(geoms) == 7  # GeometryCollection
+    for i in np.flatnonzero(mixed):  # rare: a handful of edge cells at most
+        polys = [g for g in shapely.get_parts(geoms[i]) if shapely.get_type_id(g) in (3, 6)]
+        out[i] = shapely.union_all(polys) if polys else shapely.Polygon()
+    return out
 
 
 def build_units(levels: dict[str, gpd.GeoDataFrame], *, study_area, crs, city_name: str = "City",
