@@ -47,8 +47,9 @@ def progress_table(measures: pd.DataFrame, settings: IndicatorSettings, baseline
         if baseline in periods and current in periods:
             ch = progress.change(num[baseline].to_numpy(float), den[baseline].to_numpy(float),
                                  num[current].to_numpy(float), den[current].to_numpy(float))
-            b_val = num[baseline].to_numpy(float) / den[baseline].to_numpy(float) * ind.per
-            c_val = num[current].to_numpy(float) / den[current].to_numpy(float) * ind.per
+            with np.errstate(divide="ignore", invalid="ignore"):  # no population: no rate (NaN), not a warning
+                b_val = num[baseline].to_numpy(float) / den[baseline].to_numpy(float) * ind.per
+                c_val = num[current].to_numpy(float) / den[current].to_numpy(float) * ind.per
             table["baseline"], table["current"] = baseline, current
             table["baseline_value"], table["current_value"] = b_val, c_val
             table["change"], table["change_lower"], table["change_upper"] = ch["value"].to_numpy(), ch["lower"].to_numpy(), ch["upper"].to_numpy()
