@@ -55,6 +55,22 @@ def bar(total: int | float | None, desc: str, unit: str = "it", stream=None):
         yield t
 
 
+class Steps:
+    """A bar over the named phases of one step, for code that is a sequence of phases rather than a
+    loop (reading a file: parse, locate, dates, duplicates). ``advance()`` after each phase; ``close()``
+    at the end (a bar left open by an exception is closed when it is garbage-collected)."""
+
+    def __init__(self, total: int, desc: str, stream=None):
+        self._cm = bar(total, desc, unit="steps", stream=stream)
+        self._bar = self._cm.__enter__()
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+
 def _is_terminal(stream) -> bool:
     try:
         return bool(stream.isatty())

@@ -63,6 +63,22 @@ def test_silence_lasts_to_the_end_of_the_showing_block(monkeypatch):
     assert "counting things" in after.getvalue()
 
 
+def test_reading_a_file_shows_its_phases(monkeypatch, tmp_path):
+    from usm_geo.intake.crs import working_crs
+    from usm_geo.intake.ledger import Ledger
+    from usm_geo.intake.records import Context, read_point_records
+    from usm_geo.study import RecordSource
+
+    terminal = _Terminal()
+    monkeypatch.setattr(progressbar, "DELAY_S", 0.0)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    src = RecordSource(name="incidents", path=POINTS, lon="Longitude", lat="Latitude", date="Month", category="Crime type")
+    with progressbar.showing(True):
+        rec = read_point_records(src, Ledger(), Context(working_crs=working_crs("EPSG:32630")))
+    assert "reading incidents" in terminal.getvalue() and "/5" in terminal.getvalue()
+    assert len(rec) == 586  # 617 rows, 31 without coordinates (test above counts them with pandas)
+
+
 def _run_in_terminal(args: list[str], tmp_path: Path) -> tuple[int, str, str]:
     """Run `usm-geo ARGS` with stderr on a pseudo-terminal (bars appear at once: DELAY_S = 0);
     return (exit code, stdout, what the terminal received)."""
