@@ -385,6 +385,26 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for comparison.csv and comparison.html.")
+@click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
+              help="public: only report cards made in the public profile (usm-geo export); internal: cards for a city's own staff too.")
+@click.option("--rank", is_flag=True, help="Also rank the comparable cities on each indicator (the output says why ranking misleads).")
+def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> None:
+    """Peer review: line up the report cards of several cities (run or export folders, or
+    report_card.json files) indicator by indicator. Each indicator is checked for comparability
+    (source, kind, unit, period, ICCS categories, survey question, definition), each city's own change
+    since its baseline is shown, and overlapping intervals are said to overlap; cities are listed by
+    name, never by value, unless --rank."""
+    from usm_geo.compare import compare as run_compare
+
+    summary = run_compare(list(inputs), out, profile=profile, rank=rank)
+    click.echo(f"{len(summary['cities'])} cities ({', '.join(summary['cities'])}), {summary['indicators']} indicators: "
+               f"{summary['comparable_rows']} comparable values, {summary['not_comparable_rows']} not comparable "
+               f"(reasons in comparison.csv) → {out}")
+
+
 @main.command("map")
 @click.argument("run_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--table", type=click.Path(path_type=Path), default=None,
