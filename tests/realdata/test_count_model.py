@@ -82,6 +82,14 @@ def test_residual_moran_equals_spdep(stl):
     assert m["EI"] == pytest.approx(R_MORAN_EI, rel=1e-12)
     assert m["z_norm"] == pytest.approx(R_MORAN_Z_NORM, rel=1e-6)
     assert m["z_rand"] == pytest.approx(R_MORAN_Z_RAND, rel=1e-6)
+    # and esda on the same residuals and GAL weights (row-standardised)
+    import esda
+
+    gal.transform = "r"
+    ref = esda.Moran(model.units["pearson_residual"].to_numpy(), gal, permutations=0)
+    assert m["I"] == pytest.approx(ref.I, rel=1e-12)
+    assert m["z_norm"] == pytest.approx(ref.z_norm, rel=1e-9)
+    assert m["z_rand"] == pytest.approx(ref.z_rand, rel=1e-9)
 
 
 def test_bad_input_is_refused(stl):
