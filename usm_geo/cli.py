@@ -405,6 +405,35 @@ def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> No
                f"(reasons in comparison.csv) → {out}")
 
 
+@main.command()
+@click.argument("study", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv and ledger.csv (created or replaced).")
+@quiet_option
+def model(study: Path, out: Path, quiet: bool) -> None:
+    """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
+    against each factor, population as exposure (negative binomial). Prints each factor's rate ratio
+    with its 95 % interval and the residual Moran's I. Associations, not causes."""
+    from usm_geo.pipeline import model_study
+    from usm_geo.study import load_study
+
+    info = model_study(load_study(study), out, _stages(quiet))
+    click.echo(info["ledger_summary"])
+    for level, m in info["models"].items():
+        if m["status"] != "fitted":
+            click.echo(f"{level}: not fitted: {'; '.join(m['notes'])}")
+            continue
+        click.echo(f"{level}, {m['period']}: {m['n_units']} units, exposure {m['exposure']}, theta = {m['theta']:.3g}")
+        for c in m["coefficients"][1:]:
+            click.echo(f"  {c['term']}: rate ratio {c['rate_ratio']:.3g} ({c['rr_lower']:.3g} to {c['rr_upper']:.3g}), p = {c['p']:.2g}")
+        if m["residual_moran"]:
+            r = m["residual_moran"]
+            click.echo(f"  residual Moran's I = {r['I']:.3f} (z = {r['z_norm']:.2f}): "
+                       + ("space is left unexplained" if r["p_norm"] < 0.05 else "no clear spatial pattern left"))
+        for note in m["notes"]:
+            click.echo(f"  note: {note}")
+    click.echo(f"({info['caveat']}) → {out}")
+
+
 @main.command("map")
 @click.argument("run_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--table", type=click.Path(path_type=Path), default=None,

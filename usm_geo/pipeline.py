@@ -86,6 +86,7 @@ class Intake:
     timings: dict[str, float] = field(default_factory=dict)
     # incidents of a partitioned dataset counted on Dask (usm_geo.scale.Partial) instead of ``incidents``
     counted: object = None
+    covariates: dict[str, pd.DataFrame] = field(default_factory=dict)  # level → unit_id + factor columns
 
     def categories(self) -> list[str]:
         """The categories of the used incidents, sorted."""
@@ -166,9 +167,25 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     if study.perception is not None:
         with stages("perception"):
             perception = read_perception(study.perception, ledger, levels[study.perception.unit_level], study.periods)
+    covariates = read_covariate_tables(study, ledger, unit_ids, stages)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
-                  counted=counted)
+                  counted=counted, covariates=covariates)
+
+
+def read_covariate_tables(study: Study, ledger: Ledger, unit_ids: dict[str, set], stages: Stages) -> dict[str, pd.DataFrame]:
+    """``[[inputs.covariates]]`` joined per boundary level: ``unit_id`` + one column per factor."""
+    from usm_geo.intake.covariates import read_covariates
+
+    out: dict[str, pd.DataFrame] = {}
+    if not study.covariates:
+        return out
+    with stages("covariates"):
+        for src in study.covariates:
+            table = read_covariates(src, ledger, unit_ids.get(src.unit_level, set()))
+            out[src.unit_level] = (table if src.unit_level not in out
+                                   else out[src.unit_level].merge(table, on="unit_id", how="outer"))
+    return out
 
 
 def _declared_parents(study: Study) -> dict[str, str]:
@@ -469,6 +486,44 @@ class Hotspots:
     period: str | None
 
 
+def write_models(folder: Path, models: dict, profile: str) -> list[str]:
+    """``model.json`` (every modelled level) and, in the internal profile, ``model_units.csv``
+    (observed and expected counts per unit: counts, so never in a public folder)."""
+    if not models:
+        return []
+    write_json(folder / "model.json", {lv: m["json"] for lv, m in models.items()})
+    written = ["model.json"]
+    frames = [m["units"].assign(level=lv) for lv, m in models.items() if m["units"] is not None]
+    if frames and profile == "internal":
+        table = pd.concat(frames, ignore_index=True)
+        write_csv(folder / "model_units.csv", table[["level", *[c for c in table.columns if c != "level"]]])
+        written.append("model_units.csv")
+    return written
+
+
+def run_models(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> dict:
+    """The count model of every level with covariates (usm_geo.models.counts): incidents of the
+    current period (category ``all``) against the level's factors, population as exposure.
+    Returns ``{level: {"json": …, "units": DataFrame}}``; levels that cannot be modelled say why."""
+    from usm_geo.hotspots.weights import queen
+    from usm_geo.models.counts import area_count_model
+
+    out: dict = {}
+    if not intake.covariates:
+        return out
+    stages = stages or Stages()
+    with stages("models"):
+        for level, table in sorted(intake.covariates.items()):
+            layer = located.units.levels[level]
+            try:
+                w = queen(layer, ids=layer["unit_id"].to_numpy())
+            except UsmGeoError:
+                w = None
+            out[level] = area_count_model(measures, layer, table, level=level, period=intake.study.periods.current,
+                                          weights=w)
+    return out
+
+
 def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Hotspots:
     """Gi* (FDR bins) and local Moran's I of the current period at every H3 and polygon level with at
     least 3 units (levels under ``[hotspots] min_units`` are written flagged ``too_few_units``, without
@@ -643,6 +698,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     hot = run_hotspots(intake, located, measures, stages)
     impact_json, impact_layer = run_impact(intake, stages)
     patterns, patterns_summary = run_time_patterns(intake, located, stages)
+    models = run_models(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
@@ -665,6 +721,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
         if patterns is not None:
             write_csv(folder / "time_patterns.csv", patterns)
+        write_models(folder, models, study.outputs.profile)
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
@@ -681,6 +738,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["indicator_definitions"] = indicators.definitions
     if patterns_summary is not None:
         info["time_patterns"] = patterns_summary
+    if models:
+        info["models"] = {lv: {k: m["json"][k] for k in ("status", "period", "n_units", "notes")} for lv, m in models.items()}
     if intake.counted is not None:
         skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
         info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
@@ -882,6 +941,28 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
         checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")
     checks += [line for line in (check_periods(intake), check_intervention(intake)) if line]
     return Validation(intake=intake, located=located, population=pop, checks=checks)
+
+
+def model_study(study: Study, out: Path, stages: Stages | None = None) -> dict:
+    """What ``usm-geo model STUDY --out DIR`` does: intake, units, population and measures, then the
+    count model of every level with covariates; writes ``model.json``, ``model_units.csv`` (internal
+    profile) and ``ledger.csv`` into ``out`` (built as a temporary sibling and swapped in)."""
+    from usm_geo.models.counts import CAVEAT
+
+    if not study.covariates:
+        raise StudyError("the study has no [[inputs.covariates]] to model", where=study.path,
+                         fix='add [[inputs.covariates]] with path, unit, unit_level and columns = ["…"]')
+    stages = stages or Stages()
+    with staged_folder(Path(out).resolve()) as stage:
+        intake = run_intake(study, stages)
+        located = run_units(intake, stages)
+        pop = run_population(intake, located, stages)
+        measures = run_measures(intake, located, pop, stages)
+        models = run_models(intake, located, measures, stages)
+        write_models(stage, models, study.outputs.profile)
+        write_csv(stage / "ledger.csv", intake.ledger.to_frame())
+    return {"models": {lv: m["json"] for lv, m in models.items()}, "ledger_summary": intake.ledger.summary(),
+            "caveat": CAVEAT}
 
 
 def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -> dict:

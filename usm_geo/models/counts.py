@@ -139,3 +139,55 @@ def residual_moran(model: CountModel, weights, *, transform: str = "R") -> dict:
 
     m = moran(model.units["pearson_residual"].to_numpy(), weights, transform=transform)
     return {k: float(getattr(m, k)) for k in ("I", "EI", "z_norm", "p_norm", "z_rand", "p_rand")}
+
+
+def area_count_model(measures: pd.DataFrame, layer, covariates: pd.DataFrame, *, level: str, period: str | None = None,
+                     weights=None) -> dict:
+    """The count model of one level from the run's tables: ``count`` (category ``all``) in ``period``
+    (default: the latest period with counts) against the ``covariates`` columns, exposure = the
+    level's ``population`` (or, where the level has none, the unit's area in km², said in the result).
+
+    ``layer``: the level's units (``unit_id``, geometry in the working CRS, metres); ``weights``: spatial
+    weights over ``layer``'s units in its order for the residual Moran's I (None: not computed).
+    Returns ``{"json": summary for model.json, "units": per-unit table or None}``. A level that cannot
+    be modelled (too few units with every value, no counts) gets ``status = "not_fitted"`` and the reason.
+    """
+    m = measures[(measures["level"] == level) & (measures["category"] == "all")]
+    counts = m[m["measure"] == "count"]
+    factors = [c for c in covariates.columns if c != "unit_id"]
+    base = {"level": level, "factors": factors, "caveat": CAVEAT, "model": "negative binomial (NB2), log link, "
+            "offset log(exposure); Wald intervals (docs/methods.md)"}
+    if counts.empty:
+        return {"json": {**base, "status": "not_fitted", "period": period, "n_units": 0,
+                         "notes": ["no counts at this level"]}, "units": None}
+    if period is None or period not in set(counts["period"]):
+        period = str(sorted(counts["period"].unique())[-1])
+    ids = layer["unit_id"].astype(str).to_numpy()
+    y = counts[counts["period"] == period].set_index("unit_id")["value"].reindex(ids)
+    pop = m[(m["measure"] == "population") & (m["period"] == period)].set_index("unit_id")["value"].reindex(ids)
+    notes: list[str] = []
+    if pop.notna().any():
+        exposure, exposure_name = pop.to_numpy(float), "population"
+    else:
+        exposure, exposure_name = layer.geometry.area.to_numpy() / 1e6, "area_km2"
+        notes.append("no population at this level: the exposure is each unit's area (km²), so rate ratios are per km²")
+    x = covariates.set_index("unit_id").reindex(ids)[factors]
+    ok = np.isfinite(y.to_numpy(float)) & np.isfinite(exposure) & (exposure > 0) & np.isfinite(x.to_numpy(float)).all(axis=1)
+    if (~ok).any():
+        notes.append(f"{int((~ok).sum())} of {len(ids)} units left out: no count, {exposure_name} or factor value")
+    base.update({"period": period, "category": "all", "exposure": exposure_name, "n_units": int(ok.sum())})
+    try:
+        model = negative_binomial(y.to_numpy(float)[ok], exposure[ok], x[ok].reset_index(drop=True), unit_ids=ids[ok])
+    except UsmGeoError as exc:
+        return {"json": {**base, "status": "not_fitted", "notes": [*notes, exc.message]}, "units": None}
+    moran_info = None
+    if weights is not None and ok.all():
+        moran_info = residual_moran(model, weights)
+    elif weights is not None:
+        notes.append("residual Moran's I not computed: some units were left out of the model")
+    notes.extend(model.notes)
+    coef = model.coefficients.to_dict("records")
+    summary = {**base, "status": "fitted", "converged": model.converged, "theta": model.theta, "alpha": model.alpha,
+               "loglik": model.loglik, "aic": model.aic, "coefficients": coef, "residual_moran": moran_info,
+               "notes": notes}
+    return {"json": summary, "units": model.units.assign(period=period)}
