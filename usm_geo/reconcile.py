@@ -127,3 +127,49 @@ def linked_counts(a: pd.DataFrame, b: pd.DataFrame, link: list[str], by: list[st
     both = pd.concat([ca, cb], axis=1).fillna(0).astype(np.int64)
     both["m"] = np.minimum(both["a"], both["b"])
     return both.groupby(level=by, sort=True).sum().reset_index()
+
+
+def reconcile_tables(a: pd.DataFrame, b: pd.DataFrame, levels: dict[str, np.ndarray], periods: list[str], *,
+                     link_key_a: np.ndarray | None = None, link_key_b: np.ndarray | None = None,
+                     alpha: float = 0.05) -> pd.DataFrame:
+    """``reconciliation.csv``: every unit of every level × period, the two sources compared.
+
+    ``a`` and ``b``: one row per record with a ``period`` column and one column per level (the
+    record's unit id, None outside); ``levels``: level → every unit id of that level (zeros are
+    listed). With link keys (one per record, e.g. "date|unit" or a shared id; :func:`linked_counts`'
+    one-to-one rule), ``m`` and Chapman's estimate are added; a matched pair is placed in the unit
+    and period of its record in ``a``. A key of None is never linked.
+    """
+    frames = []
+    if link_key_a is not None:
+        ka = pd.Series(np.asarray(link_key_a, dtype=object))
+        kb = pd.Series(np.asarray(link_key_b, dtype=object))
+        ca, cb = ka.value_counts(), kb.value_counts()
+        m_key = np.minimum(ca, cb.reindex(ca.index).fillna(0)).astype(np.int64)
+        m_key = m_key[m_key > 0]
+        # the first record of each matched key in a carries the key's matches (one unit, one period)
+        first = ~ka.duplicated(keep="first").to_numpy() & ka.isin(m_key.index).to_numpy()
+        weight_a = np.zeros(len(a), dtype=np.int64)
+        weight_a[first] = m_key.reindex(ka[first]).to_numpy()
+    for level, ids in levels.items():
+        grid = pd.MultiIndex.from_product([np.asarray(ids, dtype=object), periods], names=["unit_id", "period"])
+        na = a.groupby([level, "period"]).size().reindex(grid, fill_value=0)
+        nb = b.groupby([level, "period"]).size().reindex(grid, fill_value=0)
+        table = grid.to_frame(index=False)
+        table.insert(0, "level", level)
+        parts = []
+        for period in periods:
+            sel = table["period"].to_numpy() == period
+            cmp_ = compare_counts(na.to_numpy()[sel], nb.to_numpy()[sel], alpha=alpha)
+            cmp_.index = np.flatnonzero(sel)
+            parts.append(cmp_)
+        body = pd.concat(parts).sort_index()
+        table = pd.concat([table, body.reset_index(drop=True)], axis=1)
+        if link_key_a is not None:
+            m = pd.Series(weight_a).groupby([a[level].to_numpy(dtype=object), a["period"].to_numpy(dtype=object)]).sum()
+            m = m.reindex(grid, fill_value=0).to_numpy()
+            cr = chapman(table["a"].to_numpy(), table["b"].to_numpy(), m)
+            table["m"] = m
+            table = pd.concat([table, cr.drop(columns=["observed"]).add_prefix("total_")], axis=1)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
