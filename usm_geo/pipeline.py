@@ -1044,9 +1044,32 @@ def reconcile_studies(study_a: Study, study_b: Study, out: Path, *, link: tuple[
     with staged_folder(Path(out).resolve()) as stage:
         write_csv(stage / "reconciliation.csv", result)
         write_json(stage / "reconciliation.json", summary)
+        _reconciliation_map(stage / "reconciliation.html", result, la.units, levels, study_a, study_b)
         write_csv(stage / "ledger_a.csv", ia.ledger.to_frame())
         write_csv(stage / "ledger_b.csv", ib.ledger.to_frame())
     return summary
+
+
+def _reconciliation_map(target: Path, result: pd.DataFrame, units: UnitSet, levels: dict, study_a: Study,
+                        study_b: Study) -> None:
+    """``reconciliation.html``: per polygon level and period, A's count minus B's, with the units
+    where they differ beyond chance flagged in the tooltip (self-contained, no basemap)."""
+    from usm_geo.maps import MapInputs, build_map
+
+    key = "source_difference"
+    poly = [lv for lv in levels if lv != "city"]
+    names = {lv: dict(zip(units.levels[lv]["unit_id"], units.levels[lv]["name"])) for lv in poly}
+    rows = result[result["level"].isin(poly)]
+    wide = pd.DataFrame({"level": rows["level"], "unit_id": rows["unit_id"],
+                         "name": [names[lv].get(u, u) for lv, u in zip(rows["level"], rows["unit_id"])],
+                         "period": rows["period"], key: rows["difference"].astype(float),
+                         f"{key}_n": (rows["a"] + rows["b"]).astype(np.int64), f"{key}_flags": rows["flags"]})
+    definitions = {key: {"name": f"{study_a.name} ({study_a.incidents.records}) minus {study_b.name} "
+                                 f"({study_b.incidents.records}): recorded incidents", "kind": "", "lower_is_better": True}}
+    inputs = MapInputs(units={lv: units.levels[lv][["unit_id", "name", "geometry"]] for lv in poly}, table=wide,
+                       definitions=definitions, title=f"Reconciling {study_a.name} and {study_b.name}")
+    build_map(inputs, target, indicator=key, period=str(sorted(set(rows["period"]))[-1]), palette="PuOr",
+              hotspots=False, kde=False, impact=False)
 
 
 def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -> dict:

@@ -128,3 +128,11 @@ def test_linked_records_and_chapman(sources):
     march = table[(table["period"] == "2019-03") & (table["level"] == "lsoa")]
     assert (march["flags"] == "sources_differ").any()
     assert "unit-periods where the sources differ" in text
+
+
+def test_map_of_where_sources_disagree(sources):
+    _, _, out, _ = sources
+    html = (out / "reconciliation.html").read_text(encoding="utf-8")
+    assert "<script src=" not in html and "<link rel=\"stylesheet\" href=\"http" not in html  # self-contained
+    assert "Police records (police) minus Second system (police): recorded incidents" in html
+    assert "recorded incidents · 2019-03" in html  # the legend: what is drawn and for which period
