@@ -172,7 +172,8 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
 
 
 def _declared_parents(study: Study) -> dict[str, str]:
-    return {b.level: study.boundaries[i + 1].level for i, b in enumerate(study.boundaries) if b.parent}
+    """level → the coarser level its ``parent`` names (by a code column, or by geometry)."""
+    return {b.level: b.parent_level for b in study.boundaries if b.parent_level}
 
 
 def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Ledger, scheduler):
@@ -194,7 +195,8 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     if not isinstance(src.path, (str, Path)):
         raise UsmGeoError("only Parquet/GeoParquet files are counted on Dask; a database source is read in memory",
                           where="--scheduler", fix="leave out --scheduler (or export the table to Parquet)")
-    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study))
+    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study),
+                           nest_tolerance=study.units.nest_tolerance)
     table = harm_table(study)
     job = scale.Job(source=src, ctx=ctx, units=units, h3_resolutions=tuple(study.units.h3_resolution),
                     frequency=study.periods.frequency, by_category=True, harm=table, detect=True)
@@ -233,7 +235,7 @@ def run_units(intake: Intake, stages: Stages | None = None) -> Located:
         declared = _declared_parents(study)
         units = build_units(intake.levels, study_area=intake.study_area, crs=intake.working_crs, city_name=study.name,
                             h3_resolutions=resolutions, h3_cover=study.units.h3_cover, point_cells=cells,
-                            declared_parents=declared)
+                            declared_parents=declared, nest_tolerance=study.units.nest_tolerance)
         if intake.index is not None:  # built for the study-area test at intake: the same layer
             units._indexes[next(iter(intake.levels))] = intake.index
         inc_loc = locate_points(inc, units, cells, intake.ledger, "incidents") if inc is not None else None
