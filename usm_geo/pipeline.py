@@ -1018,9 +1018,9 @@ def run_impact(intake: Intake, stages: Stages | None = None):
         geoms = [areas.treated, areas.buffer, areas.control]
         frame = gpd.GeoDataFrame({"area": names}, geometry=geoms, crs=intake.working_crs)
         population_by_area = None
-        spec = study.population
-        if spec is not None and spec.raster is not None:
-            pop = population.from_raster(spec.raster, frame.assign(unit_id=names))
+        raster = next((s.raster for s in study.population_inputs() if s.raster is not None), None)
+        if raster is not None:
+            pop = population.from_raster(raster, frame.assign(unit_id=names))
             population_by_area = dict(zip(pop["unit_id"], pop["population"].astype(float)))
         harm = _harm_weights(intake)
         result = impact_result(inc["x"].to_numpy(float), inc["y"].to_numpy(float), t.to_numpy(), areas, before, after,
