@@ -225,3 +225,14 @@ def test_by_geometry_alone_the_lsoas_do_not_nest_at_one_percent(tmp_path):
     # by geometry every LSOA lands in the borough its code names (the code and the largest overlap agree)
     lsoa = gpd.read_file(LONDON / "lsoa2011.shp").set_index("LSOA11CD")["LAD11CD"]
     assert located.units.parents("lsoa", "borough").sort_index().to_dict() == lsoa.sort_index().to_dict()
+
+
+def test_validate_states_each_levels_method_and_the_sliver(tmp_path):
+    (tmp_path / "study.toml").write_text(study_text(), encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "study.toml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    total = sum(BOROUGH_2019.values())
+    assert f"population at borough: 4 of 4 units, total {total:,} (table)" in result.output
+    assert "population at city: 1 of 1 units, total 829,517 (rolled_up:lsoa)" in result.output
+    assert "lsoa → borough by code: 1 of 428 lsoa unit(s)" in result.output and f"{SLIVER} (98.3%)" in result.output
+    assert "population.borough: population_tables_differ:" in result.output  # the ledger note, on screen

@@ -208,6 +208,10 @@ def test_run_json_and_screen_report_hierarchy_and_population(tmp_path):
     nb.loc[1, "geometry"] = _box(1000, 2020)
     nb.loc[2, "geometry"] = _box(2020, 3000)
     nb.to_file(tmp_path / "nb.gpkg")
+    # one more incident in A2's sliver (x = 2010 m): in neighbourhood A2 (code: district A) but in district B
+    ll = gpd.GeoSeries(gpd.points_from_xy([X0 + 2010], [Y0 + 500]), crs=CRS).to_crs(4326)
+    with open(tmp_path / "inc.csv", "a", encoding="utf-8") as f:
+        f.write(f"{ll.x.round(7).iloc[0]},{ll.y.round(7).iloc[0]},2020-05-01,theft\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", str(study_file), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -220,6 +224,12 @@ def test_run_json_and_screen_report_hierarchy_and_population(tmp_path):
     assert "population: the district table differs from the sum of the neighbourhood table in 1 of 2 units (up to 10.0%)" in result.output
     assert info["population_method"]["patrol"] == "areal_interpolation:neighbourhood"
     assert info["population_notes"]["district"]["relative_difference"]["A"] == pytest.approx(0.1)
-    # the point at x = 2010 m? none here; the rollup check compares direct district counts with the code's rollup
+    # the rollup check compares direct district counts with the code's rollup: the sliver point counts
+    # in B directly and in A through its neighbourhood's code, so A and B differ by 1 in 2020 for the
+    # category theft and for all (4 unit × period × category cells)
     check = {(r["fine"], r["coarse"]): r for r in info["rollup_check"]}
-    assert check[("neighbourhood", "district")]["max_abs_difference"] == 0.0
+    assert check[("neighbourhood", "district")] == {"fine": "neighbourhood", "coarse": "district", "by": "code",
+                                                     "max_abs_difference": 1.0, "cells_differing": 4}
+    m = pd.read_csv(out / "measures.csv", dtype={"unit_id": str, "period": str})
+    direct = m[(m.measure == "count") & (m.level == "district") & (m.category == "all") & (m.period == "2020")]
+    assert direct.set_index("unit_id")["value"].to_dict() == {"A": 5.0, "B": 2.0}  # 3 + 2 in A; B2's 1 + the sliver's
