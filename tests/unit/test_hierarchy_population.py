@@ -38,8 +38,8 @@ def _write(folder, *, nbhd_parent='"district"', district_pop: str | None = None,
     gpd.GeoDataFrame({"d": ["A", "B"]}, geometry=[_box(0, 2000), _box(2000, 4000)], crs=CRS).to_file(folder / "dist.gpkg")
     gpd.GeoDataFrame({"p": ["P", "Q"]}, geometry=[_box(0, 1500), _box(1500, 4000)], crs=CRS).to_file(folder / "patrol.gpkg")
     pd.DataFrame({"nb": list(POP), "people": list(POP.values())}).to_csv(folder / "pop.csv", index=False)
-    # 3 incidents in A1, 2 in the east half of A2 (patrol Q), 1 in B2; all in 2020 (the study runs to 2021:
-    # a one-year study trips a RuntimeWarning in indicators/progress.py's trend, not ours to fix here)
+    # 3 incidents in A1, 2 in the east half of A2 (patrol Q), 1 in B2; all in 2020 (the study runs to
+    # 2021, a year of zeros)
     xy = [(100, 500), (200, 500), (300, 500), (1700, 500), (1800, 400), (3500, 500)]
     ll = gpd.GeoSeries(gpd.points_from_xy([X0 + x for x, _ in xy], [Y0 + y for _, y in xy]), crs=CRS).to_crs(4326)
     pd.DataFrame({"lon": ll.x.round(7), "lat": ll.y.round(7), "date": "2020-05-01", "category": "theft"}).to_csv(
