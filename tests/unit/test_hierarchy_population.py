@@ -233,3 +233,22 @@ def test_run_json_and_screen_report_hierarchy_and_population(tmp_path):
     m = pd.read_csv(out / "measures.csv", dtype={"unit_id": str, "period": str})
     direct = m[(m.measure == "count") & (m.level == "district") & (m.category == "all") & (m.period == "2020")]
     assert direct.set_index("unit_id")["value"].to_dict() == {"A": 5.0, "B": 2.0}  # 3 + 2 in A; B2's 1 + the sliver's
+
+
+def test_non_nesting_level_with_a_raster_shares_the_table_by_the_raster(tmp_path):
+    """With a raster, the finest table's persons are shared over a level that does not nest in
+    proportion to the raster persons in each piece: A2's raster people all live in its east half
+    (patrol Q), so P gets A1 only. By hand: P = 100, Q = 200 + 300 + 400 = 900."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    grid = np.ones((2, 8))  # 500 m cells over x 0–4 km, y 0–1 km: 1 person each …
+    grid[:, 2] = 0.0        # … none in A2's west half (x 1000–1500 m)
+    with rasterio.open(tmp_path / "people.tif", "w", driver="GTiff", height=2, width=8, count=1, dtype="float64",
+                       crs=CRS, transform=from_origin(X0, Y0 + 1000, 500, 500)) as dst:
+        dst.write(grid, 1)
+    single = ('[inputs.population]\npath = "pop.csv"\nlevel = "neighbourhood"\nid = "nb"\ncolumn = "people"\n'
+              'raster = "people.tif"\n')
+    _, _, pop = _stages(_write(tmp_path, nbhd_parent='"dist"', population=single))
+    assert pipeline.population_methods(pop)["patrol"] == "disaggregated_raster:neighbourhood"
+    assert pop["patrol"].set_index("unit_id")["population"].to_dict() == pytest.approx({"P": 100.0, "Q": 900.0})
