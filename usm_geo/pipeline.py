@@ -520,6 +520,29 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
     return Hotspots(layers, globals_, reports, surface, period)
 
 
+def run_sppt(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None):
+    """Andresen's SPPT (:mod:`usm_geo.hotspots.sppt`) of ``periods.current`` against ``periods.baseline``
+    at every H3 and polygon level, for ``all`` and each category, seeded by the study's seed.
+    Returns (``sppt.csv`` table or None, run.json ``sppt`` summary or None)."""
+    from usm_geo.hotspots.sppt import DRAWS, LEVEL, SAMPLE, sppt_table
+
+    periods = intake.study.periods
+    counts = measures[measures["measure"] == "count"]
+    if counts.empty:
+        return None, None
+    have = set(counts["period"])
+    head = {"baseline": periods.baseline, "current": periods.current, "draws": DRAWS, "sample": SAMPLE,
+            "level": LEVEL, "seed": intake.study.seed}
+    if periods.baseline not in have or periods.current not in have or periods.baseline == periods.current:
+        return None, {**head, "skipped": "periods.baseline and periods.current must be two periods of the study"}
+    with stages("sppt") if stages else _null():
+        units = located.units
+        ids = {lv: layer["unit_id"].to_numpy(dtype=object) for lv, layer in units.levels.items()
+               if units.kinds[lv] in ("h3", "polygon")}
+        table, summary = sppt_table(counts, ids, periods.baseline, periods.current, seed=intake.study.seed)
+    return table, {**head, "levels": summary}
+
+
 def hotspot_notes(reports: dict) -> list[str]:
     """One line per hot spot level for the screen: the value analysed, the rule, or why it was refused."""
     notes = []
@@ -643,6 +666,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     hot = run_hotspots(intake, located, measures, stages)
     impact_json, impact_layer = run_impact(intake, stages)
     patterns, patterns_summary = run_time_patterns(intake, located, stages)
+    sppt, sppt_summary = run_sppt(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
@@ -665,6 +689,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
         if patterns is not None:
             write_csv(folder / "time_patterns.csv", patterns)
+        if sppt is not None:
+            write_csv(folder / "sppt.csv", sppt)
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
@@ -681,6 +707,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["indicator_definitions"] = indicators.definitions
     if patterns_summary is not None:
         info["time_patterns"] = patterns_summary
+    if sppt_summary is not None:
+        info["sppt"] = sppt_summary
     if intake.counted is not None:
         skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
         info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
