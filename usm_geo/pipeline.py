@@ -35,7 +35,7 @@ from usm_geo.indicators.tables import concentration_table, gap_table, progress_t
 from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_incident_sources, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
-from usm_geo.measures import check_rollups, count_measures, measures_from_tally, sort_measures
+from usm_geo.measures import aoristic_weights, check_rollups, count_measures, measures_from_tally, sort_measures
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
@@ -185,6 +185,10 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
         raise UsmGeoError(f"{len(study.incident_inputs())} incident files cannot be counted on Dask yet: it reads one "
                           "Parquet file or dataset", where="--scheduler",
                           fix="leave out --scheduler, or write the files into one partitioned Parquet dataset")
+    if src.datetime_end is not None or src.date_end is not None:
+        raise StudyError("time windows (datetime_end / date_end) cannot be counted on Dask yet: aoristic counts "
+                         "spread each record over its window in memory", where="inputs.incidents",
+                         fix="run without --scheduler, or leave out datetime_end/date_end")
     if src.duplicates == "drop":
         # duplicates are found within a part only: dropping them would make counts depend on the parts
         raise StudyError('duplicates = "drop" cannot be used on Dask: exact duplicates are found only within a part '
@@ -363,7 +367,22 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
         weight = _harm_weights(intake)
         counts = count_measures(located.incidents, located.units, period=labels, periods=periods,
                                 category=inc["category"].to_numpy(dtype=object), weight=weight)
-        return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
+        spread = aoristic_measures(inc, located, periods)
+        return sort_measures(pd.concat([counts, spread, population_measures(pop or {}, periods)], ignore_index=True))
+
+
+def aoristic_measures(inc: pd.DataFrame, located: Located, periods: list[str]) -> pd.DataFrame:
+    """``aoristic_count`` rows (every unit × period × category, like ``count``) when some incident has a
+    time window (``occurred_end``, from ``datetime_end``/``date_end``): each record's weight spread over
+    the periods of its window (:func:`usm_geo.measures.aoristic_weights`); ``n`` = records with a share
+    in the cell. Empty when no record has a window."""
+    if "occurred_end" not in inc or not inc["occurred_end"].notna().any():
+        return pd.DataFrame(columns=MEASURE_COLUMNS)
+    rec, per, w = aoristic_weights(inc["occurred_at"].to_numpy(), inc["occurred_end"].to_numpy(), periods)
+    spread = count_measures(located.incidents.iloc[rec].reset_index(drop=True), located.units,
+                            period=np.asarray(periods, dtype=object)[per], periods=periods,
+                            category=inc["category"].to_numpy(dtype=object)[rec], weight=w)
+    return spread[spread["measure"] == "harm"].assign(measure="aoristic_count")
 
 
 def _harm_weights(intake: Intake) -> np.ndarray | None:

@@ -83,6 +83,10 @@ class RecordSource:
     hour: str | None = None
     minute: str | None = None
     category_value: str | None = None  # incidents: one category label for every record of the source
+    # incidents: the end of each record's time window (it happened between the date and this end):
+    # aoristic counts (docs/study.md "Time windows"); datetime_end pairs with datetime, date_end with date
+    datetime_end: str | None = None
+    date_end: str | None = None
 
     @property
     def date_parts(self) -> dict[str, str]:
@@ -471,6 +475,17 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
                           "\"burglary\" when every record of the file is that offence")
         if src["category_value"] is not None and not src["category_value"].strip():
             raise r.error(f"{key}.category_value", "is empty", 'e.g. category_value = "burglary"')
+        src["datetime_end"] = r.take("datetime_end", str, None)
+        src["date_end"] = r.take("date_end", str, None)
+        if src["datetime_end"] is not None and src["date_end"] is not None:
+            raise r.error(f"{key}.datetime_end", "cannot be combined with date_end",
+                          "name datetime_end with datetime (a date and time column), or date_end with date")
+        if src["datetime_end"] is not None and src["datetime"] is None:
+            raise r.error(f"{key}.datetime_end", "needs datetime: the window runs from datetime to datetime_end",
+                          'add datetime = "COLUMN" (or use date = "..." with date_end = "...")')
+        if src["date_end"] is not None and src["date"] is None:
+            raise r.error(f"{key}.date_end", "needs date: the window runs from date to the end of date_end",
+                          'add date = "COLUMN" (or use datetime = "..." with datetime_end = "...")')
     if survey:
         src["unit"] = r.take("unit", str, None)
         src["unit_level"] = r.take("unit_level", str, None)
