@@ -683,7 +683,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     measures = run_measures(intake, located, pop, stages)
     indicators = run_indicators(intake, located, measures, stages)
     hot = run_hotspots(intake, located, measures, stages)
-    impact_json, impact_layer = run_impact(intake, stages)
+    impact_json, impact_layer = run_impact(intake, stages, located, pop)
     patterns, patterns_summary = run_time_patterns(intake, located, stages)
     sppt, sppt_summary = run_sppt(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
@@ -973,9 +973,12 @@ def impact_result(x, y, t, areas, before, after, *, weights=None, population=Non
     return result
 
 
-def run_impact(intake: Intake, stages: Stages | None = None):
-    """The study's intervention: treated area, a ring buffer of ``intervention.buffer`` metres and the
-    rest of the study area as control; before = study start … the day before the intervention,
+def run_impact(intake: Intake, stages: Stages | None = None, located: Located | None = None,
+               pop: dict[str, pd.DataFrame] | None = None):
+    """The study's intervention: treated area, a ring buffer of ``intervention.buffer`` metres and as
+    control the study's control polygons, the ``k`` matched units (``control = "matched"``,
+    :func:`usm_geo.impact.matched_control` on each unit's before-window count, rate and population; needs
+    ``located``) or the rest of the study area; before = study start … the day before the intervention,
     after = the intervention start … study end. Returns (impact dict, GeoDataFrame of the three areas) or (None, None)."""
     from usm_geo import impact
 
@@ -992,12 +995,29 @@ def run_impact(intake: Intake, stages: Stages | None = None):
         else:
             treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
         control = _polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
-        areas = impact.impact_areas(treated, buffer_width=iv.buffer, control=control, study_area=intake.study_area)
         t = inc["occurred_at"]
         start = study.periods.start or t.min().date()
         end = study.periods.end or t.max().date()
         before = (start, iv.start - dt.timedelta(days=1))
         after = (iv.start, end)
+        match = None
+        if iv.matched:
+            if located is None:
+                raise UsmGeoError('control = "matched" needs the incidents placed in units', where="run_impact",
+                                  fix="pass located= (run_units) to run_impact")
+            ring = impact.ring_buffer(treated, iv.buffer)
+            layer = intake.levels[iv.level]
+            t_ns = t.to_numpy()
+            in_before = (t_ns >= np.datetime64(before[0])) & (t_ns < np.datetime64(before[1] + dt.timedelta(days=1)))
+            where = located.incidents[iv.level].to_numpy(dtype=object)[in_before]
+            counts = pd.Series(where[pd.notna(where)]).value_counts().reindex(layer["unit_id"]).fillna(0).to_numpy(float)
+            level_pop = (pop or {}).get(iv.level)
+            people = (level_pop.set_index("unit_id")["population"].reindex(layer["unit_id"]).to_numpy(float)
+                      if level_pop is not None else None)
+            control, match = impact.matched_control(layer, list(iv.units), baseline_count=counts, population=people,
+                                                    buffer=ring, k=iv.k)
+            match.update(level=iv.level, before=[str(before[0]), str(before[1])])
+        areas = impact.impact_areas(treated, buffer_width=iv.buffer, control=control, study_area=intake.study_area)
         names = ["treated", "buffer", "control"]
         geoms = [areas.treated, areas.buffer, areas.control]
         frame = gpd.GeoDataFrame({"area": names}, geometry=geoms, crs=intake.working_crs)
@@ -1011,6 +1031,9 @@ def run_impact(intake: Intake, stages: Stages | None = None):
                                weights=harm, population=population_by_area)
         result["intervention"] = {"name": iv.name, "start": iv.start.isoformat(), "buffer_m": iv.buffer,
                                   "before": [str(before[0]), str(before[1])], "after": [str(after[0]), str(after[1])]}
+        if match is not None:
+            result["control_match"] = match
+            result["areas_report"]["control_source"] = f"matched: {len(match['chosen'])} units of {iv.level}"
         counts = result["counts"]
         frame["before"] = [(counts.get(a) or {}).get("before") for a in names]
         frame["after"] = [(counts.get(a) or {}).get("after") for a in names]

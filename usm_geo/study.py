@@ -147,7 +147,8 @@ class Periods:
 @dataclass(frozen=True)
 class Intervention:
     """The treated area is a polygon file (``path``, ``layer``) or a set of unit ids of one boundary
-    level (``units``, ``level``); ``control`` optionally a polygon file (default: the rest of the study area)."""
+    level (``units``, ``level``); ``control`` optionally a polygon file, or ``"matched"`` (``matched``:
+    the ``k`` nearest untreated units of ``level``); default: the rest of the study area."""
 
     name: str
     path: Path | None
@@ -157,6 +158,10 @@ class Intervention:
     units: tuple[str, ...] = ()
     level: str | None = None
     control: Path | None = None
+    # control = "matched": the k untreated units of ``level`` nearest the treated units (Mahalanobis
+    # distance on baseline rate and population; usm_geo.impact.matched_control)
+    matched: bool = False
+    k: int = 5
 
 
 @dataclass(frozen=True)
@@ -704,6 +709,11 @@ def _hotspots(table, file: Path) -> HotspotSettings:
 def _intervention(table, file: Path) -> Intervention:
     r = _Reader(table, "intervention", file)
     units = r.take("units", list, [])
+    matched = isinstance(table.get("control"), str) and table["control"].strip().lower() == "matched"
+    if matched:
+        r.take("control", str)
+    has_k = "k" in table
+    k = r.take("k", int, 5)
     iv = Intervention(
         name=r.take("name", str),
         path=r.path("path", required=False),
@@ -712,9 +722,20 @@ def _intervention(table, file: Path) -> Intervention:
         buffer=float(r.take("buffer", float, 400.0)),
         units=tuple(str(u) for u in units),
         level=r.take("level", str, None),
-        control=r.path("control", required=False),
+        control=None if matched else r.path("control", required=False),
+        matched=matched,
+        k=int(k),
     )
     r.done()
+    if has_k and not matched:
+        raise r.error("intervention.k", 'applies only to control = "matched"',
+                      'add control = "matched" (the k nearest untreated units), or remove k')
+    if matched and k < 1:
+        raise r.error("intervention.k", f"must be a whole number ≥ 1, not {k}", "e.g. k = 5")
+    if matched and not units:
+        raise r.error("intervention.control", '= "matched" picks untreated units of the treated units\' level, '
+                      "so the treated area must be given as units", 'name the treated area with units = ["N04", …] and '
+                      'level = "neighbourhood", or give control = "control.gpkg"')
     if (iv.path is None) == (not iv.units):
         raise r.error("intervention", "needs either path (a polygon file) or units (ids of one boundary level)",
                       'e.g. path = "treated.gpkg", or units = ["N04", "N27"] with level = "neighbourhood"')
