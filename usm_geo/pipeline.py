@@ -601,7 +601,8 @@ def run_time_patterns(intake: Intake, located: Located, stages: Stages | None = 
         months = study_periods(intake.study, t, frequency="month")
         table, summary = time_patterns(  # incidents always carry a date, so date_precision is there
             t.to_numpy(), inc["date_precision"].to_numpy(dtype=object), inc["category"].to_numpy(dtype=object), {lv: located.incidents[lv].to_numpy(dtype=object) for lv in levels},
-            {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in levels}, months)
+            {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in levels}, months,
+            occurred_end=inc["occurred_end"].to_numpy() if "occurred_end" in inc else None)
         summary["levels"] = levels
     return table, summary
 

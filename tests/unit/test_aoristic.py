@@ -106,3 +106,43 @@ def test_public_profile_withholds_aoristic_counts():
     out, report = apply_profile(rows, None, profile="public", k=5)
     assert out.loc[0, "value"] == 12 and np.isnan(out.loc[1, "value"]) and pd.isna(out.loc[1, "n"])
     assert report["suppressed_rows"]["city"]["aoristic_count"]["internal_only"] == 1
+
+
+def test_hour_of_week_weights_by_hand():
+    """Bins weekday·24 + hour, Monday 0. 2021-01-01 is a Friday.
+    r0: Friday 18:00 → Monday 08:00 = 62 h: 1/62 in each of Fri 18–23, Sat, Sun, Mon 0–7.
+    r1: Tuesday 2021-01-05 10:30 → 12:00: 0.5 h of 1.5 in Tue 10, 1 h in Tue 11 → 1/3, 2/3.
+    r2: 8 days from Wednesday 2021-01-06 00:00: every hour once (1/192), Wednesday's hours twice (2/192)."""
+    from usm_geo.time_patterns import aoristic_hour_weights
+
+    w = aoristic_hour_weights(ts("2021-01-01T18:00", "2021-01-05T10:30", "2021-01-06"),
+                              ts("2021-01-04T08:00", "2021-01-05T12:00", "2021-01-14"))
+    want0 = np.zeros(168)
+    want0[4 * 24 + 18:] = 1 / 62
+    want0[:8] = 1 / 62
+    np.testing.assert_allclose(w[0], want0, rtol=1e-12, atol=1e-15)
+    want1 = np.zeros(168)
+    want1[1 * 24 + 10], want1[1 * 24 + 11] = 1 / 3, 2 / 3
+    np.testing.assert_allclose(w[1], want1, rtol=1e-12, atol=1e-15)
+    want2 = np.full(168, 1 / 192)
+    want2[2 * 24:3 * 24] = 2 / 192
+    np.testing.assert_allclose(w[2], want2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_time_patterns_aoristic_hours_through_the_pipeline(tmp_path):
+    """time_patterns: a record with a window is spread over its hours; a timed point sits at its hour."""
+    from usm_geo.pipeline import run_time_patterns, run_units
+
+    lon, lat = INSIDE[0]
+    rows = [f"1,{lon},{lat},2021-01-05 10:30,2021-01-05 12:00,theft", f"2,{lon},{lat},2021-01-05 11:15,,theft"]
+    intake = run(_study(tmp_path, rows, header="id,lon,lat,from,to,category", keys='datetime = "from"\ndatetime_end = "to"'))
+    table, summary = run_time_patterns(intake, run_units(intake))
+    a = table[(table.pattern == "hour_weekday_aoristic") & (table.level == "city") & (table.category == "all")]
+    got = a[a.aoristic_count > 0].set_index(["weekday", "hour"])["aoristic_count"].to_dict()
+    assert got == pytest.approx({(1, 10): 1 / 3, (1, 11): 2 / 3 + 1}, rel=1e-12)
+    assert a["count"].isna().all() and len(a) == 168
+    # the plain pattern still counts each record once at its start
+    hw = table[(table.pattern == "hour_weekday") & (table.level == "city") & (table.category == "all")]
+    assert hw.set_index(["weekday", "hour"])["count"][(1, 10)] == 1 and hw["count"].sum() == 2
+    assert summary["hour_weekday_aoristic"] == {"windows": 1, "points": 1, "left_out": 0}
