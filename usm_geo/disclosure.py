@@ -112,6 +112,9 @@ KNOWN_FLAGS = frozenset({
 REVEALING_FLAGS = frozenset({"small_count"})  # say something about a hidden count: dropped when suppressed
 SMOOTHED_SUFFIXES = ("_eb", "_seb")
 SUPPRESSED_COLUMNS = ["numerator", "value", "lower", "upper", "n"]
+#: measures never published: aoristic counts are fractional counts by period (a fraction can give a
+#: small count back), so the public profile withholds every row of them (reason ``internal_only``)
+INTERNAL_ONLY_MEASURES = ("aoristic_count",)
 SURVEY_SUPPRESSED_COLUMNS = ["numerator", "denominator", "value", "lower", "upper", "n"]
 
 RULES_PUBLIC = [
@@ -325,6 +328,8 @@ def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int)
     base_of = {m: _base(m) for m in uniq}
     is_count = measure == "count"
     is_harm = measure == "harm"
+    # measures kept for internal use only: withheld whole from the public profile
+    internal = np.isin(measure, INTERNAL_ONLY_MEASURES)
     is_rate = np.isin(measure, [m for m in uniq if _is_rate(m)])
     is_share = np.isin(measure, [m for m in uniq if _is_share(m) and not _is_rate(m)])
     levels = list(pd.unique(table["level"]))
@@ -398,9 +403,9 @@ def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int)
                   "survey", 3)
 
     if not cells.frames:
-        out, removed = _finish(table, np.zeros(len(table), bool), np.zeros(len(table), bool))
-        return out, _report(k, min_n, table, np.zeros(len(table), bool), np.array([], dtype=object), dropped_columns,
-                            removed, {}, 0, {}, {}, 0)
+        out, removed = _finish(table, internal, np.zeros(len(table), bool))
+        return out, _report(k, min_n, table, internal, np.where(internal, "internal_only", "").astype(object),
+                            dropped_columns, removed, {}, 0, {}, {}, 0)
 
     rowcells = pd.concat(cells.frames, ignore_index=True)
     rowcells = rowcells.sort_values(["priority", "row"], kind="stable")
@@ -526,6 +531,8 @@ def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int)
         group_sup[np.flatnonzero(smoothed)] = hit & ~sm["_s"].to_numpy(bool)
     reason = np.where(row_primary & row_sup, "primary", np.where(row_sup, "complementary",
                                                                   np.where(group_sup, "smoothed_group", "")))
+    reason = np.where(internal, "internal_only", reason)
+    group_sup |= internal
     out, removed = _finish(table, row_sup | group_sup, is_share)
 
     cell_levels = nodes["level"].to_numpy(dtype=object)

@@ -190,11 +190,12 @@ FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif", "html")
 PROFILES = ("public", "internal")
 DEFAULT_K = 5
 DEFAULT_MIN_N = 30
-BASE_MEASURES = ("count", "harm", "population")
+BASE_MEASURES = ("count", "harm", "population", "aoristic_count")
 SMOOTHED = {"": 0, "_eb": 1, "_seb": 2}
 PARTS = ("_lower", "_upper", "_n", "_flags")
 #: The only hot spot columns a public file carries (plus geometry): no counts.
-PUBLIC_HOTSPOT_COLUMNS = ("unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant")
+PUBLIC_HOTSPOT_COLUMNS = ("unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant", "hotspot_value",
+                          "significance")
 #: Columns of impact_areas that are counts (left out of public files).
 IMPACT_COUNT_COLUMNS = ("before", "after")
 GPKG_NAME, SHP_NAME, CSV_NAME, MAP_NAME = "areas.gpkg", "shapefiles.zip", "indicators.csv", "map.html"
@@ -363,7 +364,14 @@ def _to_crs(frame, target):
 
 def public_hotspots(layer, k: int):
     """A hot spot layer for the public: unit ids, Gi* z (rounded to 0.1, so that counts cannot be
-    solved back exactly from the z of every unit), the FDR bin and the LISA quadrant. No counts."""
+    solved back exactly from the z of every unit), the FDR bin and the LISA quadrant, the value
+    analysed and the significance rule. No counts. The bin and the quadrant are re-derived under the
+    public rule (:func:`usm_geo.hotspots.fdr.public_rule`: Benjamini–Hochberg, α ≤ 0.05) from the
+    layer's p-values, so a run made with ``fdr = false`` or before the rule publishes nothing that
+    is not significant after BH."""
+    from usm_geo.hotspots.fdr import public_rule
+
+    layer = public_rule(layer)
     keep = [c for c in PUBLIC_HOTSPOT_COLUMNS if c in layer.columns]
     out = layer[keep + [layer.geometry.name]].copy()
     if "gistar_z" in out:

@@ -210,6 +210,96 @@ def areas_from_units(layer_gdf, unit_ids) -> shapely.Geometry:
     return shapely.union_all(geoms)
 
 
+def ring_buffer(treated, width: float) -> shapely.Geometry:
+    """The displacement ring ``treated.buffer(width) − treated`` on the 1 mm grid (metres); empty for 0."""
+    treated = _as_polygonal(treated, "treated", {"warnings": []})
+    if not width:
+        return shapely.Polygon()
+    return shapely.difference(shapely.buffer(treated, float(width)), treated, grid_size=GRID_M)
+
+
+def mahalanobis_nearest(features: np.ndarray, target: np.ndarray, covariance: np.ndarray, candidates: np.ndarray,
+                        ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` candidate rows of ``features`` nearest ``target`` by Mahalanobis distance
+    ``d_i = √((x_i − t)ᵀ S⁺ (x_i − t))`` (``S⁺`` the Moore–Penrose inverse of ``covariance``: its inverse
+    when it has one; a constant feature then adds nothing instead of dividing by 0).
+
+    Returns (row positions of the chosen rows, nearest first; every row's distance, NaN where not a
+    candidate). Ties are broken by ``ids`` (sorted as strings), so the choice is deterministic.
+    """
+    x = np.asarray(features, dtype=float)
+    diff = x - np.asarray(target, dtype=float)[None, :]
+    inv = np.linalg.pinv(np.atleast_2d(np.asarray(covariance, dtype=float)))
+    d2 = np.einsum("ij,jk,ik->i", diff, inv, diff)
+    d = np.sqrt(np.maximum(d2, 0.0))
+    d = np.where(candidates & np.isfinite(d), d, np.nan)
+    rows = np.flatnonzero(np.isfinite(d))
+    order = rows[np.lexsort((np.asarray(ids, dtype=str)[rows], d[rows]))]
+    return order[:k], d
+
+
+def matched_control(layer, treated_ids, *, baseline_count, population=None, buffer=None, k: int = 5,
+                    per: float = 1000.0) -> tuple[shapely.Geometry, dict]:
+    """A control area of the ``k`` untreated units of ``layer`` (a unit level: ``unit_id``, ``name``,
+    geometry in the working CRS) most like the treated units before the intervention.
+
+    Features per unit: the baseline rate (``baseline_count / population · per``) and the population;
+    without a population for every unit (> 0), the baseline count alone. The target is the mean of
+    the treated units' features; the covariance ``S`` is the sample covariance (n − 1) of the features
+    over every unit of the level. Candidates are the units not treated whose polygon overlaps neither
+    the treated area nor ``buffer`` by more than 1e-6 m² (the buffer is excluded, so that displacement
+    does not leak into the control). The ``k`` nearest by :func:`mahalanobis_nearest` are chosen
+    (fewer when fewer are candidates; none is an error).
+
+    Returns (the union of the chosen units, a report for impact.json: method, level features,
+    target, covariance, candidates and every chosen unit with its features and distance).
+    """
+    ids = layer["unit_id"].astype(str).to_numpy()
+    treated_ids = [str(u) for u in treated_ids]
+    treated = np.isin(ids, treated_ids)
+    count = np.asarray(baseline_count, dtype=float)
+    pop = None if population is None else np.asarray(population, dtype=float)
+    use_rate = pop is not None and bool((np.isfinite(pop) & (pop > 0)).all())
+    if use_rate:
+        rate = count / pop * per
+        features, names = np.c_[rate, pop], ["baseline_rate", "population"]
+    else:
+        features, names = count[:, None], ["baseline_count"]
+    geoms = np.asarray(layer.geometry.values, dtype=object)
+    treated_geom = shapely.union_all(geoms[treated])
+    overlap_t = shapely.area(shapely.intersection(geoms, treated_geom, grid_size=GRID_M))
+    overlap_b = (shapely.area(shapely.intersection(geoms, buffer, grid_size=GRID_M))
+                 if buffer is not None and not shapely.is_empty(buffer) else np.zeros(len(ids)))
+    in_buffer = ~treated & (overlap_b > OVERLAP_TOLERANCE_M2)
+    candidates = ~treated & ~in_buffer & (overlap_t <= OVERLAP_TOLERANCE_M2)
+    if not candidates.any():
+        raise UsmGeoError(f"no untreated unit lies outside the treated area and its buffer, so none can be matched "
+                          f"({int(treated.sum())} treated, {int(in_buffer.sum())} in the buffer)",
+                          where='[intervention] control = "matched"', fix="use a narrower buffer, or give a control polygon")
+    covariance = np.atleast_2d(np.cov(features, rowvar=False, ddof=1))
+    target = features[treated].mean(axis=0)
+    chosen, dist = mahalanobis_nearest(features, target, covariance, candidates, ids, int(k))
+    names_col = layer["name"].astype(str).to_numpy() if "name" in layer.columns else ids
+    rows = []
+    for i in chosen:  # k rows at most
+        rec = {"unit_id": ids[i], "name": names_col[i], "distance": float(dist[i]), "baseline_count": float(count[i])}
+        if use_rate:
+            rec.update(baseline_rate=float(rate[i]), population=float(pop[i]))
+        rows.append(rec)
+    report = {
+        "method": "mahalanobis", "k": int(k), "features": names,
+        "why_features": ("baseline rate per %g residents and population" % per if use_rate else
+                         "baseline count only: not every unit of the level has a population > 0"),
+        "target": dict(zip(names, map(float, target))),
+        "covariance": covariance.tolist(),
+        "treated_units": sorted(treated_ids), "candidates": int(candidates.sum()),
+        "excluded_in_buffer": int(in_buffer.sum()), "chosen": rows,
+    }
+    if len(chosen) < k:
+        report["warning"] = f"only {len(chosen)} candidate unit(s), fewer than k = {k}"
+    return shapely.union_all(geoms[chosen]), report
+
+
 def impact_areas(treated, *, buffer_width: float | None = 400.0, buffer_area=None, control=None,
                  study_area=None) -> ImpactAreas:
     """Build and check the treated, buffer and control areas (metres, working CRS).
@@ -259,7 +349,7 @@ def impact_areas(treated, *, buffer_width: float | None = 400.0, buffer_area=Non
         if not math.isfinite(width) or width < 0:
             raise UsmGeoError(f"buffer width {buffer_width!r} is not a distance", where="buffer_width",
                               fix="give a positive width in metres (e.g. 400), or 0 for no buffer")
-        buffer = shapely.difference(shapely.buffer(treated, width), treated, grid_size=GRID_M)
+        buffer = ring_buffer(treated, width)
         report["buffer_source"] = "ring"
         report["buffer_width_m"] = width
 

@@ -127,6 +127,51 @@ def count_measures(assignment: pd.DataFrame, units: UnitSet, *, period: np.ndarr
                                harm=weight is not None)
 
 
+def aoristic_weights(start, end, periods: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each record's weight in each period it may have happened in (aoristic analysis, Ratcliffe 2002).
+
+    ``start``: when each record's window opens (``occurred_at``, naive local time); ``end``: its
+    exclusive end (``occurred_end``), NaT for a record known to one moment. A record with a window
+    ``[s, e)`` gets, in period ``[a, b)`` (``b`` = the day after the period's last day),
+    ``w = |[s, e) ∩ [a, b)| / |[s, e) ∩ study|`` with ``study`` = the first period's start … the last
+    period's end: the time spent in each period over the time of the window inside the study, so a
+    record's weights sum to 1 (a window reaching beyond the study period is clipped to it). A record
+    without a window, or with ``e = s``, has weight 1 in the period holding ``s``. Records whose start
+    lies in no listed period get no weight.
+
+    Returns (record index, period index, weight) of every record × period with a positive weight,
+    ordered by record then period. Vectorised: one ``searchsorted`` and one ``np.repeat``.
+    """
+    from usm_geo.periods import period_bounds
+
+    s = np.asarray(start, dtype="datetime64[ns]")
+    e = np.asarray(end, dtype="datetime64[ns]") if end is not None else np.full(s.shape, np.datetime64("NaT"), "datetime64[ns]")
+    bounds = [period_bounds(str(p)) for p in periods]  # one per period
+    a = np.array([np.datetime64(b.start, "ns") for b in bounds], dtype="datetime64[ns]")
+    b = np.array([np.datetime64(b.end, "ns") + np.timedelta64(1, "D") for b in bounds], dtype="datetime64[ns]")
+    if not len(a):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    window = ~np.isnat(e) & ~np.isnat(s) & (e > s)
+    first = np.searchsorted(a, s, side="right") - 1  # the period holding s
+    inside = ~np.isnat(s) & (first >= 0) & (s < b[np.clip(first, 0, None)])
+    last = np.where(window, np.searchsorted(a, np.where(window, e, s), side="left") - 1, first)
+    last = np.minimum(last, len(a) - 1)
+    keep = np.flatnonzero(inside)
+    span = (last[keep] - first[keep] + 1).astype(np.int64)
+    rec = np.repeat(keep, span)
+    per = np.repeat(first[keep], span) + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span))
+    w = np.ones(rec.size)
+    win = window[rec]
+    if win.any():
+        lo = np.maximum(s[rec][win], a[per][win])
+        hi = np.minimum(e[rec][win], b[per][win])
+        part = np.maximum((hi - lo).astype(np.int64), 0).astype(float)  # ns of the window in the period
+        total = np.bincount(rec[win], weights=part, minlength=s.size)[rec[win]]
+        w[win] = part / total
+    ok = w > 0
+    return rec[ok], per[ok], w[ok]
+
+
 def measures_from_tally(sparse: pd.DataFrame, units: UnitSet, periods: list[str], categories: list[str],
                         harm: bool = False) -> pd.DataFrame:
     """The count (and harm) rows of the measures table from a sparse tally with ``period`` and

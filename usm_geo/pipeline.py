@@ -35,7 +35,7 @@ from usm_geo.indicators.tables import concentration_table, gap_table, progress_t
 from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_incident_sources, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
-from usm_geo.measures import check_rollups, count_measures, measures_from_tally, sort_measures
+from usm_geo.measures import aoristic_weights, check_rollups, count_measures, measures_from_tally, sort_measures
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
@@ -203,6 +203,10 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
         raise UsmGeoError(f"{len(study.incident_inputs())} incident files cannot be counted on Dask yet: it reads one "
                           "Parquet file or dataset", where="--scheduler",
                           fix="leave out --scheduler, or write the files into one partitioned Parquet dataset")
+    if src.datetime_end is not None or src.date_end is not None:
+        raise StudyError("time windows (datetime_end / date_end) cannot be counted on Dask yet: aoristic counts "
+                         "spread each record over its window in memory", where="inputs.incidents",
+                         fix="run without --scheduler, or leave out datetime_end/date_end")
     if src.duplicates == "drop":
         # duplicates are found within a part only: dropping them would make counts depend on the parts
         raise StudyError('duplicates = "drop" cannot be used on Dask: exact duplicates are found only within a part '
@@ -440,7 +444,22 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
         weight = _harm_weights(intake)
         counts = count_measures(located.incidents, located.units, period=labels, periods=periods,
                                 category=inc["category"].to_numpy(dtype=object), weight=weight)
-        return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
+        spread = aoristic_measures(inc, located, periods)
+        return sort_measures(pd.concat([counts, spread, population_measures(pop or {}, periods)], ignore_index=True))
+
+
+def aoristic_measures(inc: pd.DataFrame, located: Located, periods: list[str]) -> pd.DataFrame:
+    """``aoristic_count`` rows (every unit × period × category, like ``count``) when some incident has a
+    time window (``occurred_end``, from ``datetime_end``/``date_end``): each record's weight spread over
+    the periods of its window (:func:`usm_geo.measures.aoristic_weights`); ``n`` = records with a share
+    in the cell. Empty when no record has a window."""
+    if "occurred_end" not in inc or not inc["occurred_end"].notna().any():
+        return pd.DataFrame(columns=MEASURE_COLUMNS)
+    rec, per, w = aoristic_weights(inc["occurred_at"].to_numpy(), inc["occurred_end"].to_numpy(), periods)
+    spread = count_measures(located.incidents.iloc[rec].reset_index(drop=True), located.units,
+                            period=np.asarray(periods, dtype=object)[per], periods=periods,
+                            category=inc["category"].to_numpy(dtype=object)[rec], weight=w)
+    return spread[spread["measure"] == "harm"].assign(measure="aoristic_count")
 
 
 def _harm_weights(intake: Intake) -> np.ndarray | None:
@@ -635,6 +654,29 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
     return Hotspots(layers, globals_, reports, surface, period)
 
 
+def run_sppt(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None):
+    """Andresen's SPPT (:mod:`usm_geo.hotspots.sppt`) of ``periods.current`` against ``periods.baseline``
+    at every H3 and polygon level, for ``all`` and each category, seeded by the study's seed.
+    Returns (``sppt.csv`` table or None, run.json ``sppt`` summary or None)."""
+    from usm_geo.hotspots.sppt import DRAWS, LEVEL, SAMPLE, sppt_table
+
+    periods = intake.study.periods
+    counts = measures[measures["measure"] == "count"]
+    if counts.empty:
+        return None, None
+    have = set(counts["period"])
+    head = {"baseline": periods.baseline, "current": periods.current, "draws": DRAWS, "sample": SAMPLE,
+            "level": LEVEL, "seed": intake.study.seed}
+    if periods.baseline not in have or periods.current not in have or periods.baseline == periods.current:
+        return None, {**head, "skipped": "periods.baseline and periods.current must be two periods of the study"}
+    with stages("sppt") if stages else _null():
+        units = located.units
+        ids = {lv: layer["unit_id"].to_numpy(dtype=object) for lv, layer in units.levels.items()
+               if units.kinds[lv] in ("h3", "polygon")}
+        table, summary = sppt_table(counts, ids, periods.baseline, periods.current, seed=intake.study.seed)
+    return table, {**head, "levels": summary}
+
+
 def hotspot_notes(reports: dict) -> list[str]:
     """One line per hot spot level for the screen: the value analysed, the rule, or why it was refused."""
     notes = []
@@ -674,7 +716,8 @@ def run_time_patterns(intake: Intake, located: Located, stages: Stages | None = 
         months = study_periods(intake.study, t, frequency="month")
         table, summary = time_patterns(  # incidents always carry a date, so date_precision is there
             t.to_numpy(), inc["date_precision"].to_numpy(dtype=object), inc["category"].to_numpy(dtype=object), {lv: located.incidents[lv].to_numpy(dtype=object) for lv in levels},
-            {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in levels}, months)
+            {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in levels}, months,
+            occurred_end=inc["occurred_end"].to_numpy() if "occurred_end" in inc else None)
         summary["levels"] = levels
     return table, summary
 
@@ -756,9 +799,10 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     measures = run_measures(intake, located, pop, stages)
     indicators = run_indicators(intake, located, measures, stages)
     hot = run_hotspots(intake, located, measures, stages)
-    impact_json, impact_layer = run_impact(intake, stages)
+    impact_json, impact_layer = run_impact(intake, stages, located, pop)
     patterns, patterns_summary = run_time_patterns(intake, located, stages)
     models = run_models(intake, located, measures, stages)
+    sppt, sppt_summary = run_sppt(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
@@ -782,6 +826,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         if patterns is not None:
             write_csv(folder / "time_patterns.csv", patterns)
         write_models(folder, models, study.outputs.profile)
+        if sppt is not None:
+            write_csv(folder / "sppt.csv", sppt)
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
@@ -802,6 +848,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         info["time_patterns"] = patterns_summary
     if models:
         info["models"] = {lv: {k: m["json"][k] for k in ("status", "period", "n_units", "notes")} for lv, m in models.items()}
+    if sppt_summary is not None:
+        info["sppt"] = sppt_summary
     if intake.counted is not None:
         skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
         info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
@@ -1177,9 +1225,12 @@ def impact_result(x, y, t, areas, before, after, *, weights=None, population=Non
     return result
 
 
-def run_impact(intake: Intake, stages: Stages | None = None):
-    """The study's intervention: treated area, a ring buffer of ``intervention.buffer`` metres and the
-    rest of the study area as control; before = study start … the day before the intervention,
+def run_impact(intake: Intake, stages: Stages | None = None, located: Located | None = None,
+               pop: dict[str, pd.DataFrame] | None = None):
+    """The study's intervention: treated area, a ring buffer of ``intervention.buffer`` metres and as
+    control the study's control polygons, the ``k`` matched units (``control = "matched"``,
+    :func:`usm_geo.impact.matched_control` on each unit's before-window count, rate and population; needs
+    ``located``) or the rest of the study area; before = study start … the day before the intervention,
     after = the intervention start … study end. Returns (impact dict, GeoDataFrame of the three areas) or (None, None)."""
     from usm_geo import impact
 
@@ -1196,12 +1247,29 @@ def run_impact(intake: Intake, stages: Stages | None = None):
         else:
             treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
         control = _polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
-        areas = impact.impact_areas(treated, buffer_width=iv.buffer, control=control, study_area=intake.study_area)
         t = inc["occurred_at"]
         start = study.periods.start or t.min().date()
         end = study.periods.end or t.max().date()
         before = (start, iv.start - dt.timedelta(days=1))
         after = (iv.start, end)
+        match = None
+        if iv.matched:
+            if located is None:
+                raise UsmGeoError('control = "matched" needs the incidents placed in units', where="run_impact",
+                                  fix="pass located= (run_units) to run_impact")
+            ring = impact.ring_buffer(treated, iv.buffer)
+            layer = intake.levels[iv.level]
+            t_ns = t.to_numpy()
+            in_before = (t_ns >= np.datetime64(before[0])) & (t_ns < np.datetime64(before[1] + dt.timedelta(days=1)))
+            where = located.incidents[iv.level].to_numpy(dtype=object)[in_before]
+            counts = pd.Series(where[pd.notna(where)]).value_counts().reindex(layer["unit_id"]).fillna(0).to_numpy(float)
+            level_pop = (pop or {}).get(iv.level)
+            people = (level_pop.set_index("unit_id")["population"].reindex(layer["unit_id"]).to_numpy(float)
+                      if level_pop is not None else None)
+            control, match = impact.matched_control(layer, list(iv.units), baseline_count=counts, population=people,
+                                                    buffer=ring, k=iv.k)
+            match.update(level=iv.level, before=[str(before[0]), str(before[1])])
+        areas = impact.impact_areas(treated, buffer_width=iv.buffer, control=control, study_area=intake.study_area)
         names = ["treated", "buffer", "control"]
         geoms = [areas.treated, areas.buffer, areas.control]
         frame = gpd.GeoDataFrame({"area": names}, geometry=geoms, crs=intake.working_crs)
@@ -1215,6 +1283,9 @@ def run_impact(intake: Intake, stages: Stages | None = None):
                                weights=harm, population=population_by_area)
         result["intervention"] = {"name": iv.name, "start": iv.start.isoformat(), "buffer_m": iv.buffer,
                                   "before": [str(before[0]), str(before[1])], "after": [str(after[0]), str(after[1])]}
+        if match is not None:
+            result["control_match"] = match
+            result["areas_report"]["control_source"] = f"matched: {len(match['chosen'])} units of {iv.level}"
         counts = result["counts"]
         frame["before"] = [(counts.get(a) or {}).get("before") for a in names]
         frame["after"] = [(counts.get(a) or {}).get("after") for a in names]

@@ -83,6 +83,10 @@ class RecordSource:
     hour: str | None = None
     minute: str | None = None
     category_value: str | None = None  # incidents: one category label for every record of the source
+    # incidents: the end of each record's time window (it happened between the date and this end):
+    # aoristic counts (docs/study.md "Time windows"); datetime_end pairs with datetime, date_end with date
+    datetime_end: str | None = None
+    date_end: str | None = None
 
     @property
     def date_parts(self) -> dict[str, str]:
@@ -164,7 +168,8 @@ class Periods:
 @dataclass(frozen=True)
 class Intervention:
     """The treated area is a polygon file (``path``, ``layer``) or a set of unit ids of one boundary
-    level (``units``, ``level``); ``control`` optionally a polygon file (default: the rest of the study area)."""
+    level (``units``, ``level``); ``control`` optionally a polygon file, or ``"matched"`` (``matched``:
+    the ``k`` nearest untreated units of ``level``); default: the rest of the study area."""
 
     name: str
     path: Path | None
@@ -174,6 +179,10 @@ class Intervention:
     units: tuple[str, ...] = ()
     level: str | None = None
     control: Path | None = None
+    # control = "matched": the k untreated units of ``level`` nearest the treated units (Mahalanobis
+    # distance on baseline rate and population; usm_geo.impact.matched_control)
+    matched: bool = False
+    k: int = 5
 
 
 @dataclass(frozen=True)
@@ -507,6 +516,17 @@ def _record_source(table, key: str, file: Path, *, survey: bool) -> RecordSource
                           "\"burglary\" when every record of the file is that offence")
         if src["category_value"] is not None and not src["category_value"].strip():
             raise r.error(f"{key}.category_value", "is empty", 'e.g. category_value = "burglary"')
+        src["datetime_end"] = r.take("datetime_end", str, None)
+        src["date_end"] = r.take("date_end", str, None)
+        if src["datetime_end"] is not None and src["date_end"] is not None:
+            raise r.error(f"{key}.datetime_end", "cannot be combined with date_end",
+                          "name datetime_end with datetime (a date and time column), or date_end with date")
+        if src["datetime_end"] is not None and src["datetime"] is None:
+            raise r.error(f"{key}.datetime_end", "needs datetime: the window runs from datetime to datetime_end",
+                          'add datetime = "COLUMN" (or use date = "..." with date_end = "...")')
+        if src["date_end"] is not None and src["date"] is None:
+            raise r.error(f"{key}.date_end", "needs date: the window runs from date to the end of date_end",
+                          'add date = "COLUMN" (or use datetime = "..." with datetime_end = "...")')
     if survey:
         src["unit"] = r.take("unit", str, None)
         src["unit_level"] = r.take("unit_level", str, None)
@@ -813,6 +833,11 @@ def _hotspots(table, file: Path) -> HotspotSettings:
 def _intervention(table, file: Path) -> Intervention:
     r = _Reader(table, "intervention", file)
     units = r.take("units", list, [])
+    matched = isinstance(table.get("control"), str) and table["control"].strip().lower() == "matched"
+    if matched:
+        r.take("control", str)
+    has_k = "k" in table
+    k = r.take("k", int, 5)
     iv = Intervention(
         name=r.take("name", str),
         path=r.path("path", required=False),
@@ -821,9 +846,20 @@ def _intervention(table, file: Path) -> Intervention:
         buffer=float(r.take("buffer", float, 400.0)),
         units=tuple(str(u) for u in units),
         level=r.take("level", str, None),
-        control=r.path("control", required=False),
+        control=None if matched else r.path("control", required=False),
+        matched=matched,
+        k=int(k),
     )
     r.done()
+    if has_k and not matched:
+        raise r.error("intervention.k", 'applies only to control = "matched"',
+                      'add control = "matched" (the k nearest untreated units), or remove k')
+    if matched and k < 1:
+        raise r.error("intervention.k", f"must be a whole number ≥ 1, not {k}", "e.g. k = 5")
+    if matched and not units:
+        raise r.error("intervention.control", '= "matched" picks untreated units of the treated units\' level, '
+                      "so the treated area must be given as units", 'name the treated area with units = ["N04", …] and '
+                      'level = "neighbourhood", or give control = "control.gpkg"')
     if (iv.path is None) == (not iv.units):
         raise r.error("intervention", "needs either path (a polygon file) or units (ids of one boundary level)",
                       'e.g. path = "treated.gpkg", or units = ["N04", "N27"] with level = "neighbourhood"')

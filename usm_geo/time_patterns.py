@@ -37,8 +37,61 @@ def _has_time(t: pd.DatetimeIndex, day: np.ndarray) -> tuple[np.ndarray, bool]:
     return (day & ~dates_only), dates_only
 
 
+#: a Monday at 00:00: hours of the week are counted from it (weekday 0 = Monday, as pandas)
+_MONDAY = np.datetime64("1970-01-05T00:00", "ns")
+
+
+def aoristic_hour_weights(start, end) -> np.ndarray:
+    """(N, 168) weights of each record's window ``[start, end)`` over the hours of the week (bin
+    ``weekday · 24 + hour``, weekday 0 = Monday): the share of the window's time that falls in each
+    hour of the week, summing to 1 per record (Ratcliffe 2002's aoristic weights). With ``x`` in hours
+    since a Monday 00:00, the time of ``[0, x)`` spent in bin ``k`` is
+    ``F_k(x) = floor(x/168) + clip(x − 168·floor(x/168) − k, 0, 1)``, so bin ``k`` holds
+    ``(F_k(end) − F_k(start)) / (end − start)``. ``end > start`` is the caller's to ensure."""
+    a = (np.asarray(start, dtype="datetime64[ns]") - _MONDAY) / np.timedelta64(1, "h")
+    b = (np.asarray(end, dtype="datetime64[ns]") - _MONDAY) / np.timedelta64(1, "h")
+    k = np.arange(168, dtype=float)[None, :]
+
+    def cover(x):
+        weeks = np.floor(x / 168.0)
+        return weeks[:, None] + np.clip((x - 168.0 * weeks)[:, None] - k, 0.0, 1.0)
+
+    return (cover(b) - cover(a)) / (b - a)[:, None]
+
+
+def _aoristic_hours(start, end, window, timed, cats, categories, units, unit_ids) -> list[pd.DataFrame]:
+    """``hour_weekday_aoristic`` rows: records with a window spread over the hours of the week
+    (:func:`aoristic_hour_weights`), records with a time and no window at their hour (weight 1)."""
+    from scipy import sparse
+
+    c_code = pd.Categorical(cats, categories=categories).codes.astype(np.int64)
+    hours = np.where(timed & ~window, pd.DatetimeIndex(start).day_of_week * 24 + pd.DatetimeIndex(start).hour, -1)
+    rows_w = np.flatnonzero(window)
+    frames = []
+    for level, ids in unit_ids.items():
+        ids = np.asarray(ids, dtype=object)
+        u_code = pd.Categorical(np.asarray(units[level], dtype=object), categories=ids).codes.astype(np.int64)
+        n_u, n_c = len(ids), len(categories)
+        total = np.zeros((n_u * n_c, 168))
+        pts = np.flatnonzero((hours >= 0) & (u_code >= 0))
+        np.add.at(total, (u_code[pts] * n_c + c_code[pts], hours[pts]), 1.0)
+        for chunk in np.array_split(rows_w, max(1, int(np.ceil(rows_w.size / 20_000)))):  # ≤ 20,000 × 168 at once
+            chunk = chunk[u_code[chunk] >= 0]
+            if not chunk.size:
+                continue
+            onehot = sparse.csr_matrix((np.ones(chunk.size), (u_code[chunk] * n_c + c_code[chunk], np.arange(chunk.size))),
+                                       shape=(n_u * n_c, chunk.size))
+            total += onehot @ aoristic_hour_weights(start[chunk], end[chunk])
+        cube = total.reshape(n_u, n_c, 7, 24).transpose(0, 2, 3, 1)  # unit, weekday, hour, category
+        cube = np.concatenate([cube, cube.sum(axis=-1, keepdims=True)], axis=-1)
+        full = {"unit_id": ids, "weekday": np.arange(7, dtype=np.int64), "hour": np.arange(24, dtype=np.int64),
+                "category": np.asarray(categories, dtype=object)}
+        frames.append(_long(level, "hour_weekday_aoristic", full, categories, cube, column="aoristic_count"))
+    return frames
+
+
 def time_patterns(occurred_at, precision, category, units: dict[str, np.ndarray], unit_ids: dict[str, np.ndarray],
-                  months: list[str]) -> tuple[pd.DataFrame, dict]:
+                  months: list[str], occurred_end=None) -> tuple[pd.DataFrame, dict]:
     """The time-pattern table and a summary of what was left out.
 
     Parameters
@@ -56,6 +109,11 @@ def time_patterns(occurred_at, precision, category, units: dict[str, np.ndarray]
         level → every unit id of the level, in output order (units without incidents get zeros).
     months : list of str
         ``YYYY-MM`` labels of the ``month`` pattern (the study's months, first to last).
+    occurred_end : array of datetime64, optional
+        Each incident's window end (exclusive; NaT = no window; intake's ``occurred_end``). When some
+        record has a window, the pattern ``hour_weekday_aoristic`` is added, with its values in the
+        column ``aoristic_count`` (``count`` blank): each windowed record spread over the hours of
+        the week of its window, every record with a time and no window at its hour.
     """
     t = pd.DatetimeIndex(pd.to_datetime(np.asarray(occurred_at)))
     prec = np.asarray(precision, dtype=object)
@@ -87,7 +145,14 @@ def time_patterns(occurred_at, precision, category, units: dict[str, np.ndarray]
             n = dense(rows, full)
             n = np.concatenate([n, n.sum(axis=-1, keepdims=True)], axis=-1)  # + category "all"
             frames.append(_long(level, pattern, full, categories, n))
-    table = pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
+    end = None if occurred_end is None else np.asarray(occurred_end, dtype="datetime64[ns]")
+    start = np.asarray(t.to_numpy(), dtype="datetime64[ns]")
+    window = (np.zeros(len(t), bool) if end is None else (~np.isnat(end) & ~np.isnat(start) & (end > start)))
+    columns = COLUMNS
+    if window.any():
+        frames += _aoristic_hours(start, end, window, timed, cats, categories, units, unit_ids)
+        columns = COLUMNS + ["aoristic_count"]
+    table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     summary = {
         "records": int(len(t)),
         "hour_weekday": {"counted": int(timed.sum()), "left_out": int((~timed).sum()),
@@ -96,11 +161,16 @@ def time_patterns(occurred_at, precision, category, units: dict[str, np.ndarray]
         "month": {"counted": int(has_month.sum()), "left_out": int((~has_month).sum()),
                   "why": "known only to the year" if (~has_month).any() else None},
     }
+    if window.any():
+        summary["hour_weekday_aoristic"] = {"windows": int(window.sum()), "points": int((timed & ~window).sum()),
+                                            "left_out": int((~window & ~timed).sum())}
     return table, summary
 
 
-def _long(level: str, pattern: str, axes: dict, categories: list[str], n: np.ndarray) -> pd.DataFrame:
-    """Dense counts on (unit, *time axes, category+all) → long rows, unit-major."""
+def _long(level: str, pattern: str, axes: dict, categories: list[str], n: np.ndarray, column: str = "count"
+          ) -> pd.DataFrame:
+    """Dense counts on (unit, *time axes, category+all) → long rows, unit-major; ``column = "aoristic_count"``
+    puts the (fractional) values there and leaves ``count`` blank."""
     labels = [axes["unit_id"]] + [axes[k] for k in axes if k not in ("unit_id", "category")] \
         + [np.asarray(list(categories) + [ALL], dtype=object)]
     grids = np.meshgrid(*[np.arange(len(a)) for a in labels], indexing="ij")
@@ -110,7 +180,11 @@ def _long(level: str, pattern: str, axes: dict, categories: list[str], n: np.nda
         out[name] = labels[i][grids[i].ravel()]
     out["category"] = labels[-1][grids[-1].ravel()]
     out["pattern"] = pattern
-    out["count"] = n.ravel().astype(np.int64)
+    if column == "count":
+        out["count"] = n.ravel().astype(np.int64)
+    else:
+        out["count"] = pd.array([pd.NA] * n.size, dtype="Int64")
+        out[column] = n.ravel().astype(float)
     frame = pd.DataFrame(out)
     # one type per column in every pattern (CSV via Arrow): weekday/hour integers or blank, month text
     for col in ("weekday", "hour"):

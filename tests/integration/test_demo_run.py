@@ -141,3 +141,26 @@ def test_time_patterns_match_a_pandas_groupby_of_the_inputs(demo):
     diff = got_m.sub(ref_m, fill_value=0).abs()
     assert diff.sum() <= 2  # points exactly on a shared boundary: sjoin may give both or neither unit
     assert set(tp.pattern) == {"hour_weekday", "month", "month_of_year"}
+
+
+def test_sppt_csv_and_its_summary_in_run_json(demo):
+    """sppt.csv: every unit of every H3 and polygon level for `all` and each category; its counts equal
+    measures.csv's, and run.json's S-indices are the means of its `similar` column (robust: over units
+    with an incident in either period)."""
+    out, _ = demo
+    info = json.loads((out / "run.json").read_text())
+    s = info["sppt"]
+    assert (s["baseline"], s["current"], s["draws"], s["sample"], s["level"]) == ("2019", "2023", 200, 0.85, 0.95)
+    table = pd.read_csv(out / "sppt.csv", dtype={"unit_id": str, "baseline": str, "current": str})
+    units = pd.read_csv(out / "measures.csv", dtype={"unit_id": str, "period": str})
+    counts = units[units.measure == "count"]
+    assert set(table.level) == set(s["levels"]) == {"h3_9", "neighbourhood", "district"}
+    for (lv, cat), sub in table.groupby(["level", "category"]):
+        got = s["levels"][lv][cat]
+        assert got["units"] == len(sub) == info["units"][lv]
+        assert got["s_index"] == sub.similar.mean()
+        assert got["robust_s_index"] == sub.similar[sub.base_count + sub.test_count > 0].mean()
+        for col, period in (("base_count", "2019"), ("test_count", "2023")):
+            want = counts[(counts.level == lv) & (counts.category == cat) & (counts.period == period)]
+            merged = sub.merge(want, on="unit_id")
+            assert len(merged) == len(sub) and (merged[col] == merged["value"]).all()

@@ -130,7 +130,9 @@ def check_folder_with_gdal(out: Path, res: dict, run_dir: Path, info: dict, *, e
     for layer in hot:
         assert gp[layer]["epsg"] == epsg and gp[layer]["count"] == info["units"][layer[9:]]
         if public:
-            assert gp[layer]["fields"] == ["unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant"]
+            # no counts or p-values; the value analysed and the rule re-applied (public_rule) are stated
+            assert gp[layer]["fields"] == ["unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant",
+                                           "hotspot_value", "significance"]
         else:
             assert "count" in gp[layer]["fields"] and "gistar_p_fdr" in gp[layer]["fields"]
     assert gp["impact_areas"]["count"] == 3 and gp["impact_areas"]["epsg"] == epsg

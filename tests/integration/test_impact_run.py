@@ -6,6 +6,7 @@ import json
 
 import geopandas as gpd
 import pyogrio
+import pytest
 from click.testing import CliRunner
 
 from usm_geo.cli import main
@@ -58,3 +59,62 @@ def test_impact_command(demo, tmp_path):
                                     "--before", "2019-01-01:2021-12-31", "--after", "2022-01-01:2023-12-31",
                                     "--out", str(target)])
     assert bad.exit_code == 2 and "overlap" in bad.output and "Traceback" not in bad.output
+
+
+def test_matched_control_on_the_demo_city(demo, tmp_path):
+    """control = "matched" with treated units N04 and N27: the five chosen neighbourhoods are the
+    five untreated ones outside the 400 m ring nearest the treated units' mean (rate, population) by a
+    Mahalanobis distance recomputed here with numpy from measures.csv-style counts (pandas groupby of
+    the intake) and the population table; impact.json lists them and its control counts are theirs."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    import shapely
+
+    from usm_geo.pipeline import run_impact, run_intake, run_population, run_units
+    from usm_geo.study import load_study
+
+    out, _ = demo
+    inputs = tmp_path / "inputs"
+    shutil.copytree(out / "inputs", inputs)
+    study_file = inputs / "study.toml"
+    text = study_file.read_text(encoding="utf-8")
+    text = text.replace('path = "intervention.gpkg"\nlayer = "treated"\n',
+                        'units = ["N04", "N27"]\nlevel = "neighbourhood"\ncontrol = "matched"\n')
+    study_file.write_text(text, encoding="utf-8")
+    intake = run_intake(load_study(study_file))
+    located = run_units(intake)
+    pop = run_population(intake, located)
+    result, layer = run_impact(intake, None, located, pop)
+    match = result["control_match"]
+    assert match["k"] == 5 and match["treated_units"] == ["N04", "N27"] and len(match["chosen"]) == 5
+
+    nb = gpd.read_file(inputs / "demo_city.gpkg", layer="neighbourhoods").to_crs(intake.working_crs)
+    nb = nb.rename(columns={"nbhd_id": "unit_id"}).set_index("unit_id").sort_index()
+    inc = intake.incidents
+    pts = gpd.GeoDataFrame({"t": inc["occurred_at"].to_numpy()}, geometry=gpd.points_from_xy(inc["x"], inc["y"]),
+                           crs=intake.working_crs)
+    hit = gpd.sjoin(pts, nb[["geometry"]].reset_index(), predicate="within")  # an independent point-in-polygon
+    before = hit[hit.t < pd.Timestamp("2022-01-01")].groupby("unit_id").size().reindex(nb.index).fillna(0)
+    after = hit[hit.t >= pd.Timestamp("2022-01-01")].groupby("unit_id").size().reindex(nb.index).fillna(0)
+    people = pd.read_csv(inputs / "population.csv", dtype={"nbhd_id": str}).set_index("nbhd_id")["population"]
+    people = people.reindex(nb.index).astype(float)
+    x = np.c_[before / people * 1000, people]
+    inv = np.linalg.inv(np.cov(x, rowvar=False))
+    treated = nb.index.isin(["N04", "N27"])
+    target = x[treated].mean(axis=0)
+    d = np.sqrt(np.einsum("ij,jk,ik->i", x - target, inv, x - target))
+    union = shapely.union_all(nb.geometry[treated].to_numpy())
+    ring = union.buffer(400).difference(union)
+    in_ring = np.array([g.intersection(ring).area > 1.0 for g in nb.geometry])  # 60 polygons
+    pool = ~treated & ~in_ring
+    assert match["excluded_in_buffer"] == int((in_ring & ~treated).sum()) and match["candidates"] == int(pool.sum())
+    want = pd.Series(d[pool], index=nb.index[pool]).sort_values().index[:5].tolist()
+    assert [r["unit_id"] for r in match["chosen"]] == want
+    for r in match["chosen"]:
+        assert r["distance"] == pytest.approx(d[nb.index.get_loc(r["unit_id"])], rel=1e-9)
+        assert r["baseline_count"] == before[r["unit_id"]]
+    assert result["counts"]["control"] == {"before": int(before[want].sum()), "after": int(after[want].sum())}
+    assert layer.set_index("area").loc["control", "before"] == int(before[want].sum())
+    assert result["areas_report"]["control_is_rest_of_city"] is False

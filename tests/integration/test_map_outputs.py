@@ -201,3 +201,32 @@ def test_study_tiles_are_checked_before_the_run(tmp_path):
     with pytest.raises(StudyError, match="'outputs.tiles': unknown basemap 'nope'"):
         run(load_study(study), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _gistar_legends(html: str) -> dict[str, str]:
+    """Gi* legend block text per level label (the legend's sub-title names the level)."""
+    found = re.findall(r'<div class="usm-legend-title">Getis–Ord Gi\* hot and cold spots</div>'
+                       r'<div class="usm-legend-sub">([^<]*)</div>(.*?)</div></div>', html, re.S)
+    return {sub: body for sub, body in found}
+
+
+def test_gistar_legend_states_the_value_analysed(demo, tmp_path):
+    """hotspots.gpkg's hotspot_value (eb_rate on the neighbourhoods, whose populations vary 25×; counts
+    on H3 cells) and significance rule are written in each Gi* layer's legend, in the run's map and in
+    the public export's map (public_hotspots keeps both columns)."""
+    import pyogrio
+
+    out, _ = demo
+    value = {lv: set(pyogrio.read_dataframe(out / "hotspots.gpkg", layer=lv, read_geometry=False)["hotspot_value"])
+             for lv in ("neighbourhood", "h3_9")}
+    assert value == {"neighbourhood": {"eb_rate"}, "h3_9": {"count"}}
+    target = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(out), "--format", "html", "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    for html in ((out / "map.html").read_text(encoding="utf-8"), (target / "map.html").read_text(encoding="utf-8")):
+        legends = _gistar_legends(html)
+        nb = [body for sub, body in legends.items() if sub.startswith("Neighbourhood")]
+        h3 = [body for sub, body in legends.items() if sub.startswith("H3")]
+        assert len(nb) == 1 and len(h3) == 1, legends.keys()
+        assert "Analysed: empirical Bayes smoothed incident rates per 1,000 residents. Significance: BH FDR q &lt; 0.05." in nb[0]
+        assert "Analysed: incident counts. Significance: BH FDR q &lt; 0.05." in h3[0]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from usm_geo.errors import UsmGeoError
-from usm_geo.hotspots.change import CHANGE_CLASSES, classify_change, pai
+from usm_geo.hotspots.change import CHANGE_CLASSES, PERSISTENCE_CLASSES, classify_change, classify_persistence, pai
 
 
 def _series(*codes: str) -> np.ndarray:
@@ -72,6 +72,43 @@ def test_change_accepts_0_1_and_rejects_other_input():
         classify_change(np.array([True]), np.array([True, False]))
     with pytest.raises(UsmGeoError, match="persistent_share"):
         classify_change(_series("01"), persistent_share=0)
+
+
+# --------------------------------------------------------------------------- persistence (sfhotspot)
+
+@pytest.mark.parametrize("code, expected", [
+    # T = 10: R = floor(0.2 · 10) = 2 recent periods (the last two), 8 older; shares vs 0.1 and 0.8
+    ("1111111100", "persistent hotspot"),    # 8/10 = 0.8 ≥ 0.8
+    ("0000000001", "emerging hotspot"),      # older 0/8 < 0.1, recent 1/2 ≥ 0.1
+    ("0000000011", "emerging hotspot"),
+    ("1000000000", "former hotspot"),        # older 1/8 = 0.125 ≥ 0.1, recent 0/2 < 0.1
+    ("1111111000", "former hotspot"),        # 7/10 < 0.8; recent 0
+    ("1000000001", "intermittent hotspot"),  # older 0.125 and recent 0.5: neither emerging nor former; 2/10 ≥ 0.1
+    ("0100100110", "intermittent hotspot"),
+    ("0000000000", "no pattern"),
+])
+def test_persistence_ten_periods_by_hand(code, expected):
+    assert classify_persistence(_series(code))[0] == expected
+
+
+def test_persistence_cold_mixed_and_short_series():
+    hot = _series("0000000001", "0000000000", "1000000000")
+    cold = _series("0000000000", "1111111111", "0000000001")
+    assert list(classify_persistence(hot, cold)) == ["emerging hotspot", "persistent coldspot", "mixed hot/coldspot"]
+    # T = 5: R = max(1, floor(1.0)) = 1 recent period; 4 older
+    out = classify_persistence(_series("11110", "00001", "10000", "01010"))
+    assert list(out) == ["persistent hotspot", "emerging hotspot", "former hotspot", "former hotspot"]
+    # "01010": older 1/4 = 0.25 ≥ 0.1 and recent 0/1 < 0.1: former (the rules look at shares, not order)
+    assert set(out) <= set(PERSISTENCE_CLASSES)
+    # T = 2: one recent, one older period
+    assert list(classify_persistence(_series("01", "10", "11"))) == ["emerging hotspot", "former hotspot",
+                                                                      "persistent hotspot"]
+    with pytest.raises(UsmGeoError, match="at least 2 periods"):
+        classify_persistence(np.array([[True, False]]))
+    with pytest.raises(UsmGeoError, match="same shape"):
+        classify_persistence(_series("01"), _series("01", "10"))
+    with pytest.raises(UsmGeoError, match="recent_prop"):
+        classify_persistence(_series("01"), recent_prop=1.0)
 
 
 # --------------------------------------------------------------------------- PAI / PEI

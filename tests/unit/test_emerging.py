@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
-from scipy.stats import kendalltau, norm
+from scipy.stats import false_discovery_control, kendalltau, norm
 
 from usm_geo.errors import UsmGeoError
 from usm_geo.hotspots.emerging import (
@@ -302,7 +302,7 @@ def test_emerging_hotspots_table_and_settings():
     a, cube, centre, _ = _planted(1)
     ids = [f"cell{i:02d}" for i in range(25)]
     df = emerging_hotspots(cube, a, unit_ids=ids)
-    assert list(df.columns) == ["unit_id", "pattern", "trend_tau", "trend_z", "trend_p",
+    assert list(df.columns) == ["unit_id", "pattern", "persistence", "trend_tau", "trend_z", "trend_p",
                                 "n_hot", "n_cold", "final_z", "final_p"]
     assert df.unit_id.tolist() == ids
     assert set(df.pattern) <= set(PATTERNS)
@@ -331,6 +331,36 @@ def test_emerging_hotspots_table_and_settings():
         emerging_hotspots(cube, a, unit_ids=ids[:3])
     with pytest.raises(UsmGeoError, match="2 time steps"):
         emerging_hotspots(cube[:1], a)
+
+
+def test_persistence_column_is_sfhotspot_on_the_same_bins():
+    """``persistence``: the sfhotspot classes of the BH-significant bins (scipy's BH here), the rules
+    applied by hand (T = 10: R = floor(0.2·10) = 2 recent steps, 8 older; shares vs 0.1 and 0.8)."""
+    a, cube, centre, nb = _planted(0)
+    steps = np.arange(10)
+    cube[:, centre] += 30 + 3 * steps
+    cube[:, nb] += 12 + 1.5 * steps[:, None]
+    fdr = emerging_hotspots(cube, a)
+    z, p = space_time_gistar(cube, a)
+    qb = false_discovery_control(p.ravel(), method="bh").reshape(10, 25)
+
+    def cls(f, word):
+        every, recent, older = f.mean(), f[8:].mean(), f[:8].mean()
+        if every >= 0.8:
+            return f"persistent {word}"
+        if older < 0.1 and recent >= 0.1:
+            return f"emerging {word}"
+        if older >= 0.1 and recent < 0.1:
+            return f"former {word}"
+        return f"intermittent {word}" if every >= 0.1 else "no pattern"
+
+    for u in range(25):
+        h = cls((qb[:, u] < 0.05) & (z[:, u] > 0), "hotspot")
+        c = cls((qb[:, u] < 0.05) & (z[:, u] < 0), "coldspot")
+        want = "mixed hot/coldspot" if "no pattern" not in (h, c) else (h if h != "no pattern" else c)
+        assert fdr.persistence[u] == want, u
+    assert fdr.persistence[centre] == "persistent hotspot"
+    assert fdr.pattern[centre] == "Intensifying Hot Spot"
 
 
 def test_accepts_a_weights_object_and_uses_its_ids():

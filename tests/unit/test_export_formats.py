@@ -343,8 +343,13 @@ def test_write_run_exports_public(tmp_path):
     layers = pyogrio.list_layers(tmp_path / "areas.gpkg")[:, 0].tolist()
     assert layers == ["neighbourhood", "city", "hotspots_neighbourhood", "impact_areas"]
     hs = pyogrio.read_dataframe(tmp_path / "areas.gpkg", layer="hotspots_neighbourhood")
-    assert list(hs.columns) == ["unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant", "geometry"]
+    assert list(hs.columns) == ["unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant", "significance",
+                                "geometry"]
     assert hs["gistar_z"].tolist() == [0.1, -1.5, 2.0]
+    # the public rule re-applied (usm_geo.hotspots.fdr.public_rule): BH of p = 0.1 at every unit is 0.1, not
+    # below 0.10, so the raw-p bin 1 goes; a quadrant without a LISA p-value is not published
+    assert hs["gistar_bin"].tolist() == [0, 0, 0] and set(hs["lisa_quadrant"]) == {"not_significant"}
+    assert set(hs["significance"]) == {"BH FDR q < 0.05"}
     assert list(pyogrio.read_dataframe(tmp_path / "areas.gpkg", layer="impact_areas").columns) == ["area", "geometry"]
     with zipfile.ZipFile(tmp_path / "shapefiles.zip") as z:
         assert "neighbourhood.dbf" in z.namelist()

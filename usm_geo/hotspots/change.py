@@ -1,11 +1,16 @@
 """How hot spots change between periods, and how well a set of hot spots captures incidents.
 
 :func:`classify_change` labels each unit from its hot / not-hot status over T ≥ 2 periods
-(e.g. ``gistar_bin > 0`` per year, or "in the top 5 % of counts"). :func:`pai` computes the
+(e.g. ``gistar_bin > 0`` per year, or "in the top 5 % of counts") by the order of its hot periods
+(an unbroken run at the start or the end); :func:`classify_persistence` gives sfhotspot's classes
+from the *shares* of all, recent and older periods in which it is hot or cold, for long series
+(e.g. the space–time bins of :func:`usm_geo.hotspots.emerging.emerging_hotspots`, which reports both). :func:`pai` computes the
 Predictive Accuracy Index of Chainey, Tompson & Uhlig (2008) for a selection of units, and the
 Predictive Efficiency Index of Hunt (2016) when the units are of equal area.
 
-Sources: Chainey, S., Tompson, L. & Uhlig, S. (2008) The utility of hotspot mapping for
+Sources: Ashby, M. sfhotspot R package (``hotspot_classify``, ``hotspot_classify_params`` defaults);
+Chainey, S. (2020) Understanding Crime: Analyzing the Geography of Crime, Esri Press (the classes).
+Chainey, S., Tompson, L. & Uhlig, S. (2008) The utility of hotspot mapping for
 predicting spatial patterns of crime. Security Journal 21(1–2), 4–28 (PAI). Hunt, J. M. (2016)
 Do crime hot spots move? Exploring the effects of the modifiable areal unit problem and modifiable
 temporal unit problem on crime hot spot stability. PhD dissertation, American University (PEI).
@@ -19,7 +24,7 @@ import numpy as np
 
 from usm_geo.errors import UsmGeoError
 
-__all__ = ["CHANGE_CLASSES", "PAIResult", "classify_change", "pai"]
+__all__ = ["CHANGE_CLASSES", "PERSISTENCE_CLASSES", "PAIResult", "classify_change", "classify_persistence", "pai"]
 
 #: The change classes, in the order of the rules in :func:`classify_change`.
 CHANGE_CLASSES: tuple[str, ...] = ("none", "persistent", "emerging", "former", "intermittent")
@@ -83,6 +88,75 @@ def classify_change(hot, hot_after=None, *, persistent_share: float = 0.8) -> np
     out[first & ~last & (switches == 1)] = "former"
     out[n_hot >= need] = "persistent"
     out[n_hot == 0] = "none"
+    return out
+
+
+#: The persistence classes of :func:`classify_persistence` (sfhotspot's ``hotspot_classify`` labels).
+PERSISTENCE_CLASSES: tuple[str, ...] = (
+    "persistent hotspot", "emerging hotspot", "former hotspot", "intermittent hotspot",
+    "persistent coldspot", "emerging coldspot", "former coldspot", "intermittent coldspot",
+    "mixed hot/coldspot", "no pattern")
+
+
+def _persistence_one(flags: np.ndarray, recent: int, hotspot_prop: float, persistent_prop: float,
+                     word: str) -> np.ndarray:
+    """sfhotspot's four classes for one kind of spot (hot or cold) from a (T, U) boolean series."""
+    t_periods = flags.shape[0]
+    eps = 1e-12  # proportions compared with a tolerance: 4/5 ≥ 0.8 must hold in floating point
+    prop = flags.sum(axis=0) / t_periods
+    prop_recent = flags[t_periods - recent:].sum(axis=0) / recent
+    prop_older = flags[:t_periods - recent].sum(axis=0) / (t_periods - recent)
+    out = np.full(flags.shape[1], "no pattern", dtype=object)
+    out[prop >= hotspot_prop - eps] = f"intermittent {word}"
+    out[(prop_older >= hotspot_prop - eps) & (prop_recent < hotspot_prop - eps)] = f"former {word}"
+    out[(prop_older < hotspot_prop - eps) & (prop_recent >= hotspot_prop - eps)] = f"emerging {word}"
+    out[prop >= persistent_prop - eps] = f"persistent {word}"
+    return out
+
+
+def classify_persistence(hot, cold=None, *, hotspot_prop: float = 0.1, persistent_prop: float = 0.8,
+                         recent_prop: float = 0.2) -> np.ndarray:
+    """sfhotspot-style hot spot classes over T ≥ 2 periods (``hotspot_classify``, Chainey 2020).
+
+    ``hot`` and ``cold`` are (T, U) boolean arrays, periods in time order as rows: a unit is a
+    significant hot (cold) spot in that period. With ``R = max(1, floor(recent_prop · T))`` recent
+    periods (the last R) and ``T − R ≥ 1`` older ones, and for each unit the shares of periods in
+    which it is hot — ``all`` over the T periods, ``recent`` over the last R, ``older`` over the
+    first T − R — the first rule that applies wins:
+
+    1. ``persistent hotspot``: ``all ≥ persistent_prop`` (0.8);
+    2. ``emerging hotspot``: ``older < hotspot_prop`` (0.1) and ``recent ≥ hotspot_prop``;
+    3. ``former hotspot``: ``older ≥ hotspot_prop`` and ``recent < hotspot_prop``;
+    4. ``intermittent hotspot``: ``all ≥ hotspot_prop``;
+    5. ``no pattern``.
+
+    The same rules on ``cold`` give the ``… coldspot`` classes; a unit with a hot and a cold class is
+    ``mixed hot/coldspot``. Returns an object array of :data:`PERSISTENCE_CLASSES`, one per unit.
+
+    Differences from sfhotspot 1.x's code (its documentation is followed): the recent and older
+    windows are disjoint (sfhotspot's recent slice ``(T − R):T`` takes R + 1 columns, one shared with
+    the older slice), and an emerging spot needs ``recent ≥ hotspot_prop`` (its code compares with
+    ``recent_prop``). Proportions are compared with a 1e-12 tolerance.
+    """
+    hot = _bool_array(hot, "hot")
+    if hot.ndim != 2 or hot.shape[0] < 2:
+        raise UsmGeoError(f"persistence needs a (periods, units) array with at least 2 periods, got shape {hot.shape}",
+                          fix="stack the periods as rows, first period first")
+    cold = np.zeros_like(hot) if cold is None else _bool_array(cold, "cold")
+    if cold.shape != hot.shape:
+        raise UsmGeoError(f"hot and cold must have the same shape, got {hot.shape} and {cold.shape}")
+    for name, v in (("hotspot_prop", hotspot_prop), ("persistent_prop", persistent_prop), ("recent_prop", recent_prop)):
+        if not 0 < v < 1:
+            raise UsmGeoError(f"{name} must be between 0 and 1, got {v!r}")
+    t_periods = hot.shape[0]
+    recent = max(1, int(np.floor(round(recent_prop * t_periods, 9))))
+    if t_periods - recent < 1:
+        raise UsmGeoError(f"{t_periods} periods leave no older period beside {recent} recent one(s)",
+                          fix="use more (shorter) periods or a smaller recent_prop")
+    h = _persistence_one(hot, recent, hotspot_prop, persistent_prop, "hotspot")
+    c = _persistence_one(cold, recent, hotspot_prop, persistent_prop, "coldspot")
+    out = np.where(h != "no pattern", h, c).astype(object)
+    out[(h != "no pattern") & (c != "no pattern")] = "mixed hot/coldspot"
     return out
 
 

@@ -352,7 +352,9 @@ def emerging_hotspots(counts, w_space, *, time_window: int = 1,
     given.
 
     Returns a DataFrame with columns ``unit_id`` (strings; ``"0" … "U−1"`` when no ids are known),
-    ``pattern``, ``trend_tau``, ``trend_z``, ``trend_p``, ``n_hot``, ``n_cold``, ``final_z``,
+    ``pattern``, ``persistence`` (sfhotspot's simpler reading of the same bins:
+    :func:`usm_geo.hotspots.change.classify_persistence` of each unit's significant hot and cold
+    bins per time step, default shares), ``trend_tau``, ``trend_z``, ``trend_p``, ``n_hot``, ``n_cold``, ``final_z``,
     ``final_p`` (``final_p`` and the hot/cold counts use the adjusted p); ``df.attrs`` records the
     settings (``time_window``, ``time_direction``, ``alpha``, ``p_adjust``, ``n_steps``). Every unit
     passed is analysed: ArcGIS leaves out grid locations that never hold a point, so drop such units
@@ -391,9 +393,14 @@ def emerging_hotspots(counts, w_space, *, time_window: int = 1,
         if len(ids) != n_units:
             raise UsmGeoError(f"{len(ids)} unit ids for {n_units} columns of counts",
                               fix="pass one id per column of counts, in the same order")
+    from usm_geo.hotspots.change import classify_persistence
+
+    with np.errstate(invalid="ignore"):
+        hot_bins, cold_bins = sig & (z > 0), sig & (z < 0)
     df = pd.DataFrame({
         "unit_id": ids,
         "pattern": pattern.astype(str),
+        "persistence": classify_persistence(hot_bins, cold_bins),
         "trend_tau": trend.tau,
         "trend_z": trend.z,
         "trend_p": trend.p,

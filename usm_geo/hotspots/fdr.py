@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["benjamini_hochberg", "bonferroni", "significance_rule", "significant"]
+__all__ = ["benjamini_hochberg", "bonferroni", "public_rule", "significance_rule", "significant"]
 
 
 def _finite_p(p) -> tuple[np.ndarray, np.ndarray]:
@@ -76,3 +76,79 @@ def significant(p, *, fdr: bool = True, alpha: float = 0.05) -> tuple[np.ndarray
     used = benjamini_hochberg(p) if fdr else _finite_p(p)[0]
     with np.errstate(invalid="ignore"):
         return used, np.isfinite(used) & (used < alpha)
+
+
+#: the significance rule of every public hot spot layer (DESIGN.md: the public profile applies BH)
+PUBLIC_ALPHA = 0.05
+QUADRANTS = ("HH", "LL", "HL", "LH")
+
+
+def _rule_alpha(layer) -> float:
+    """The α of a layer's ``significance`` column ("BH FDR q < 0.05" / "raw p < 0.1"), capped at
+    :data:`PUBLIC_ALPHA`; :data:`PUBLIC_ALPHA` when the column is missing or unreadable."""
+    if "significance" not in layer.columns or not layer["significance"].notna().any():
+        return PUBLIC_ALPHA
+    text = str(layer["significance"].dropna().iloc[0])
+    try:
+        return min(float(text.rsplit("<", 1)[1]), PUBLIC_ALPHA)
+    except (IndexError, ValueError):
+        return PUBLIC_ALPHA
+
+
+def public_rule(layer):
+    """A hot spot layer (``hotspots.gpkg``) with its classes re-derived under the public rule:
+    Benjamini–Hochberg over the level's tested units at ``α = min(run's α, 0.05)``, whatever rule the
+    run used (``[hotspots] fdr = false``, or a run made before the rule existed).
+
+    * ``gistar_bin``: ArcGIS's ±3/±2/±1 class (adjusted p < 0.01/0.05/0.10, sign of ``gistar_z``) of the
+      BH-adjusted ``gistar_p`` (raw two-sided p; or of ``gistar_p_fdr`` when only that is there; or of
+      the p of ``gistar_z`` when neither is), 0 otherwise.
+    * ``lisa_quadrant``: HH/LL/HL/LH only where the BH-adjusted ``lisa_p_sim`` (else ``lisa_p_fdr``) is
+      ``< α``, from ``lisa_scatter_quadrant`` when present; else ``not_significant`` (``island`` kept).
+      A layer with a quadrant but no LISA p-value cannot be checked: its quadrants become
+      ``not_significant``.
+    * ``significance`` states the rule applied. Other columns are left as they are.
+    """
+    import pandas as pd
+
+    out = layer.copy()
+    alpha = _rule_alpha(layer)
+
+    def column(name):
+        return pd.to_numeric(out[name], errors="coerce").to_numpy(float) if name in out.columns else None
+
+    if "gistar_bin" in out.columns:
+        z = column("gistar_z")
+        p_raw, p_adj = column("gistar_p"), column("gistar_p_fdr")
+        if p_raw is None and p_adj is None and z is not None:
+            from scipy.special import erfc
+
+            p_raw = erfc(np.abs(z) / np.sqrt(2.0))  # two-sided normal p of z
+        q = benjamini_hochberg(p_raw) if p_raw is not None else p_adj
+        if q is None or z is None:
+            out["gistar_bin"] = np.zeros(len(out), dtype=np.int64)
+        else:
+            ok = np.isfinite(z) & np.isfinite(q)
+            level = np.zeros(len(out), dtype=np.int64)
+            with np.errstate(invalid="ignore"):
+                level[ok & (q < 0.10)] = 1
+                level[ok & (q < 0.05)] = 2
+                level[ok & (q < 0.01)] = 3
+            out["gistar_bin"] = (np.sign(np.nan_to_num(z)) * level).astype(np.int64)
+    if "lisa_quadrant" in out.columns:
+        p_sim, p_adj = column("lisa_p_sim"), column("lisa_p_fdr")
+        q = benjamini_hochberg(p_sim) if p_sim is not None else p_adj
+        shown = out["lisa_quadrant"].astype(object).to_numpy()
+        scatter = (out["lisa_scatter_quadrant"].astype(object).to_numpy() if "lisa_scatter_quadrant" in out.columns
+                   else shown)
+        if q is None:
+            sig = np.zeros(len(out), dtype=bool)
+        else:
+            with np.errstate(invalid="ignore"):
+                sig = np.isfinite(q) & (q < alpha)
+        quad = np.isin(scatter, QUADRANTS)
+        result = np.where(sig & quad, scatter, "not_significant").astype(object)
+        result[shown == "island"] = "island"
+        out["lisa_quadrant"] = result
+    out["significance"] = significance_rule(True, alpha)
+    return out

@@ -20,53 +20,80 @@ def _period_time(labels) -> np.ndarray:
     return progress.period_midpoints(labels)
 
 
+def period_days(labels) -> np.ndarray:
+    """Length of each period in days (2019 → 365, 2020 → 366, 2019-Q1 → 90): the exposure of a count."""
+    out = []
+    for lab in labels:  # one per period, not per record
+        w = period_bounds(str(lab))
+        out.append((w.end - w.start).days + 1)
+    return np.asarray(out, dtype=float)
+
+
 def progress_table(measures: pd.DataFrame, settings: IndicatorSettings, baseline: str | None, current: str | None
                    ) -> pd.DataFrame:
-    """Per rate indicator (category ``all``), level and unit: the change from the baseline to the
-    current period (exact rate-ratio interval), the trend over every period (Poisson regression
-    with a population offset, quasi-Poisson intervals) and, for indicators with a target, the
+    """Per rate indicator (category ``all``), level and unit — and for the incident count itself
+    (indicator ``count``, exposure = the period's length in days, :func:`period_days`): the change
+    from the baseline to the current period (exact rate-ratio interval) with the Poisson E-test
+    p-value of no change (``etest_p``, :func:`usm_geo.indicators.etest.poisson_etest`; exposures =
+    residents for rates, days for counts), the trend over every period (Poisson regression with a
+    population or days offset, quasi-Poisson intervals) and, for indicators with a target, the
     required vs achieved annual rate of change and a status (on track / off track / insufficient data).
-    Rates are the only indicators here: survey waves are too few for a trend.
+    Rates and counts are the only indicators here: survey waves are too few for a trend.
     """
     rows = []
+    counts = measures[(measures["measure"] == "count") & (measures["category"] == "all")]
+    if len(counts):
+        days = dict(zip(sorted(counts["period"].unique()), period_days(sorted(counts["period"].unique()))))
+        counts = counts.assign(numerator=counts["value"], denominator=counts["period"].map(days))
+        rows.append(_progress_rows(counts, "count", 1.0, baseline, current, target=None, lower_is_better=True))
     for ind in settings.indicators.values():
         if ind.kind != "rate":
             continue
         sub = measures[(measures["measure"] == ind.id) & (measures["category"] == "all")]
         if sub.empty:
             continue
-        periods = sorted(sub["period"].unique())
-        num = sub.pivot_table(index=KEY, columns="period", values="numerator", aggfunc="first", sort=True)
-        den = sub.pivot_table(index=KEY, columns="period", values="denominator", aggfunc="first", sort=True)
-        num, den = num.reindex(columns=periods), den.reindex(index=num.index, columns=periods)
-        table = pd.DataFrame(index=num.index).reset_index()
-        table.insert(2, "indicator", ind.id)
-        tr = progress.trend(_period_time(periods), num.to_numpy(float), den.to_numpy(float), dispersion="quasi")
-        table["trend_per_year"], table["trend_lower"], table["trend_upper"] = tr["value"].to_numpy(), tr["lower"].to_numpy(), tr["upper"].to_numpy()
-        table["trend_flags"] = tr["flags"].to_numpy()
-        if baseline in periods and current in periods:
-            ch = progress.change(num[baseline].to_numpy(float), den[baseline].to_numpy(float),
-                                 num[current].to_numpy(float), den[current].to_numpy(float))
-            with np.errstate(divide="ignore", invalid="ignore"):  # no population: no rate (NaN), not a warning
-                b_val = num[baseline].to_numpy(float) / den[baseline].to_numpy(float) * ind.per
-                c_val = num[current].to_numpy(float) / den[current].to_numpy(float) * ind.per
-            table["baseline"], table["current"] = baseline, current
-            table["baseline_value"], table["current_value"] = b_val, c_val
-            table["change"], table["change_lower"], table["change_upper"] = ch["value"].to_numpy(), ch["lower"].to_numpy(), ch["upper"].to_numpy()
-            table["change_flags"] = ch["flags"].to_numpy()
-            target = settings.targets.get(ind.id)
-            if target is not None:
-                by = _period_time([baseline])[0] // 1
-                cy = _period_time([current])[0] // 1
-                t_val = b_val * (1 + target.change) if target.change is not None else np.full(len(b_val), float(target.value))
-                cur = sub[sub["period"] == current].set_index(KEY).reindex(num.index)
-                st = progress.progress_to_target(b_val, by, t_val, target.year, c_val, cy, cur["lower"].to_numpy(float),
-                                                 cur["upper"].to_numpy(float), lower_is_better=ind.lower_is_better)
-                table["target_year"], table["target_value"] = target.year, t_val
-                table["required_per_year"], table["achieved_per_year"] = st["required"].to_numpy(), st["achieved"].to_numpy()
-                table["status"], table["status_reason"] = st["status"].to_numpy(), st["reason"].to_numpy()
-        rows.append(table)
+        rows.append(_progress_rows(sub, ind.id, ind.per, baseline, current, target=settings.targets.get(ind.id),
+                                   lower_is_better=ind.lower_is_better))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=KEY + ["indicator"])
+
+
+def _progress_rows(sub: pd.DataFrame, ind_id: str, per: float, baseline, current, *, target, lower_is_better
+                   ) -> pd.DataFrame:
+    """progress.csv rows of one indicator from its measures rows (numerator = events, denominator =
+    exposure); ``baseline_value``/``current_value`` are ``numerator / denominator · per``."""
+    from usm_geo.indicators.etest import poisson_etest
+
+    periods = sorted(sub["period"].unique())
+    num = sub.pivot_table(index=KEY, columns="period", values="numerator", aggfunc="first", sort=True)
+    den = sub.pivot_table(index=KEY, columns="period", values="denominator", aggfunc="first", sort=True)
+    num, den = num.reindex(columns=periods), den.reindex(index=num.index, columns=periods)
+    table = pd.DataFrame(index=num.index).reset_index()
+    table.insert(2, "indicator", ind_id)
+    tr = progress.trend(_period_time(periods), num.to_numpy(float), den.to_numpy(float), dispersion="quasi")
+    table["trend_per_year"], table["trend_lower"], table["trend_upper"] = tr["value"].to_numpy(), tr["lower"].to_numpy(), tr["upper"].to_numpy()
+    table["trend_flags"] = tr["flags"].to_numpy()
+    if baseline in periods and current in periods:
+        c0, d0 = num[baseline].to_numpy(float), den[baseline].to_numpy(float)
+        c1, d1 = num[current].to_numpy(float), den[current].to_numpy(float)
+        ch = progress.change(c0, d0, c1, d1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # no population: no rate (NaN), not a warning
+            b_val, c_val = c0 / d0 * per, c1 / d1 * per
+        table["baseline"], table["current"] = baseline, current
+        table["baseline_value"], table["current_value"] = b_val, c_val
+        table["change"], table["change_lower"], table["change_upper"] = ch["value"].to_numpy(), ch["lower"].to_numpy(), ch["upper"].to_numpy()
+        table["change_flags"] = ch["flags"].to_numpy()
+        table["etest_p"] = poisson_etest(c1, d1, c0, d0)
+        if target is not None:
+            by = _period_time([baseline])[0] // 1
+            cy = _period_time([current])[0] // 1
+            t_val = b_val * (1 + target.change) if target.change is not None else np.full(len(b_val), float(target.value))
+            cur = sub[sub["period"] == current].set_index(KEY).reindex(num.index)
+            st = progress.progress_to_target(b_val, by, t_val, target.year, c_val, cy, cur["lower"].to_numpy(float),
+                                             cur["upper"].to_numpy(float), lower_is_better=lower_is_better)
+            table["target_year"], table["target_value"] = target.year, t_val
+            table["required_per_year"], table["achieved_per_year"] = st["required"].to_numpy(), st["achieved"].to_numpy()
+            table["status"], table["status_reason"] = st["status"].to_numpy(), st["reason"].to_numpy()
+    return table
 
 
 def concentration_table(measures: pd.DataFrame, units) -> pd.DataFrame:

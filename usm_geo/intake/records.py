@@ -408,6 +408,43 @@ def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, requir
     return values, precision
 
 
+def _window_end(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, start: pd.Series,
+                precision: str) -> np.ndarray:
+    """The exclusive end of each record's time window (``datetime_end`` or ``date_end``): the record
+    happened at some time in ``[occurred_at, occurred_end)``. A ``date_end`` (or a ``datetime_end``
+    column holding dates only, every time 00:00) covers its whole day, so the end is the next
+    midnight; a month-precision end covers its month. An empty end, one that no format reads, or an
+    end before the start leaves the record a point in time (NaT; the last two are ``changed`` in
+    the ledger). :func:`read_point_records` notes how many used records have a window (aoristic)."""
+    frame = raw.frame
+    key = "datetime_end" if src.datetime_end is not None else "date_end"
+    column = cols.resolve(frame.columns, getattr(src, key), "datetime", src.path, f"{keep.source}.{key}")
+    raw_end = frame[column]
+    text = raw_end if pd.api.types.is_datetime64_any_dtype(raw_end) else _text(raw_end).astype(str)
+    parsed = parse_dates(text, timezone=ctx.timezone, date_format=src.date_format, dayfirst=src.dayfirst,
+                         column=column, where=str(src.path), precision=src.date_precision)
+    end = parsed.values
+    ok = end.notna()
+    if parsed.precision == "month":
+        end = end.dt.to_period("M").dt.end_time.dt.normalize() + pd.Timedelta(days=1)
+    elif key == "date_end" or bool(((end[ok] - end[ok].dt.normalize()) == pd.Timedelta(0)).all()):
+        end = end.dt.normalize() + pd.Timedelta(days=1)  # a date: its whole day
+    shown = text.astype(str).str.slice(0, 40).to_numpy(dtype=object)
+    unread = (~ok & ~parsed.missing).to_numpy()
+    keep.mark(unread, "changed", "unparseable_window_end",
+              np.char.add(np.char.add(f"{column} = ", shown.astype(str)), "; counted as a point in time at its start"))
+    start = pd.Series(start.to_numpy(), index=end.index)
+    if precision == "month":  # a month-only start covers its month: the window starts on the 1st
+        start = start.dt.to_period("M").dt.start_time
+    before = (ok & (end < start)).to_numpy()
+    keep.mark(before, "changed", "window_end_before_start",
+              np.char.add(np.char.add(f"{column} = ", shown.astype(str)),
+                          " is before the start; counted as a point in time at its start"))
+    values = end.to_numpy().copy()
+    values[~ok.to_numpy() | before] = np.datetime64("NaT")
+    return values
+
+
 def _check_period(values: pd.Series, precision: str, keep: _Keep, ctx: Context, src: RecordSource) -> None:
     """Drop dates outside the study period (or implausibly early) and in the future."""
     v = values.to_numpy()
@@ -555,6 +592,8 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
     if values is not None:
         out["occurred_at"] = values.to_numpy()
         out["date_precision"] = precision
+        if not survey and (src.datetime_end is not None or src.date_end is not None):
+            out["occurred_end"] = _window_end(raw, src, keep, ctx, values, precision)
     progress.advance()
 
     cat_col = (cols.resolve(frame.columns, src.category, "category", src.path, f"{source}.category")
@@ -596,6 +635,11 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
     progress.advance()
     progress.close()
     result = out.loc[keep.mask].reset_index(drop=True)
+    if "occurred_end" in result:
+        n = int(result["occurred_end"].notna().sum())
+        ledger.note(source, "aoristic", f"{n:,} of {len(result):,} used records have a time window "
+                    f"({src.datetime or src.date} … {src.datetime_end or src.date_end}): count places each at its start, "
+                    "aoristic_count spreads it over the periods of its window (weights summing to 1)")
     ledger.close_source(source, len(result))
     if result.empty and not allow_empty:
         refuse_empty(ledger, source, raw.read, src.path)

@@ -652,8 +652,31 @@ def _gistar_layer(b: _Builder, page: Page, lv: str, key: str, legend: str) -> tu
     }
     rows = list(zip(classify.GISTAR_COLOURS, GISTAR_LABELS)) + [(classify.NO_VALUE, "not computed")]
     html = _legend_block("Getis–Ord Gi* hot and cold spots", f"{level_label(lv)} · {period}", rows,
-                         ["Incident counts; confidence from FDR-adjusted p (Benjamini–Hochberg)."])
+                         [hotspot_value_note(hot)])
     return spec, html, period
+
+
+#: what hotspots.gpkg's ``hotspot_value`` says Gi*/LISA were run on, in words for the legend
+HOTSPOT_VALUE_WORDS = {
+    "count": "incident counts",
+    "rate": "incident rates per 1,000 residents",
+    "eb_rate": "empirical Bayes smoothed incident rates per 1,000 residents",
+}
+
+
+def hotspot_value_note(hot) -> str:
+    """The legend note of a Gi* layer: the value analysed (``hotspot_value``: count / rate / eb_rate;
+    a layer from before the column existed was run on counts) and the significance rule
+    (``significance``, e.g. "BH FDR q < 0.05"; before the column: FDR-adjusted p)."""
+    value = ""
+    if "hotspot_value" in hot.columns and len(hot):
+        value = str(pd.Series(hot["hotspot_value"]).dropna().astype(str).iloc[0]) if hot["hotspot_value"].notna().any() else ""
+    words = HOTSPOT_VALUE_WORDS.get(value or "count", value)
+    rule = ""
+    if "significance" in hot.columns and hot["significance"].notna().any():
+        rule = str(pd.Series(hot["significance"]).dropna().astype(str).iloc[0])
+    rule = rule or "FDR-adjusted p (Benjamini–Hochberg)"
+    return f"Analysed: {words}. Significance: {rule}."
 
 
 def _png_rgba(rgba: np.ndarray) -> bytes:

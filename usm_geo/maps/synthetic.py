@@ -15,6 +15,17 @@ import shapely
 
 from usm_geo.maps.data import MapInputs
 
+
+def _two_sided_p(z: np.ndarray) -> np.ndarray:
+    from scipy.special import erfc
+
+    return erfc(np.abs(z) / np.sqrt(2.0))
+
+
+def _bins(z: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """ArcGIS's Gi* classes of ``p`` (±3/±2/±1 at p < 0.01/0.05/0.10), as the public rule derives them."""
+    return (np.sign(z) * np.select([p < 0.01, p < 0.05, p < 0.10], [3, 2, 1], 0)).astype(np.int64)
+
 CRS = "EPSG:32633"
 ORIGIN = (390_000.0, 5_790_000.0)  # Brandenburg, south-east of Berlin
 
@@ -84,8 +95,8 @@ def grid_inputs(rows: int = 5, cols: int = 10, *, size: float = 1000.0, names=No
     hot["period"] = periods[-1]
     hot["count"] = rng.poisson(20, n)
     hot["gistar_z"] = z
-    hot["gistar_p_fdr"] = np.clip(1 - np.abs(z) / 3.6, 0.0001, 1)
-    hot["gistar_bin"] = np.sign(z) * np.select([np.abs(z) > 2.58, np.abs(z) > 1.96, np.abs(z) > 1.65], [3, 2, 1], 0)
+    hot["gistar_p_fdr"] = _two_sided_p(z)  # taken as already adjusted: the bins are its classes
+    hot["gistar_bin"] = _bins(z, hot["gistar_p_fdr"].to_numpy())
     x0, y0 = ORIGIN
     treated = shapely.box(x0 + size, y0 + size, x0 + 2 * size, y0 + 2 * size)
     buffer = treated.buffer(400).difference(treated)
@@ -163,8 +174,8 @@ def h3_inputs(n: int = 50_000, *, res: int = 9, periods=("2022", "2023"), seed: 
     z = rng.normal(0, 1.5, len(cells))
     hot = layer[["unit_id", "geometry"]].copy()
     hot["period"], hot["count"], hot["gistar_z"] = periods[-1], rng.poisson(3, len(cells)), z
-    hot["gistar_p_fdr"] = np.clip(np.exp(-np.abs(z)), 0, 1)
-    hot["gistar_bin"] = np.sign(z) * np.select([np.abs(z) > 2.58, np.abs(z) > 1.96, np.abs(z) > 1.65], [3, 2, 1], 0)
+    hot["gistar_p_fdr"] = _two_sided_p(z)  # taken as already adjusted: the bins are its classes
+    hot["gistar_bin"] = _bins(z, hot["gistar_p_fdr"].to_numpy())
     return MapInputs(units={f"h3_{res}": layer, "city": city}, table=pd.concat(frames, ignore_index=True),
                      definitions={"incident_rate": {"name": "Recorded incidents per 1,000 residents", "kind": "rate",
                                                     "per": 1000.0, "lower_is_better": True}},
