@@ -445,7 +445,9 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
         counts = count_measures(located.incidents, located.units, period=labels, periods=periods,
                                 category=inc["category"].to_numpy(dtype=object), weight=weight)
         spread = aoristic_measures(inc, located, periods)
-        return sort_measures(pd.concat([counts, spread, population_measures(pop or {}, periods)], ignore_index=True))
+        # an empty frame in concat would turn the numeric columns into objects (pandas 3)
+        parts = [f for f in (counts, spread, population_measures(pop or {}, periods)) if len(f)]
+        return sort_measures(pd.concat(parts, ignore_index=True))
 
 
 def aoristic_measures(inc: pd.DataFrame, located: Located, periods: list[str]) -> pd.DataFrame:
