@@ -184,8 +184,11 @@ def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
     """
     report = []
     counts = measures[(measures["measure"] == "count")]
+    counted = set(counts["level"])
     for (fine, coarse), nested in sorted(units.nested.items()):
         if not nested or (units.kinds[fine] == "h3" and units.kinds[coarse] == "polygon"):
+            continue
+        if fine not in counted or coarse not in counted:  # area-coded counts reach only some levels
             continue
         rolled = roll_up(counts, units, fine, coarse).set_index(["unit_id", "period", "category"])["numerator"]
         direct = counts[counts["level"] == coarse].set_index(["unit_id", "period", "category"])["numerator"]
@@ -193,3 +196,91 @@ def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
         report.append({"fine": fine, "coarse": coarse, "max_abs_difference": float(diff.max()) if len(diff) else 0.0,
                        "cells_differing": int((diff > 0).sum())})
     return report
+
+
+# --------------------------------------------------------------------------- area-coded counts
+
+NOT_IN_SOURCE = "not_in_source"
+PARTIAL = "partial"
+
+
+def count_levels(units: UnitSet, unit_level: str) -> tuple[list[str], dict[str, str]]:
+    """The levels area-coded counts at ``unit_level`` reach: that level and every coarser level it
+    nests in (through the crosswalk). Returns (levels, {other level: why it gets no count rows})."""
+    names = units.names
+    i = names.index(unit_level)
+    reached, why = [unit_level], {}
+    for level in names:
+        if level == unit_level:
+            continue
+        if units.kinds[level] == "h3":
+            why[level] = ("area-coded counts cannot be placed in H3 cells (their events have no location inside "
+                          f"a {unit_level} unit; usm_geo never spreads them by area)")
+        elif names.index(level) < i:
+            why[level] = f"finer than {unit_level}, the level the counts are coded to"
+        elif units.nested.get((unit_level, level)):
+            reached.append(level)
+        else:
+            why[level] = f"{unit_level} does not nest in {level}, so its counts cannot be added up to it"
+    return reached, why
+
+
+def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, periods: list[str],
+                        categories: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Count rows of the measures table from area-coded counts (``tidy``: ``source, unit_id, period,
+    category, count`` at ``unit_level``), at ``unit_level`` and rolled up through the crosswalk to every
+    level it nests in (:func:`count_levels`); every unit × period × category (plus ``all``).
+
+    A unit with no row in the sources of a category is *not reported*, not zero: value NaN, ``n`` 0,
+    flag ``not_in_source``. A unit listed by a source is reported for every period: values the
+    source does not list are 0 (long tables often leave out zero rows). A coarser unit adds up its
+    reported units (flag ``rolled_up``); some not reported → flag ``partial`` (the value is a lower
+    bound); none → NaN and ``not_in_source``. ``all`` is partial where any category is not reported.
+
+    Returns (rows, coverage): coverage[level][unit_id] = {"missing": units of ``unit_level`` not
+    reported, "of": units of ``unit_level`` inside} for every not-in-source or partial unit (category ``all``).
+    """
+    fine_ids = units.levels[unit_level]["unit_id"].to_numpy(dtype=object)
+    labels = list(categories) + [ALL]
+    axes = {"unit_id": fine_ids, "period": np.asarray(periods, dtype=object), "category": np.asarray(categories, dtype=object)}
+    n = dense(tidy.assign(n=tidy["count"].astype(np.int64)), axes)  # (U, P, C)
+    # reported[u, c]: some source carrying category c lists unit u
+    reported = np.zeros((len(fine_ids), len(categories)), dtype=bool)
+    for _, part in tidy.groupby("source", sort=True):
+        u = _codes(pd.unique(part["unit_id"]), fine_ids)
+        c = _codes(pd.unique(part["category"]), categories)
+        reported[np.ix_(u[u >= 0], c[c >= 0])] = True
+    # per level: sums over reported fine units, the number reported (per category; "all" = every
+    # category reported) and the number of fine units inside
+    full = np.concatenate([reported, reported.all(axis=1, keepdims=True)], axis=1)  # (U, C+1)
+    seen = np.concatenate([reported, reported.any(axis=1, keepdims=True)], axis=1)
+    n_all = np.concatenate([n, n.sum(axis=2, keepdims=True)], axis=2).astype(float)
+    reached, skipped = count_levels(units, unit_level)
+    frames, coverage = [], {}
+    for level in reached:
+        ids = units.levels[level]["unit_id"].to_numpy(dtype=object)
+        if level == unit_level:
+            parent = np.arange(len(fine_ids))
+        else:
+            parent = _codes(units.parents(unit_level, level).reindex(fine_ids).to_numpy(dtype=object), ids)
+        ok = parent >= 0
+        sums = np.zeros((len(ids), len(periods), len(labels)))
+        np.add.at(sums, parent[ok], np.where(seen[ok][:, None, :], n_all[ok], 0.0))
+        n_seen = np.zeros((len(ids), len(labels)), np.int64)
+        np.add.at(n_seen, parent[ok], seen[ok].astype(np.int64))
+        n_full = np.zeros((len(ids), len(labels)), np.int64)
+        np.add.at(n_full, parent[ok], full[ok].astype(np.int64))
+        inside = np.bincount(parent[ok], minlength=len(ids))[:, None]
+        none = n_seen == 0
+        value = np.where(none[:, None, :], np.nan, sums)
+        flag = np.where(none, NOT_IN_SOURCE, np.where(n_full < inside, PARTIAL, ""))
+        if level != unit_level:
+            flag = np.where(flag == "", "rolled_up", np.char.add(flag.astype(str), ";rolled_up")).astype(object)
+        rows = _long(level, ids, periods, labels, "count", np.nan_to_num(value), np.nan_to_num(value).astype(np.int64))
+        rows["value"] = rows["numerator"] = value.reshape(-1)
+        rows["flags"] = np.repeat(flag[:, None, :], len(periods), axis=1).reshape(-1)
+        frames.append(rows)
+        gaps = np.flatnonzero(n_full[:, -1] < inside[:, 0])
+        coverage[level] = {str(ids[i]): {"missing": int(inside[i, 0] - n_full[i, -1]), "of": int(inside[i, 0])} for i in gaps}
+    out = sort_measures(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
+    return out, {"levels": reached, "not_counted": skipped, "not_in_source": coverage}

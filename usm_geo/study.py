@@ -601,6 +601,11 @@ def _count_sources(items, file: Path) -> tuple[CountSource, ...]:
             out.append(_count_source(table, key, file))
     names = [f"counts/{s.path.name}" if isinstance(s.path, Path) else None for s in out]
     names = [n if n is not None and names.count(n) == 1 else f"counts[{i}]" for i, n in enumerate(names, 1)]
+    if len({s.unit_level for s in out}) > 1:
+        raise StudyError("the count files name different unit_levels ("
+                         + ", ".join(sorted({s.unit_level for s in out})) + ")", where=file,
+                         fix="give every count file the same unit_level: counts reach only their own level and the levels it "
+                             "nests in, so files at two levels would make the levels disagree; run them as two studies")
     if len({s.records for s in out}) > 1:
         raise StudyError("the count files disagree on 'records'", where=file,
                          fix='give every count file the same records = "police" (or "health"); they are separate studies')
