@@ -79,6 +79,13 @@ def _finish(info: dict, out: Path) -> None:
         click.echo(f"counts {note}")
     for note in info.get("hotspots", {}).get("notes", []):  # value analysed, significance rule, too_few_units
         click.echo(f"hot spots {note}")
+    for note in (info.get("hierarchy") or {}).get("notes", []):  # coded parents the geometry disagrees with
+        click.echo(f"hierarchy: {note}")
+    for level, cmp in (info.get("population_notes") or {}).items():  # two tables that disagree
+        if cmp["units_differing"]:
+            click.echo(f"population: the {level} table differs from the sum of the {cmp['level']} table in "
+                       f"{cmp['units_differing']} of {cmp['units']} units (up to {cmp['max_abs_relative_difference']:.1%}); "
+                       f"{level} uses its own table (run.json population_notes)")
     click.echo(f"outputs in {out}")
 
 

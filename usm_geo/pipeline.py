@@ -187,7 +187,8 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
 
 
 def _declared_parents(study: Study) -> dict[str, str]:
-    return {b.level: study.boundaries[i + 1].level for i, b in enumerate(study.boundaries) if b.parent}
+    """level → the coarser level its ``parent`` names (by a code column, or by geometry)."""
+    return {b.level: b.parent_level for b in study.boundaries if b.parent_level}
 
 
 def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Ledger, scheduler):
@@ -209,7 +210,8 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     if not isinstance(src.path, (str, Path)):
         raise UsmGeoError("only Parquet/GeoParquet files are counted on Dask; a database source is read in memory",
                           where="--scheduler", fix="leave out --scheduler (or export the table to Parquet)")
-    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study))
+    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study),
+                           nest_tolerance=study.units.nest_tolerance)
     table = harm_table(study)
     job = scale.Job(source=src, ctx=ctx, units=units, h3_resolutions=tuple(study.units.h3_resolution),
                     frequency=study.periods.frequency, by_category=True, harm=table, detect=True)
@@ -248,7 +250,7 @@ def run_units(intake: Intake, stages: Stages | None = None) -> Located:
         declared = _declared_parents(study)
         units = build_units(intake.levels, study_area=intake.study_area, crs=intake.working_crs, city_name=study.name,
                             h3_resolutions=resolutions, h3_cover=study.units.h3_cover, point_cells=cells,
-                            declared_parents=declared)
+                            declared_parents=declared, nest_tolerance=study.units.nest_tolerance)
         if intake.index is not None:  # built for the study-area test at intake: the same layer
             units._indexes[next(iter(intake.levels))] = intake.index
         inc_loc = locate_points(inc, units, cells, intake.ledger, "incidents") if inc is not None else None
@@ -260,54 +262,112 @@ def run_units(intake: Intake, stages: Stages | None = None) -> Located:
 
 
 def run_population(intake: Intake, located: Located, stages: Stages | None = None) -> dict[str, pd.DataFrame]:
-    """Population per unit at every level it can be known: the table at its own level, rolled up
-    to the nested coarser levels (never to levels that do not nest), and the raster everywhere else.
+    """Population per unit at every level it can be known (docs/methods.md "Population at every level").
 
-    Returns ``{level: DataFrame(unit_id, population, flags)}``.
+    Each ``[[inputs.population]]`` table gives its own level (``table``); every other polygon level
+    and the city take the finest table that nests in it, rolled up (``rolled_up:<level>``); H3 cells
+    the finest table split over them by the raster, else by area (``disaggregated_raster`` /
+    ``disaggregated_area``). Then population points, then areas fill what is left; a polygon level
+    that does not nest gets the finest table shared out by the raster or by area
+    (``disaggregated_raster:<level>`` / ``areal_interpolation:<level>``); the raster alone fills the
+    rest. A coarser table that differs from the finer table's sum is noted per unit
+    (:func:`population_notes`), never silently replaced.
+
+    Returns ``{level: DataFrame(unit_id, population, flags)}``, each with ``attrs["method"]``.
     """
     stages = stages or Stages()
-    spec = intake.study.population
-    if spec is None:
+    specs = intake.study.population_inputs()
+    if not specs:
         return {}
     units = located.units
-    out: dict[str, pd.DataFrame] = {}
     with stages("population"):
-        if spec.path is not None:
-            out[spec.level] = population.from_table(spec.path, units.levels[spec.level], id_column=spec.id,
-                                                    value_column=spec.column, sheet=spec.sheet, ledger=intake.ledger)
-            names = units.names
-            for coarse in names[names.index(spec.level) + 1:]:
-                if units.nested.get((spec.level, coarse)):
-                    cw = units.parents(spec.level, coarse)
-                    out[coarse] = population.roll_up(out[spec.level], pd.DataFrame({"unit_id": cw.index, "parent_id": cw.to_numpy()}))
-        if spec.path is not None:
-            out.update(_h3_from_table(out[spec.level], spec.level, units, spec.raster))
-        others = [lv for lv in units.levels if lv not in out]
-        if others and (spec.points is not None or spec.areas is not None):
+        read = {s.level: population.from_table(s.path, units.levels[s.level], id_column=s.id, value_column=s.column,
+                                               sheet=s.sheet, ledger=intake.ledger, source=s.name)
+                for s in specs if s.path is not None}
+        tables = {lv: read[lv] for lv in units.names if lv in read}  # finest first
+        raster = next((s.raster for s in specs if s.raster is not None), None)
+        out = dict(tables)
+        out.update(_rolled_up_population(tables, units))
+        finest = next(iter(tables), None)
+        if finest is not None:
+            out.update({lv: population.disaggregate(tables[finest], units.levels[finest], units.levels[lv], raster)
+                        for lv, kind in units.kinds.items() if kind == "h3"})
+        for spec in specs:
+            if spec.points is None and spec.areas is None:
+                continue
             src = _population_layer(spec.points or spec.areas, spec.value, units.crs)
-            for level in others:
+            for level in [lv for lv in units.levels if lv not in out]:
                 layer = units.levels[level]
                 if spec.points is not None:
                     g = src.geometry
                     out[level] = population.from_points(g.x.to_numpy(), g.y.to_numpy(), src[spec.value].to_numpy(float), layer)
                 else:
                     out[level] = population.from_areas(src, spec.value, layer)
-        if spec.raster is not None:
+        if finest is not None:  # polygon levels that do not nest: the finest table shared out over them
+            for level in [lv for lv in units.levels if lv not in out and units.kinds[lv] == "polygon"]:
+                frame = population.disaggregate(tables[finest], units.levels[finest], units.levels[level], raster)
+                frame.attrs["method"] = f"{'disaggregated_raster' if raster is not None else 'areal_interpolation'}:{finest}"
+                out[level] = frame
+        if raster is not None:
             for level, layer in units.levels.items():
                 if level not in out:
-                    out[level] = population.from_raster(spec.raster, layer)
+                    out[level] = population.from_raster(raster, layer)
+        _compare_tables(tables, units, intake.ledger, {s.level: s.name for s in specs if s.path is not None})
     return out
 
 
-def _h3_from_table(table: pd.DataFrame, level: str, units: UnitSet, raster) -> dict[str, pd.DataFrame]:
-    """H3 levels' population from the table of ``level`` (when it is the finest polygon level):
-    each unit's persons split over its cells by the raster, or by area (population.disaggregate),
-    so every H3 level sums to the table's total."""
-    polygons = [lv for lv, kind in units.kinds.items() if kind == "polygon"]
-    if not polygons or polygons[0] != level:
-        return {}
-    return {lv: population.disaggregate(table, units.levels[level], units.levels[lv], raster)
-            for lv, kind in units.kinds.items() if kind == "h3"}
+def _rolled_up_population(tables: dict[str, pd.DataFrame], units: UnitSet) -> dict[str, pd.DataFrame]:
+    """Every polygon level and the city without a table of its own: the finest table whose level nests
+    in it (by code or geometry), summed over the crosswalk; ``attrs["method"]`` = ``rolled_up:<level>``."""
+    out = {}
+    names = units.names
+    for coarse in names:
+        if coarse in tables or units.kinds[coarse] == "h3":
+            continue
+        fine = next((lv for lv in tables if names.index(lv) < names.index(coarse) and units.nested.get((lv, coarse))), None)
+        if fine is not None:
+            out[coarse] = _roll_up_table(tables[fine], units, fine, coarse)
+    return out
+
+
+def _roll_up_table(table: pd.DataFrame, units: UnitSet, fine: str, coarse: str) -> pd.DataFrame:
+    cw = units.parents(fine, coarse)
+    frame = population.roll_up(table, pd.DataFrame({"unit_id": cw.index, "parent_id": cw.to_numpy()}))
+    frame.attrs["method"] = f"rolled_up:{fine}"
+    return frame
+
+
+def _compare_tables(tables: dict[str, pd.DataFrame], units: UnitSet, ledger: Ledger, names: dict[str, str]) -> None:
+    """Where a coarser level has its own table and a finer table nests in it, compare them per unit:
+    ``attrs["compared_with"]`` of the coarser table (run.json ``population_notes``) and a ledger note.
+    Both are kept: the coarser level uses its own table; levels without a table use the finer one."""
+    levels = list(tables)
+    for k, coarse in enumerate(levels):
+        fine = next((lv for lv in levels[:k] if units.nested.get((lv, coarse))), None)
+        if fine is None:
+            continue
+        own = tables[coarse].set_index("unit_id")["population"]
+        summed = _roll_up_table(tables[fine], units, fine, coarse).set_index("unit_id")["population"].reindex(own.index)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = (own - summed) / summed
+        differs = rel.abs() > 1e-9
+        tables[coarse].attrs["compared_with"] = {
+            "level": fine, "units": int(len(rel)), "units_differing": int(differs.sum()),
+            "max_abs_relative_difference": round(float(rel.abs().max()), 6) if rel.notna().any() else None,
+            "relative_difference": {u: (round(float(v), 6) if np.isfinite(v) else None) for u, v in rel.items()}}
+        if differs.any():
+            worst = rel[differs].abs().sort_values(ascending=False, kind="stable").index[:5]
+            shown = ", ".join(f"{u} {rel[u]:+.1%}" for u in worst)
+            ledger.note(names[coarse], "population_tables_differ",
+                        f"the {coarse} table differs from the sum of the {fine} table in {int(differs.sum())} of "
+                        f"{len(rel)} units ({shown}{', …' if differs.sum() > 5 else ''}); {coarse} uses its own table, "
+                        f"levels without a table (and H3) use the {fine} table")
+
+
+def population_notes(pop: dict[str, pd.DataFrame]) -> dict[str, dict]:
+    """Per level with its own table compared with a finer table: (own − sum of the finer) / sum of
+    the finer, per unit, and the largest (run.json ``population_notes``)."""
+    return {lv: t.attrs["compared_with"] for lv, t in pop.items() if "compared_with" in t.attrs}
 
 
 def population_methods(pop: dict[str, pd.DataFrame]) -> dict[str, str]:
@@ -728,6 +788,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["h3_cover"] = {lv: layer.attrs.get("cover", intake.study.units.h3_cover)
                         for lv, layer in located.units.levels.items() if located.units.kinds[lv] == "h3"}
     info["population_method"] = population_methods(pop)
+    info["population_notes"] = population_notes(pop)
+    info["hierarchy"] = located.units.report
     info["rollup_check"] = check_rollups(measures, located.units)
     info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
                         "kde": hot.kde.report if hot.kde is not None else None}
@@ -938,7 +1000,8 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
     checks = [f"{name}: {len(layer):,} units" for name, layer in located.units.levels.items()]
     for level, frame in pop.items():
         checks.append(f"population at {level}: {int(frame['population'].notna().sum()):,} of {len(frame):,} units, "
-                      f"total {float(frame['population'].sum()):,.0f}")
+                      f"total {float(frame['population'].sum()):,.0f} ({frame.attrs.get('method', '')})")
+    checks += located.units.report.get("notes", [])
     if study.population is None:
         checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")
     checks += [line for line in (check_periods(intake), check_intervention(intake)) if line]

@@ -98,9 +98,13 @@ class BoundaryLevel:
     path: Path | DatabaseSource
     id: str
     name: str | None = None
-    parent: str | None = None
+    parent: str | None = None  # the column of parent ids (codes); None: parents by geometry
     layer: str | None = None
     crs: str | None = None
+    # the coarser level ``parent`` names ids of (any coarser boundary level; the string form
+    # ``parent = "COLUMN"`` means the next level), or the level declared as parent by geometry
+    # (``parent = { level = "district" }``); None: no parent declared
+    parent_level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class PopulationSource:
     points: Path | None = None  # population points (e.g. census block centroids), any CRS
     areas: Path | None = None  # polygons of another geography with a population count
     value: str = "population"  # the count column of points or areas
+    # the ledger source name: "population" with one entry; with several [[inputs.population]],
+    # "population.<level>" for a table, "population[<n>]" for an entry without one
+    name: str = "population"
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,9 @@ class Units:
     study_area: Path | None = None
     # metres: points this close outside the study area are moved into the nearest finest unit (0 = off)
     snap: float = 0.0
+    # share of a unit's area that may lie outside its parent when nesting is found (or checked) by
+    # geometry: a unit nests when ≥ 1 − nest_tolerance of its area is in one unit of the coarser level
+    nest_tolerance: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,15 @@ class Study:
         if self.incidents is not None:
             return self.incidents.records
         return self.counts[0].records if self.counts else "police"
+    # several population entries (repeated [[inputs.population]]): all of them, the first also in
+    # ``population``; empty with one. Read them through :meth:`population_inputs`.
+    population_sources: tuple[PopulationSource, ...] = ()
+
+    def population_inputs(self) -> tuple[PopulationSource, ...]:
+        """Every population entry in the study's order: the several tables, or the one ``population``."""
+        if len(self.population_sources) > 1:
+            return self.population_sources
+        return (self.population,) if self.population is not None else ()
 
     def incident_inputs(self) -> tuple[RecordSource, ...]:
         """Every incident source in the study's order: the several files, or the one ``incidents``."""
@@ -270,12 +289,12 @@ class Study:
                 out[src.name] = src.path
         for b in self.boundaries:
             out[f"boundaries.{b.level}"] = b.path
-        if self.population is not None:
-            if self.population.path is not None:
-                out["population"] = self.population.path
+        for pop in self.population_inputs():
+            if pop.path is not None:
+                out[pop.name] = pop.path
             for key in ("raster", "points", "areas"):
-                if getattr(self.population, key) is not None:
-                    out[f"population.{key}"] = getattr(self.population, key)
+                if getattr(pop, key) is not None:
+                    out[f"population.{key}"] = getattr(pop, key)
         if self.perception is not None:
             out["perception"] = self.perception.path
         if self.units.study_area is not None:
@@ -662,10 +681,11 @@ def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
             path=r.source(),
             id=r.take("id", str),
             name=r.take("name", str, None),
-            parent=r.take("parent", str, None),
             layer=r.take("layer", str, None),
             crs=_crs_text(r.take("crs", str, None), f"inputs.boundaries[{i}].crs", file),
         )
+        column, parent_level = _parent(r.take("parent", (str, dict), None), f"inputs.boundaries[{i}].parent", file)
+        level = replace(level, parent=column, parent_level=parent_level)
         r.done()
         if level.level == "city" or level.level.startswith("h3_"):
             raise r.error(f"inputs.boundaries[{i}].level", f"'{level.level}' is reserved (the city level and h3_<res> levels are built by usm_geo)", "name the level e.g. 'neighbourhood' or 'district'")
@@ -675,13 +695,64 @@ def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
     if dupes:
         raise StudyError(f"'inputs.boundaries' names the level '{dupes[0]}' twice", where=file, fix="give every level a distinct name")
     for i, b in enumerate(levels):
-        if b.parent is not None and i == len(levels) - 1:
+        if b.parent is not None and b.parent_level is None and i == len(levels) - 1:
             raise StudyError(f"'inputs.boundaries[{i}].parent' is set, but '{b.level}' is the coarsest level", where=file, fix="remove parent, or add the parent level after it (finest first)")
+        if b.parent is not None and b.parent_level is None:  # the string form: ids of the next level
+            levels[i] = b = replace(b, parent_level=levels[i + 1].level)
+        if b.parent_level is not None and b.parent_level not in names[i + 1:]:
+            why = ("is the level itself" if b.parent_level == b.level else
+                   "is a finer level (levels are listed finest first)" if b.parent_level in names else "is not a boundary level")
+            raise StudyError(f"'inputs.boundaries[{i}].parent.level' = '{b.parent_level}' {why}", where=file,
+                             fix=f"name a coarser level listed after '{b.level}': {', '.join(names[i + 1:]) or '(none)'}")
     return tuple(levels)
 
 
-def _population(table, file: Path) -> PopulationSource:
-    r = _Reader(table, "inputs.population", file)
+def _parent(value, key: str, file: Path) -> tuple[str | None, str | None]:
+    """``parent``: a column of the next level's ids (``"COLUMN"``), a table naming the coarser level
+    and the column of its ids (``{ level = "borough", column = "LAD11CD" }``), or a level alone
+    (``{ level = "district" }``: that level is the parent by geometry, checked with nest_tolerance).
+    Returns (column, level); the level of the string form is filled in by the caller."""
+    if value is None or isinstance(value, str):
+        return value, None
+    r = _Reader(value, key, file)
+    level = r.take("level", str)
+    column = r.take("column", str, None)
+    r.done()
+    return column, level
+
+
+def _population_sources(pop, file: Path, level_names: list[str]) -> tuple[PopulationSource, ...]:
+    """``[inputs.population]`` (one entry) or repeated ``[[inputs.population]]``: each a table keyed by
+    the unit ids of its own ``level`` and/or points, areas or a raster. One table per level, and at
+    most one raster, one points and one areas layer in all; tables are named ``population.<level>``
+    in the ledger (``population`` with one entry)."""
+    tables = pop if isinstance(pop, list) else [pop]
+    if not tables:
+        raise StudyError("'inputs.population' is an empty list", where=file, fix='write [[inputs.population]] tables with path, level, id and column')
+    out = []
+    for i, table in enumerate(tables, 1):
+        key = "inputs.population" if len(tables) == 1 else f"inputs.population[{i}]"
+        spec = _population(table, file, key)
+        if spec.level is not None and spec.level not in level_names:
+            raise StudyError(f"'{key}.level' is '{spec.level}', which is not a boundary level", where=file,
+                             fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
+        if len(tables) > 1:
+            spec = replace(spec, name=f"population.{spec.level}" if spec.path is not None else f"population[{i}]")
+        out.append(spec)
+    levels = [s.level for s in out if s.path is not None]
+    twice = sorted({lv for lv in levels if levels.count(lv) > 1})
+    if twice:
+        raise StudyError(f"'inputs.population' has two tables for the level '{twice[0]}'", where=file,
+                         fix="keep one table per level (a table for a coarser level goes under its own level)")
+    for what in ("raster", "points", "areas"):
+        if sum(getattr(s, what) is not None for s in out) > 1:
+            raise StudyError(f"'inputs.population' names {what} in more than one entry", where=file,
+                             fix=f"keep one {what}: it fills the levels no table gives")
+    return tuple(out)
+
+
+def _population(table, file: Path, key: str = "inputs.population") -> PopulationSource:
+    r = _Reader(table, key, file)
     pop = PopulationSource(
         path=r.source(required=False, file_keys=("sheet",)),
         level=r.take("level", str, None),
@@ -695,10 +766,10 @@ def _population(table, file: Path) -> PopulationSource:
     )
     r.done()
     if pop.path is None and pop.raster is None and pop.points is None and pop.areas is None:
-        raise r.error("inputs.population", "needs a table (path), points, areas or a raster",
+        raise r.error(key, "needs a table (path), points, areas or a raster",
                       'add path = "population.csv" with level and id, or points/areas/raster = "..."')
     if pop.path is not None and (pop.level is None or pop.id is None):
-        raise r.error("inputs.population.level/id", "must name the level and id column the table is keyed by", 'e.g. level = "neighbourhood", id = "nbhd_id"')
+        raise r.error(f"{key}.level/id", "must name the level and id column the table is keyed by", 'e.g. level = "neighbourhood", id = "nbhd_id"')
     return pop
 
 
@@ -742,9 +813,19 @@ def _units(table, file: Path) -> Units:
         h3_cover=r.take("h3_cover", str, "clip", ("clip", "centre", "touch")),
         study_area=r.path("study_area", required=False),
         snap=_snap_metres(r),
+        nest_tolerance=_nest_tolerance(r),
     )
     r.done()
     return u
+
+
+def _nest_tolerance(r) -> float:
+    """``[units] nest_tolerance``: a share of a unit's area, 0 ≤ t < 0.5 (default 0.01 = 1 %)."""
+    v = r.take("nest_tolerance", float, 0.01)
+    if not math.isfinite(float(v)) or not 0 <= float(v) < 0.5:
+        raise r.error("units.nest_tolerance", f"must be a share of a unit's area from 0 to below 0.5, not {v!r}",
+                      "e.g. nest_tolerance = 0.02 (2 % of a unit's area may lie outside its parent)")
+    return float(v)
 
 
 def _snap_metres(r) -> float:
@@ -860,7 +941,7 @@ def load_study(path: str | Path) -> Study:
     inc = inputs.take("incidents", (dict, list), None)
     srv = inputs.take("survey", dict, None)
     bnd = inputs.take("boundaries", list, [])
-    pop = inputs.take("population", dict, None)
+    pop = inputs.take("population", (dict, list), None)
     per = inputs.take("perception", dict, None)
     cnt = inputs.take("counts", (dict, list), None)
     inputs.done()
@@ -875,13 +956,12 @@ def load_study(path: str | Path) -> Study:
                          fix="run them as two studies: points are counted at every level (H3 included), area-coded counts "
                              "only at their unit level and the levels it nests in, so added together the levels would disagree")
     boundaries = _boundaries(bnd, file)
-    population = _population(pop, file) if pop is not None else None
-    perception = _perception(per, file) if per is not None else None
     level_names = [b.level for b in boundaries]
+    population_sources = _population_sources(pop, file, level_names) if pop is not None else ()
+    population = population_sources[0] if population_sources else None
+    perception = _perception(per, file) if per is not None else None
     if perception is not None and perception.unit_level not in level_names:
         raise StudyError(f"'inputs.perception.unit_level' is '{perception.unit_level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
-    if population is not None and population.level is not None and population.level not in level_names:
-        raise StudyError(f"'inputs.population.level' is '{population.level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
     for src in counts:
         if src.unit_level not in level_names:
             raise StudyError(f"'{src.name}' (inputs.counts) has unit_level '{src.unit_level}', which is not a boundary level",
@@ -916,6 +996,7 @@ def load_study(path: str | Path) -> Study:
         indicators=indicators,
         perception=perception,
         incident_sources=incident_sources if len(incident_sources) > 1 else (),
+        population_sources=population_sources if len(population_sources) > 1 else (),
         hotspots=hotspots,
         counts=counts,
     )

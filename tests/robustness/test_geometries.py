@@ -100,7 +100,8 @@ def test_unknown_parent_id(tmp_path):
     write_layer(districts(), tmp_path / "dist.gpkg")
     layer = neighbourhoods(district=["D1", "D9"])
     study = _study(tmp_path, layer, extra=DISTRICT_LEVEL.format(path="dist.gpkg"), parent=True)
-    assert_error(BoundaryError, study, "nbhd.gpkg:2, column 'district': parent id 'D9' of unit 'N2' is not a district id",
+    assert_error(BoundaryError, study, "nbhd.gpkg:2, column 'district': 1 parent id(s) in column 'district' name no district unit: 'D9' "
+                 "(1 neighbourhood unit(s) in all; first: unit 'N2')",
                  "use ids from the district layer (D1, …)")
 
 

@@ -44,7 +44,8 @@ def test_demo_population_adds_up_at_every_level(demo_stages):
         # float sums of ~7k shares: exact to 1e-6 persons per million
         assert abs(pop[level]["population"].sum() - total) <= 1e-6 * total, level
     assert pop["h3_9"].attrs["method"] == "disaggregated_raster"
-    assert pipeline.population_methods(pop) == {"neighbourhood": "table", "district": "roll_up", "city": "roll_up",
+    assert pipeline.population_methods(pop) == {"neighbourhood": "table", "district": "rolled_up:neighbourhood",
+                                                "city": "rolled_up:neighbourhood",
                                                 "h3_9": "disaggregated_raster"}
 
 

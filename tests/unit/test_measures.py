@@ -45,11 +45,29 @@ def test_crosswalk_and_nesting():
     assert (cw.loc[cw.level == "neighbourhood", "overlap_share"] == 1.0).all()
 
 
-def test_declared_parent_that_disagrees_with_geometry_is_an_error():
+def test_parent_code_that_disagrees_with_geometry_is_used_and_noted():
+    # the code is authoritative (issue #18 item 5): A2 lies wholly in A but its code says B
     levels, area = _squares()
-    levels["neighbourhood"].loc[1, "parent_id"] = "B"  # A2 lies wholly in A
-    with pytest.raises(BoundaryError, match="names district 'B' as its parent, but most of its area \\(100%\\) lies in district 'A'"):
+    levels["neighbourhood"].loc[1, "parent_id"] = "B"
+    units = build_units(levels, study_area=area, crs=CRS, declared_parents={"neighbourhood": "district"})
+    assert units.parents("neighbourhood", "district").to_dict() == {"A1": "A", "A2": "B", "B1": "B", "B2": "B"}
+    assert units.nested[("neighbourhood", "district")]
+    pair = next(p for p in units.report["pairs"] if p["coarse"] == "district")
+    assert pair["by"] == "code" and pair["worst"] == [{"unit_id": "A2", "share": 0.0}]
+    assert units.report["notes"] == [pair["note"]] and "A2 (0.0%)" in pair["note"]
+
+
+def test_declared_parent_by_geometry_beyond_tolerance_is_an_error():
+    levels, area = _squares()
+    levels["neighbourhood"]["parent_id"] = None  # parent = { level = "district" }: by geometry
+    # A2 reaches 30 m (3 % of its area) into B
+    levels["neighbourhood"].loc[1, "geometry"] = shapely.box(X0 + 1000, Y0, X0 + 2030, Y0 + 1000)
+    with pytest.raises(BoundaryError, match=r"neighbourhood is declared to nest in district, but 1 of 4 unit\(s\) have less "
+                                            r"than 99% of their area in one district unit; worst: 'A2' \(97.1%\)") as err:
         build_units(levels, study_area=area, crs=CRS, declared_parents={"neighbourhood": "district"})
+    assert "raise [units] nest_tolerance above 0.029" in err.value.fix
+    units = build_units(levels, study_area=area, crs=CRS, declared_parents={"neighbourhood": "district"}, nest_tolerance=0.03)
+    assert units.nested[("neighbourhood", "district")]  # 1000/1030 = 97.09 % ≥ 97 %
 
 
 def test_non_nesting_level_is_separate():

@@ -148,20 +148,26 @@ def read_boundary_level(spec: BoundaryLevel, ledger: Ledger, working_crs: CRS | 
 
 
 def check_parents(levels: dict[str, gpd.GeoDataFrame], specs: tuple[BoundaryLevel, ...]) -> None:
-    """Every parent id names a unit of the next coarser level (finest first in ``specs``)."""
-    for i, spec in enumerate(specs):
+    """Every parent id (the ``parent`` column) names a unit of the level it refers to (``parent_level``:
+    the next coarser level for the string form, any coarser level for the table form)."""
+    for spec in specs:
         if spec.parent is None:
             continue
-        child, parent = levels[spec.level], levels[specs[i + 1].level]
+        child, parent = levels[spec.level], levels[spec.parent_level]
         has = child["parent_id"].astype(str) != ""
         if not has.all():
             r = int(child.loc[~has, "row"].iloc[0])
-            raise BoundaryError(f"unit '{child.loc[~has, 'unit_id'].iloc[0]}' has no parent id", where=where(spec.path, r, spec.parent),
-                                fix=f"give every {spec.level} the id of its {specs[i + 1].level}")
+            raise BoundaryError(f"unit '{child.loc[~has, 'unit_id'].iloc[0]}' has no parent id ({int((~has).sum())} unit(s) in all)",
+                                where=where(spec.path, r, spec.parent),
+                                fix=f"give every {spec.level} the id of its {spec.parent_level}")
         unknown = ~child["parent_id"].isin(set(parent["unit_id"]))
         if unknown.any():
-            bad = child.loc[unknown].iloc[0]
+            bad = child.loc[unknown]
+            ids = pd.unique(bad["parent_id"].astype(str))
+            shown = ", ".join(f"'{v}'" for v in ids[:5]) + (", …" if len(ids) > 5 else "")
             raise BoundaryError(
-                f"parent id '{bad['parent_id']}' of unit '{bad['unit_id']}' is not a {specs[i + 1].level} id "
-                f"({int(unknown.sum())} unit(s) in all)", where=where(spec.path, int(bad["row"]), spec.parent),
-                fix=f"use ids from the {specs[i + 1].level} layer ({', '.join(parent['unit_id'].head(5))}, …)")
+                f"{len(ids)} parent id(s) in column '{spec.parent}' name no {spec.parent_level} unit: {shown} "
+                f"({int(unknown.sum())} {spec.level} unit(s) in all; first: unit '{bad['unit_id'].iloc[0]}')",
+                where=where(spec.path, int(bad["row"].iloc[0]), spec.parent),
+                fix=f"use ids from the {spec.parent_level} layer ({', '.join(parent['unit_id'].head(5))}, …), "
+                    f"or point parent.level at the level these codes belong to")

@@ -7,9 +7,11 @@ Every level is a GeoDataFrame in the working CRS (metres) with ``unit_id`` (str)
 Rules (DESIGN.md "Hierarchy")
 -----------------------------
 * Polygon → polygon: each fine unit maps to the coarse unit holding the largest share of its area.
-  The pair *nests* when every fine unit has ≥ 99 % of its area in that unit; a declared ``parent``
-  column must agree with the largest overlap (else :class:`BoundaryError`). A geography that does
-  not nest (Chicago's police districts over community areas) stays a separate level: counts at
+  The pair *nests* when every fine unit has ≥ 1 − ``nest_tolerance`` (default 99 %) of its area in
+  that unit. A ``parent`` column (*parent by code*, any coarser level) is authoritative: the crosswalk
+  to that level is the code, and units whose geometry disagrees are listed in a note. A parent level
+  declared without a column must nest by geometry (else :class:`BoundaryError`). A geography that
+  does not nest (Chicago's police districts over community areas) stays a separate level: counts at
   every polygon level always come from direct point assignment, never through the crosswalk.
 * H3 → polygon: the polygon holding the cell centre (largest overlap for a cell whose centre is
   in no polygon), with ``overlap_share`` = the share of the cell's area in that polygon.
@@ -30,7 +32,8 @@ from usm_geo.intake.crs import WGS84
 from usm_geo.units import h3cells
 from usm_geo.units.assign import PolygonIndex
 
-NEST_SHARE = 0.99
+#: Default share of a unit's area that may lie outside its parent (``[units] nest_tolerance``).
+NEST_TOLERANCE = 0.01
 CROSSWALK_COLUMNS = ["level", "unit_id", "to_level", "to_unit_id", "overlap_share"]
 
 
@@ -51,6 +54,8 @@ class UnitSet:
     crosswalk: pd.DataFrame
     nested: dict[tuple[str, str], bool]
     crs: object
+    # how the levels nest: the tolerance, each polygon pair's worst units and notes (run.json "hierarchy")
+    report: dict = field(default_factory=dict)
     _indexes: dict[str, PolygonIndex] = field(default_factory=dict, repr=False)
 
     @property
@@ -159,13 +164,20 @@ def _polygonal(geoms: np.ndarray) -> np.ndarray:
 
 def build_units(levels: dict[str, gpd.GeoDataFrame], *, study_area, crs, city_name: str = "City",
                 h3_resolutions=(), h3_cover: str = "centre", point_cells: dict[int, np.ndarray] | None = None,
-                declared_parents: dict[str, str] | None = None) -> UnitSet:
+                declared_parents: dict[str, str] | None = None, nest_tolerance: float = NEST_TOLERANCE) -> UnitSet:
     """Assemble every level (H3 finest first, then polygon levels as given, then ``city``) and the crosswalk.
 
     ``levels``: polygon levels from intake, finest first, in the working CRS ``crs``.
     ``point_cells``: per H3 resolution, the cells that hold used points (so that every point lands in
     a unit even where a cell's centre is outside the study area).
-    ``declared_parents``: level → next level named by a ``parent`` column in the study.
+    ``declared_parents``: level → the coarser level the study declares as its parent. When the
+    level's ``parent_id`` column holds ids (a ``parent`` column: *parent by code*), the crosswalk to
+    that level is the code, which is authoritative: units with less than 1 − ``nest_tolerance`` of
+    their area in their coded parent are listed in ``UnitSet.report["notes"]``, not refused. Without
+    ids (*parent by geometry*) the level must nest within the tolerance, else :class:`BoundaryError`
+    naming the worst units. Levels coarser than a coded parent that it nests in are reached through it.
+    ``nest_tolerance``: the share of a unit's area (0.01 = 1 %) that may lie outside its parent for
+    an undeclared pair to count as nested (``[units] nest_tolerance``).
     """
     out: dict[str, gpd.GeoDataFrame] = {}
     kinds: dict[str, str] = {}
@@ -179,9 +191,12 @@ def build_units(levels: dict[str, gpd.GeoDataFrame], *, study_area, crs, city_na
         study_area = shapely.union_all(next(iter(out.values())).geometry.to_numpy()) if out else shapely.Polygon()
     out["city"] = _city(study_area, city_name, crs)
     kinds["city"] = "city"
+    declared = dict(declared_parents or {})
+    by_code = {lv for lv in declared if out[lv]["parent_id"].notna().any()}
 
-    parts = []
+    parts: dict[tuple[str, str], pd.DataFrame] = {}
     nested: dict[tuple[str, str], bool] = {}
+    pairs: list[dict] = []
     names = list(out)
     for i, fine in enumerate(names[:-1]):
         f = out[fine]
@@ -189,16 +204,22 @@ def build_units(levels: dict[str, gpd.GeoDataFrame], *, study_area, crs, city_na
             c = out[coarse]
             if kinds[coarse] == "city":
                 share = shapely.area(shapely.intersection(f.geometry.to_numpy(), study_area)) / shapely.area(f.geometry.to_numpy())
-                parts.append(_crosswalk_rows(fine, f.unit_id, coarse, np.full(len(f), "city", dtype=object), share))
+                parts[(fine, coarse)] = _crosswalk_rows(fine, f.unit_id, coarse, np.full(len(f), "city", dtype=object), share)
                 nested[(fine, coarse)] = True
                 continue
             if kinds[fine] == "h3" and kinds[coarse] == "h3":
                 cells = h3cells.parent_cells(f.attrs["cells"], int(coarse.split("_")[1]))
                 to_ids = h3cells.cells_to_str(cells)
-                parts.append(_crosswalk_rows(fine, f.unit_id, coarse, to_ids, np.ones(len(f))))
+                parts[(fine, coarse)] = _crosswalk_rows(fine, f.unit_id, coarse, to_ids, np.ones(len(f)))
                 nested[(fine, coarse)] = True
                 continue
             fg, cg = f.geometry.to_numpy(), c.geometry.to_numpy()
+            if kinds[fine] == "polygon" and declared.get(fine) == coarse and fine in by_code:
+                to_ids, share = _coded_parents(f, fine, c, coarse)
+                parts[(fine, coarse)] = _crosswalk_rows(fine, f.unit_id, coarse, to_ids, share)
+                nested[(fine, coarse)] = True
+                pairs.append(_pair_report(fine, coarse, "code", f.unit_id.to_numpy(dtype=object), share, nest_tolerance))
+                continue
             target, share = _largest_overlap(fg, cg)
             if kinds[fine] == "h3":
                 centre = shapely.centroid(fg)
@@ -209,25 +230,82 @@ def build_units(levels: dict[str, gpd.GeoDataFrame], *, study_area, crs, city_na
                     share[use] = inter / shapely.area(fg[use])
                     target[use] = by_centre[use]
             to_ids = np.where(target >= 0, c.unit_id.to_numpy()[np.clip(target, 0, None)], None)
-            parts.append(_crosswalk_rows(fine, f.unit_id, coarse, to_ids, share))
-            nested[(fine, coarse)] = kinds[fine] == "polygon" and bool((share >= NEST_SHARE).all())
-            if kinds[fine] == "polygon" and (declared_parents or {}).get(fine) == coarse:
-                _check_declared(f, fine, coarse, to_ids, share)
-    crosswalk = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CROSSWALK_COLUMNS)
+            parts[(fine, coarse)] = _crosswalk_rows(fine, f.unit_id, coarse, to_ids, share)
+            nested[(fine, coarse)] = kinds[fine] == "polygon" and bool((share >= 1 - nest_tolerance).all())
+            if kinds[fine] == "polygon":
+                report = _pair_report(fine, coarse, "geometry", f.unit_id.to_numpy(dtype=object), share, nest_tolerance)
+                pairs.append(report)
+                if declared.get(fine) == coarse and not nested[(fine, coarse)]:
+                    _refuse_declared(fine, coarse, report, nest_tolerance)
+    for fine in sorted(by_code, key=names.index):  # beyond a coded parent: through it, where the parent nests further up
+        _through_coded_parent(fine, declared[fine], out, kinds, parts, nested, pairs, nest_tolerance)
+    crosswalk = pd.concat(parts.values(), ignore_index=True) if parts else pd.DataFrame(columns=CROSSWALK_COLUMNS)
     for name, frame in out.items():  # parent ids: the next level up where the study has none
         if kinds[name] != "city" and frame["parent_id"].isna().all():
             nxt = names[names.index(name) + 1]
             sel = crosswalk[(crosswalk.level == name) & (crosswalk.to_level == nxt)]
             frame["parent_id"] = frame["unit_id"].map(dict(zip(sel.unit_id, sel.to_unit_id)))
-    return UnitSet(levels=out, kinds=kinds, crosswalk=crosswalk, nested=nested, crs=crs)
+    report = {"nest_tolerance": float(nest_tolerance), "pairs": pairs,
+              "notes": [p["note"] for p in pairs if p.get("note")]}
+    return UnitSet(levels=out, kinds=kinds, crosswalk=crosswalk, nested=nested, crs=crs, report=report)
 
 
-def _check_declared(fine_layer, fine: str, coarse: str, to_ids, share) -> None:
-    declared = fine_layer["parent_id"].to_numpy(dtype=object)
-    wrong = declared != to_ids
-    if wrong.any():
-        i = int(np.flatnonzero(wrong)[0])
-        raise BoundaryError(
-            f"{fine} '{fine_layer.unit_id.iloc[i]}' names {coarse} '{declared[i]}' as its parent, but most of its area "
-            f"({share[i]:.0%}) lies in {coarse} '{to_ids[i]}' ({int(wrong.sum())} unit(s) disagree)",
-            fix="correct the parent column, or remove it to let usm_geo derive parents from the geometry")
+def _coded_parents(f: gpd.GeoDataFrame, fine: str, c: gpd.GeoDataFrame, coarse: str) -> tuple[np.ndarray, np.ndarray]:
+    """The parent of each unit of ``f`` by its ``parent_id`` code, and the share of the unit's area
+    that lies in that parent (how well the geometry agrees with the code)."""
+    codes = f["parent_id"].astype(str).to_numpy(dtype=object)
+    pos = pd.Index(c["unit_id"].astype(str)).get_indexer(codes)
+    if (pos < 0).any():  # intake checks this with file and row (check_parents); a direct caller gets this
+        bad = pd.unique(codes[pos < 0])
+        raise BoundaryError(f"{len(bad)} parent id(s) of level {fine} name no {coarse} unit: "
+                            + ", ".join(f"'{b}'" for b in bad[:5]), fix=f"use ids of the {coarse} layer")
+    fg = f.geometry.to_numpy()
+    share = shapely.area(shapely.intersection(fg, c.geometry.to_numpy()[pos])) / np.maximum(shapely.area(fg), 1e-300)
+    return codes, share
+
+
+def _pair_report(fine: str, coarse: str, by: str, ids: np.ndarray, share: np.ndarray, tolerance: float) -> dict:
+    """How well ``fine`` nests in ``coarse``: the units with less than 1 − tolerance of their area in
+    their parent (worst first, at most 10 listed) and, for a coded parent, a note saying so."""
+    below = np.flatnonzero(share < 1 - tolerance)
+    worst = below[np.lexsort((ids[below].astype(str), share[below]))]
+    out = {"fine": fine, "coarse": coarse, "by": by, "units": int(len(ids)), "units_below": int(len(below)),
+           "min_share": round(float(share.min()), 6) if len(share) else None,
+           "worst": [{"unit_id": str(ids[k]), "share": round(float(share[k]), 6)} for k in worst[:10]]}
+    if by == "code" and len(below):
+        listed = ", ".join(f"{w['unit_id']} ({w['share']:.1%})" for w in out["worst"][:5])
+        out["note"] = (f"{fine} → {coarse} by code: {len(below)} of {len(ids)} {fine} unit(s) have less than "
+                       f"{1 - tolerance:.0%} of their area in the {coarse} their code names: {listed}"
+                       f"{', …' if len(below) > 5 else ''} (the code is used; points in the slivers are counted "
+                       f"in the {coarse} they fall in, see rollup_check)")
+    return out
+
+
+def _refuse_declared(fine: str, coarse: str, report: dict, tolerance: float) -> None:
+    listed = ", ".join(f"'{w['unit_id']}' ({w['share']:.1%})" for w in report["worst"][:5])
+    raise BoundaryError(
+        f"{fine} is declared to nest in {coarse}, but {report['units_below']} of {report['units']} unit(s) have less "
+        f"than {1 - tolerance:.0%} of their area in one {coarse} unit; worst: {listed}",
+        fix=f"raise [units] nest_tolerance above {1 - report['worst'][0]['share']:.3f}, or give a column of {coarse} ids: "
+            f'parent = {{ level = "{coarse}", column = "..." }}')
+
+
+def _through_coded_parent(fine, parent, out, kinds, parts, nested, pairs, tolerance) -> None:
+    """Levels coarser than ``parent`` that it nests in: ``fine`` maps to them through its coded
+    parent (code, then the parent's crosswalk), so every coarser total of ``fine`` agrees with the
+    code. The share is the geometric share of each unit in the unit reached."""
+    names = list(out)
+    f = out[fine]
+    for coarse in names[names.index(parent) + 1:]:
+        if kinds[coarse] == "city" or not nested.get((parent, coarse)):
+            continue
+        step = parts[(parent, coarse)].set_index("unit_id")["to_unit_id"]
+        to_ids = step.reindex(parts[(fine, parent)]["to_unit_id"].to_numpy()).to_numpy(dtype=object)
+        c = out[coarse]
+        pos = pd.Index(c["unit_id"]).get_indexer(to_ids)
+        fg = f.geometry.to_numpy()
+        share = shapely.area(shapely.intersection(fg, c.geometry.to_numpy()[pos])) / np.maximum(shapely.area(fg), 1e-300)
+        parts[(fine, coarse)] = _crosswalk_rows(fine, f.unit_id, coarse, to_ids, share)
+        nested[(fine, coarse)] = True
+        pairs[:] = [p for p in pairs if (p["fine"], p["coarse"]) != (fine, coarse)]
+        pairs.append(_pair_report(fine, coarse, f"code via {parent}", f.unit_id.to_numpy(dtype=object), share, tolerance))
