@@ -178,11 +178,15 @@ def roll_up(measures: pd.DataFrame, units: UnitSet, fine: str, coarse: str) -> p
 def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
     """Compare each nested coarser level's direct counts with the sum of its finer units' counts.
 
-    Returns one record per (fine, coarse) pair: the number of units and the largest difference.
-    Differences arise only from points on boundaries that do not nest exactly; in a hierarchy
-    that nests exactly they are zero (tested).
+    Returns one record per (fine, coarse) pair: the largest difference, the number of unit × period ×
+    category cells that differ, and ``by`` — how the crosswalk was made (``code``, ``code via <level>``,
+    ``geometry``, ``h3``, ``city``). Differences arise from points in the slivers where a level does not
+    nest exactly: with a hierarchy by code, a point in the part of a unit outside its coded parent
+    is counted directly in the parent it falls in, while the rollup puts it in the coded one. In a
+    hierarchy that nests exactly they are zero (tested).
     """
     report = []
+    by = {(p["fine"], p["coarse"]): p["by"] for p in getattr(units, "report", {}).get("pairs", [])}
     counts = measures[(measures["measure"] == "count")]
     counted = set(counts["level"])
     for (fine, coarse), nested in sorted(units.nested.items()):
@@ -194,7 +198,8 @@ def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
         direct = counts[counts["level"] == coarse].set_index(["unit_id", "period", "category"])["numerator"]
         diff = direct.sub(rolled, fill_value=0).abs()
         report.append({"fine": fine, "coarse": coarse, "max_abs_difference": float(diff.max()) if len(diff) else 0.0,
-                       "cells_differing": int((diff > 0).sum())})
+                       "cells_differing": int((diff > 0).sum()),
+                       "by": by.get((fine, coarse), "h3" if units.kinds[coarse] == "h3" else "city" if units.kinds[coarse] == "city" else "geometry")})
     return report
 
 
