@@ -187,7 +187,7 @@ FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif", "html")
 PROFILES = ("public", "internal")
 DEFAULT_K = 5
 DEFAULT_MIN_N = 30
-BASE_MEASURES = ("count", "harm", "population")
+BASE_MEASURES = ("count", "harm", "population", "population_reported")
 SMOOTHED = {"": 0, "_eb": 1, "_seb": 2}
 PARTS = ("_lower", "_upper", "_n", "_flags")
 #: The only hot spot columns a public file carries (plus geometry): no counts.

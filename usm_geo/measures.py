@@ -230,8 +230,28 @@ def count_levels(units: UnitSet, unit_level: str) -> tuple[list[str], dict[str, 
     return reached, why
 
 
+def _reported_population(level, ids, periods, parent, full, partial, fine_ids, population) -> pd.DataFrame:
+    """``population_reported`` rows of the ``partial`` units (positions in ``ids``): the population of
+    their fully reported fine units (NaN where the fine level has no population)."""
+    if population is not None:
+        pop = population.set_index("unit_id")["population"].reindex(fine_ids).to_numpy(float)
+        ok = (parent >= 0) & full
+        total = np.zeros(len(ids))
+        np.add.at(total, parent[ok], np.nan_to_num(pop[ok]))
+        known = np.ones(len(ids), bool)
+        np.logical_and.at(known, parent[ok], ~np.isnan(pop[ok]))
+        value = np.where(known, total, np.nan)[partial]
+    else:
+        value = np.full(len(partial), np.nan)
+    k = len(periods)
+    v = np.repeat(value, k)
+    return pd.DataFrame({"level": level, "unit_id": np.repeat(ids[partial], k), "period": np.tile(np.asarray(periods, dtype=object), len(partial)),
+                         "category": ALL, "measure": "population_reported", "numerator": v, "denominator": np.nan, "value": v,
+                         "lower": np.nan, "upper": np.nan, "n": 0, "flags": PARTIAL})
+
+
 def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, periods: list[str],
-                        categories: list[str]) -> tuple[pd.DataFrame, dict]:
+                        categories: list[str], population: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Count rows of the measures table from area-coded counts (``tidy``: ``source, unit_id, period,
     category, count`` at ``unit_level``), at ``unit_level`` and rolled up through the crosswalk to every
     level it nests in (:func:`count_levels`); every unit × period × category (plus ``all``).
@@ -241,6 +261,10 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
     source does not list are 0 (long tables often leave out zero rows). A coarser unit adds up its
     reported units (flag ``rolled_up``); some not reported → flag ``partial`` (the value is a lower
     bound); none → NaN and ``not_in_source``. ``all`` is partial where any category is not reported.
+
+    A partial unit also gets ``population_reported`` rows (category ``all``): the population of its
+    reported units of ``unit_level`` (from ``population``: ``unit_id, population`` at that level; NaN
+    without it), so that its rate divides the events counted by the people they were counted among.
 
     Returns (rows, coverage): coverage[level][unit_id] = {"missing": units of ``unit_level`` not
     reported, "of": units of ``unit_level`` inside} for every not-in-source or partial unit (category ``all``).
@@ -286,6 +310,9 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
         rows["flags"] = np.repeat(flag[:, None, :], len(periods), axis=1).reshape(-1)
         frames.append(rows)
         gaps = np.flatnonzero(n_full[:, -1] < inside[:, 0])
+        partial = gaps[n_seen[gaps, -1] > 0]
+        if len(partial):
+            frames.append(_reported_population(level, ids, periods, parent, full[:, -1], partial, fine_ids, population))
         coverage[level] = {str(ids[i]): {"missing": int(inside[i, 0] - n_full[i, -1]), "of": int(inside[i, 0])} for i in gaps}
     out = sort_measures(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
     return out, {"levels": reached, "not_counted": skipped, "not_in_source": coverage}

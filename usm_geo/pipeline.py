@@ -458,7 +458,8 @@ def _area_count_measures(intake: Intake, located: Located, pop: dict[str, pd.Dat
     study = intake.study
     periods = count_periods(study, intake.counts)
     level = study.counts[0].unit_level
-    rows, report = area_count_measures(intake.counts, located.units, level, periods, intake.categories())
+    rows, report = area_count_measures(intake.counts, located.units, level, periods, intake.categories(),
+                                       population=(pop or {}).get(level))
     report["unit_level"] = level
     report["kde"] = "not computed: area-coded counts have no point locations"
     missing = report["not_in_source"].get(level, {})

@@ -73,6 +73,12 @@ def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[st
     counts = measures[measures["measure"] == "count"]
     pop = measures[(measures["measure"] == "population")][KEY + ["value", "flags"]].rename(
         columns={"value": "population", "flags": "pop_flags"})
+    reported = measures[measures["measure"] == "population_reported"]
+    if len(reported):  # area-coded counts: a partial unit's rate divides by the people of its reported units
+        r = reported.set_index(KEY)["value"]
+        pop = pop.set_index(KEY)
+        pop.loc[r.index.intersection(pop.index), "population"] = r
+        pop = pop.reset_index()
     skipped: dict[str, str] = {}
     if pop.empty:
         return pd.DataFrame(columns=COLUMNS), {i: "no population denominators in the study" for i, d in

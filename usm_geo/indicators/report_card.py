@@ -24,7 +24,7 @@ COLUMNS = [
     "target_year", "target_value", "target_status", "status_reason",
 ]
 
-BASE_MEASURES = ("count", "harm", "population")
+BASE_MEASURES = ("count", "harm", "population", "population_reported")
 SMOOTHED = ("_eb", "_seb")
 SUPPRESSED = "suppressed"
 
