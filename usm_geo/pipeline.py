@@ -916,6 +916,11 @@ def _data_span(intake: Intake) -> tuple[dt.date | None, dt.date | None]:
         if frame is not None and "occurred_at" in frame and len(frame):
             t = frame["occurred_at"]
             return t.min().date(), t.max().date()
+    if intake.counts is not None and len(intake.counts):  # area-coded counts: their first and last period
+        from usm_geo.periods import period_bounds
+
+        windows = [period_bounds(str(p)) for p in pd.unique(intake.counts["period"])]
+        return min(w.start for w in windows), max(w.end for w in windows)
     return None, None
 
 
@@ -1003,6 +1008,11 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
         checks.append(f"population at {level}: {int(frame['population'].notna().sum()):,} of {len(frame):,} units, "
                       f"total {float(frame['population'].sum()):,.0f} ({frame.attrs.get('method', '')})")
     checks += located.units.report.get("notes", [])
+    if intake.counts is not None:
+        c = intake.counts
+        checks.append(f"counts: {len(study.counts)} file(s) at {study.counts[0].unit_level}, {int(c['count'].sum()):,} events "
+                      f"in {c['unit_id'].nunique():,} units, periods {c['period'].min()} … {c['period'].max()}, "
+                      f"categories {', '.join(intake.categories())}")
     if study.population is None:
         checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")
     checks += [line for line in (check_periods(intake), check_intervention(intake)) if line]
