@@ -163,14 +163,15 @@ def read_counts(src: CountSource, ledger: Ledger, unit_ids, periods: Periods) ->
     status = np.where(row_used, "changed", "dropped")
     r_i, c_i = np.nonzero(bad_count)
     ledger_value(ledger, src.name, rows, r_i, status, "invalid_count",
-                 [f"column '{col_of[r, c]}' = '{str(raw_text[r, c])[:40]}' is not a whole number ≥ 0" for r, c in zip(r_i, c_i)],
-                 np.zeros(len(r_i), np.int64))
+                 ("column '" + _texts(col_of[r_i, c_i]) + "' = '" + _texts(raw_text[r_i, c_i]).str.slice(0, 40)
+                  + "' is not a whole number ≥ 0").to_numpy(dtype=object), np.zeros(len(r_i), np.int64))
     for reason in ("unparseable_period", "outside_study_period"):
         r_i, c_i = np.nonzero(bad_period & (why == reason))
         text = "is not a year, quarter, month or window" if reason == "unparseable_period" else \
             f"is not inside {periods.start or '…'} … {periods.end or '…'}"
         ledger_value(ledger, src.name, rows, r_i, status, reason,
-                     [f"period '{label_of[r, c]}' ({col_of[r, c]}) {text}" for r, c in zip(r_i, c_i)], events[r_i, c_i])
+                     ("period '" + _texts(label_of[r_i, c_i]) + "' (column '" + _texts(col_of[r_i, c_i]) + f"') {text}")
+                     .to_numpy(dtype=object), events[r_i, c_i])
 
     r_i, c_i = np.nonzero(used)
     tidy = pd.DataFrame({"source": src.name, "row": rows[r_i], "unit_id": ids[r_i], "period": study[r_i, c_i],
@@ -184,14 +185,18 @@ def read_counts(src: CountSource, ledger: Ledger, unit_ids, periods: Periods) ->
     return tidy.sort_values(["unit_id", "period", "category", "row"], kind="stable").reset_index(drop=True)
 
 
+def _texts(values: np.ndarray) -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=object)).astype(str)
+
+
 def ledger_value(ledger: Ledger, source: str, rows: np.ndarray, r_i: np.ndarray, status: np.ndarray, reason: str,
-                 detail: list[str], events: np.ndarray) -> None:
+                 detail: np.ndarray, events: np.ndarray) -> None:
     """Ledger entries for single values (``r_i``: their row positions), ``changed`` where the row is
     still used, ``dropped`` where it is not."""
     for st in ("changed", "dropped"):
         sel = status[r_i] == st
         if sel.any():
-            ledger.add(source, rows[r_i[sel]], st, reason, np.asarray(detail, dtype=object)[sel], events=np.asarray(events)[sel])
+            ledger.add(source, rows[r_i[sel]], st, reason, detail[sel], events=np.asarray(events)[sel])
 
 
 def read_count_sources(sources, ledger: Ledger, unit_ids, periods: Periods) -> pd.DataFrame:
