@@ -251,3 +251,22 @@ def test_a_pattern_that_matches_no_column_names_the_columns(tmp_path):
     with pytest.raises(InputFileError) as exc:
         run_intake(load_study(study))
     assert "no column matches periods = 'FY*'" in exc.value.what and "2019" in exc.value.fix
+
+
+def test_counts_at_a_coarser_level_reach_only_it_and_the_city(tmp_path):
+    (tmp_path / "d.csv").write_text("did,2020\nD1,7\nD2,3\n", encoding="utf-8")
+    study = _study(tmp_path, """
+    [[inputs.counts]]
+    path = "d.csv"
+    unit = "did"
+    unit_level = "district"
+    periods = ["2020"]
+    """)
+    intake = run_intake(load_study(study))
+    located = run_units(intake)
+    m = run_measures(intake, located, run_population(intake, located))
+    c = m[(m.measure == "count") & (m.category == "all")]
+    assert set(c.level) == {"district", "city"}  # never spread down to neighbourhoods
+    assert c.set_index(["level", "unit_id"])["value"].to_dict() == {("district", "D1"): 7, ("district", "D2"): 3, ("city", "city"): 10}
+    assert "finer than district" in intake.count_report["not_counted"]["neighbourhood"]
+    assert set(m[m.measure == "count"].category) == {"all", "uncategorised"}
