@@ -283,3 +283,50 @@ def test_public_profile_suppresses_small_counts(tmp_path):
         assert np.isnan(row.loc[code, "incident_rate"]) and "suppressed" in str(row.loc[code, "incident_rate_flags"])
     for code in CITY_LSOAS:
         assert "not_in_source" in str(row.loc[code, "incident_rate_flags"])
+
+
+def test_monthly_long_counts_from_the_city_of_london_police(tmp_path):
+    """A monthly, long-form count table over real codes: the City of London Police's police.uk
+    records of 2019-01…03 (tests/data/city-of-london) counted per `LSOA code` × `Month` × `Crime type`
+    *in this test* (pandas groupby — police.uk publishes the records with their LSOA code, not the
+    table), read as `[[inputs.counts]]` with monthly periods. The City force's records include LSOAs
+    outside the four boroughs (unknown_unit, with their events) and records without a code."""
+    import geopandas as gpd
+
+    files = sorted((LONDON.parent / "city-of-london").glob("2019-0?-city-of-london-street.csv"))
+    raw = pd.concat([pd.read_csv(f, dtype=str) for f in files], ignore_index=True)
+    raw["LSOA code"] = raw["LSOA code"].fillna("")
+    table = raw.groupby(["LSOA code", "Month", "Crime type"]).size().rename("n").reset_index()
+    table.to_csv(tmp_path / "city_monthly.csv", index=False)
+    text = _header().replace('frequency = "year"\nbaseline = "2015"\ncurrent = "2021"', 'frequency = "month"') + f"""
+[[inputs.counts]]
+path = "{(tmp_path / 'city_monthly.csv').as_posix()}"
+unit = "LSOA code"
+unit_level = "lsoa"
+count = "n"
+period = "Month"
+category = "Crime type"
+"""
+    out, _ = _run(tmp_path, text)
+    lsoa = gpd.read_file(LONDON / "lsoa2011.shp")[["LSOA11CD", "LAD11CD"]]
+    known = raw["LSOA code"].isin(set(lsoa.LSOA11CD))
+    expected = raw[known].groupby(["LSOA code", "Month", "Crime type"]).size()
+    c = _counts(out)
+    got = c[(c.level == "lsoa") & (c.category != "all")].set_index(["unit_id", "period", "category"])["value"]
+    assert (got.reindex(expected.index) == expected).all()
+    listed = set(raw.loc[known, "LSOA code"])
+    assert set(got.dropna().index.get_level_values(0)) == listed  # every other LSOA: not reported, not zero
+    borough = raw[known].merge(lsoa, left_on="LSOA code", right_on="LSOA11CD").groupby(["LAD11CD", "Month"]).size()
+    b = c[(c.level == "borough") & (c.category == "all")].set_index(["unit_id", "period"])["value"]
+    assert (b.reindex(borough.index) == borough).all()
+    info = json.loads((out / "run.json").read_text())
+    t = info["sources"]["counts/city_monthly.csv"]
+    unknown = int((~known & (raw["LSOA code"] != "")).sum())
+    blank = int((raw["LSOA code"] == "").sum())
+    assert (t["events_read"], t["events_used"], t["events_dropped"]) == (len(raw), int(known.sum()), unknown + blank)
+    assert unknown > 0 and blank == 115  # SOURCE.md: records without a location have no LSOA code
+    led = pd.read_csv(out / "ledger.csv")
+    led = led[led.source == "counts/city_monthly.csv"]
+    assert led.loc[led.reason == "unknown_unit", "events"].sum() == unknown
+    assert led.loc[led.reason == "missing_unit", "events"].sum() == blank
+    assert sorted(c.period.unique()) == ["2019-01", "2019-02", "2019-03"]
