@@ -316,3 +316,19 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
         coverage[level] = {str(ids[i]): {"missing": int(inside[i, 0] - n_full[i, -1]), "of": int(inside[i, 0])} for i in gaps}
     out = sort_measures(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
     return out, {"levels": reached, "not_counted": skipped, "not_in_source": coverage}
+
+
+def harm_from_counts(count_rows: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+    """``harm`` rows from area-coded ``count`` rows (:func:`area_count_measures`): each category's
+    count × its harm weight (``weights``: category → weight, 0 where the table has none), ``all`` the
+    sum over categories; a not-reported count stays NaN (the same flags), ``n`` is the count."""
+    cats = count_rows[count_rows["category"] != ALL]
+    w = cats["category"].map(weights).fillna(0.0).to_numpy(float)
+    part = cats.assign(numerator=cats["numerator"].to_numpy(float) * w)
+    g = part.groupby(["level", "unit_id", "period"], sort=False)
+    total = g["numerator"].sum(min_count=1).rename("numerator").reset_index()
+    everything = count_rows[count_rows["category"] == ALL].drop(columns="numerator").merge(
+        total, on=["level", "unit_id", "period"], how="left")
+    out = pd.concat([part, everything[COLUMNS]], ignore_index=True).assign(measure="harm")
+    out["value"] = out["numerator"]
+    return sort_measures(out)

@@ -461,6 +461,17 @@ def _area_count_measures(intake: Intake, located: Located, pop: dict[str, pd.Dat
     rows, report = area_count_measures(intake.counts, located.units, level, periods, intake.categories(),
                                        population=(pop or {}).get(level))
     report["unit_level"] = level
+    table = harm_table(study)
+    if table is not None:  # indicators.harm: each category's count × its harm weight
+        from usm_geo.indicators.registry import harm_weights
+        from usm_geo.measures import harm_from_counts
+
+        labels = intake.categories()
+        w, missing = harm_weights(np.asarray(labels, dtype=object), table)
+        if missing:
+            note_no_harm(intake.ledger, missing)
+        rows = pd.concat([rows, harm_from_counts(rows[rows["measure"] == "count"], dict(zip(labels, np.nan_to_num(w))))],
+                         ignore_index=True)
     report["kde"] = "not computed: area-coded counts have no point locations"
     missing = report["not_in_source"].get(level, {})
     notes = [f"{lv}: no counts ({why})" for lv, why in report["not_counted"].items()]

@@ -270,3 +270,17 @@ def test_counts_at_a_coarser_level_reach_only_it_and_the_city(tmp_path):
     assert c.set_index(["level", "unit_id"])["value"].to_dict() == {("district", "D1"): 7, ("district", "D2"): 3, ("city", "city"): 10}
     assert "finer than district" in intake.count_report["not_counted"]["neighbourhood"]
     assert set(m[m.measure == "count"].category) == {"all", "uncategorised"}
+
+
+def test_harm_of_area_coded_counts_is_count_times_weight(tmp_path):
+    (tmp_path / "harm.csv").write_text("label,harm_days\nrobbery,10\n", encoding="utf-8")
+    study = load_study(_wide_study(tmp_path, extra='[indicators]\nharm = "harm.csv"'))
+    intake = run_intake(study)
+    located = run_units(intake)
+    m = run_measures(intake, located, run_population(intake, located))
+    h = m[(m.measure == "harm")].set_index(["level", "unit_id", "period", "category"])
+    assert h.loc[("neighbourhood", "A1", "2019", "robbery"), "value"] == 5 * 10
+    assert h.loc[("neighbourhood", "A1", "2019", "all"), "value"] == 5 * 10
+    assert h.loc[("district", "D1", "2019", "all"), "value"] == (5 + 3) * 10
+    assert np.isnan(h.loc[("neighbourhood", "B2", "2019", "all"), "value"])
+    assert h.loc[("neighbourhood", "B2", "2019", "all"), "flags"] == "not_in_source"
