@@ -188,6 +188,9 @@ def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
     report = []
     by = {(p["fine"], p["coarse"]): p["by"] for p in getattr(units, "report", {}).get("pairs", [])}
     counts = measures[(measures["measure"] == "count")]
+    # numbers, whatever an empty frame concatenated before made of the column (NaN = not reported)
+    counts = counts.assign(numerator=pd.to_numeric(counts["numerator"]).astype(float),
+                           denominator=pd.to_numeric(counts["denominator"]).astype(float))
     counted = set(counts["level"])
     for (fine, coarse), nested in sorted(units.nested.items()):
         if not nested or (units.kinds[fine] == "h3" and units.kinds[coarse] == "polygon"):
@@ -251,7 +254,8 @@ def _reported_population(level, ids, periods, parent, full, partial, fine_ids, p
 
 
 def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, periods: list[str],
-                        categories: list[str], population: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                        categories: list[str], population: pd.DataFrame | None = None,
+                        reported_population: bool = True) -> tuple[pd.DataFrame, dict]:
     """Count rows of the measures table from area-coded counts (``tidy``: ``source, unit_id, period,
     category, count`` at ``unit_level``), at ``unit_level`` and rolled up through the crosswalk to every
     level it nests in (:func:`count_levels`); every unit × period × category (plus ``all``).
@@ -264,7 +268,8 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
 
     A partial unit also gets ``population_reported`` rows (category ``all``): the population of its
     reported units of ``unit_level`` (from ``population``: ``unit_id, population`` at that level; NaN
-    without it), so that its rate divides the events counted by the people they were counted among.
+    without it), so that its rate divides the events counted by the people they were counted among;
+    ``reported_population=False`` (a study without population) leaves them out.
 
     Returns (rows, coverage): coverage[level][unit_id] = {"missing": units of ``unit_level`` not
     reported, "of": units of ``unit_level`` inside} for every not-in-source or partial unit (category ``all``).
@@ -311,7 +316,7 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
         frames.append(rows)
         gaps = np.flatnonzero(n_full[:, -1] < inside[:, 0])
         partial = gaps[n_seen[gaps, -1] > 0]
-        if len(partial):
+        if len(partial) and reported_population:
             frames.append(_reported_population(level, ids, periods, parent, full[:, -1], partial, fine_ids, population))
         coverage[level] = {str(ids[i]): {"missing": int(inside[i, 0] - n_full[i, -1]), "of": int(inside[i, 0])} for i in gaps}
     out = sort_measures(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)

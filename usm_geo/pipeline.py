@@ -459,7 +459,7 @@ def _area_count_measures(intake: Intake, located: Located, pop: dict[str, pd.Dat
     periods = count_periods(study, intake.counts)
     level = study.counts[0].unit_level
     rows, report = area_count_measures(intake.counts, located.units, level, periods, intake.categories(),
-                                       population=(pop or {}).get(level))
+                                       population=(pop or {}).get(level), reported_population=bool(pop))
     report["unit_level"] = level
     table = harm_table(study)
     if table is not None:  # indicators.harm: each category's count × its harm weight
@@ -483,7 +483,8 @@ def _area_count_measures(intake: Intake, located: Located, pop: dict[str, pd.Dat
     notes.append(f"kde: {report['kde']}")
     report["notes"] = notes
     intake.count_report = report
-    return sort_measures(pd.concat([rows, population_measures(pop or {}, periods)], ignore_index=True))
+    people = population_measures(pop or {}, periods)
+    return sort_measures(pd.concat([rows, people], ignore_index=True) if len(people) else rows)
 
 
 def _harm_weights(intake: Intake) -> np.ndarray | None:

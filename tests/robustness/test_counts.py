@@ -39,7 +39,8 @@ def _geography(folder: Path) -> None:
     pd.DataFrame({"nid": ["A1", "A2", "B1", "B2"], "pop": [1000, 2000, 3000, 4000]}).to_csv(folder / "pop.csv", index=False)
 
 
-def _study(folder: Path, counts: str, periods: str = 'frequency = "year"', h3: bool = False, extra: str = "") -> Path:
+def _study(folder: Path, counts: str, periods: str = 'frequency = "year"', h3: bool = False, extra: str = "",
+           population: bool = True) -> Path:
     _geography(folder)
     text = f"""
     [study]
@@ -68,6 +69,8 @@ def _study(folder: Path, counts: str, periods: str = 'frequency = "year"', h3: b
     {periods}
     {extra}
     """
+    if not population:
+        text = text.replace('[inputs.population]\n    path = "pop.csv"\n    level = "neighbourhood"\n    id = "nid"\n    column = "pop"', "")
     path = folder / "study.toml"
     path.write_text(textwrap.dedent(text) + "\n" + textwrap.dedent(counts), encoding="utf-8")
     return path
@@ -284,3 +287,18 @@ def test_harm_of_area_coded_counts_is_count_times_weight(tmp_path):
     assert h.loc[("district", "D1", "2019", "all"), "value"] == (5 + 3) * 10
     assert np.isnan(h.loc[("neighbourhood", "B2", "2019", "all"), "value"])
     assert h.loc[("neighbourhood", "B2", "2019", "all"), "flags"] == "not_in_source"
+
+
+def test_a_count_study_without_population_maps_counts(tmp_path):
+    study = _wide_study(tmp_path, population=False)
+    assert "inputs.population" not in study.read_text()
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = (out / "map.html").read_text(encoding="utf-8")
+    assert "Incidents (count)" in html and "not reported" in html
+    layer = gpd.read_file(out / "areas.gpkg", layer="neighbourhood")
+    b2 = layer[(layer.unit_id == "B2") & (layer.period.astype(str) == "2019")].iloc[0]
+    assert np.isnan(b2["count"]) and b2["count_flags"] == "not_in_source"
+    info = json.loads((out / "run.json").read_text())
+    assert info["rollup_check"] and all(r["max_abs_difference"] == 0 for r in info["rollup_check"])

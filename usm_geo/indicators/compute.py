@@ -74,10 +74,11 @@ def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[st
     pop = measures[(measures["measure"] == "population")][KEY + ["value", "flags"]].rename(
         columns={"value": "population", "flags": "pop_flags"})
     reported = measures[measures["measure"] == "population_reported"]
-    if len(reported):  # area-coded counts: a partial unit's rate divides by the people of its reported units
+    if len(reported) and len(pop):  # area-coded counts: a partial unit's rate divides by the people of its reported units
         r = reported.set_index(KEY)["value"]
         pop = pop.set_index(KEY)
-        pop.loc[r.index.intersection(pop.index), "population"] = r
+        both = r.index.intersection(pop.index)
+        pop.loc[both, "population"] = r.loc[both].to_numpy(float)
         pop = pop.reset_index()
     skipped: dict[str, str] = {}
     if pop.empty:
