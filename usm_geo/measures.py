@@ -234,21 +234,23 @@ def count_levels(units: UnitSet, unit_level: str) -> tuple[list[str], dict[str, 
 
 
 def _reported_population(level, ids, periods, parent, full, partial, fine_ids, population) -> pd.DataFrame:
-    """``population_reported`` rows of the ``partial`` units (positions in ``ids``): the population of
-    their fully reported fine units (NaN where the fine level has no population)."""
+    """``population_reported`` rows of the ``partial`` (unit, period) cells (``partial``: L × P mask):
+    the population of the fine units fully reported in that period (``full``: U × P; NaN where the
+    fine level has no population)."""
+    L, P = partial.shape
     if population is not None:
         pop = population.set_index("unit_id")["population"].reindex(fine_ids).to_numpy(float)
-        ok = (parent >= 0) & full
-        total = np.zeros(len(ids))
-        np.add.at(total, parent[ok], np.nan_to_num(pop[ok]))
-        known = np.ones(len(ids), bool)
-        np.logical_and.at(known, parent[ok], ~np.isnan(pop[ok]))
-        value = np.where(known, total, np.nan)[partial]
+        ok = parent >= 0
+        total = np.zeros((L, P))
+        np.add.at(total, parent[ok], np.where(full[ok], np.nan_to_num(pop[ok])[:, None], 0.0))
+        unknown = np.zeros((L, P), np.int64)
+        np.add.at(unknown, parent[ok], (full[ok] & np.isnan(pop[ok])[:, None]).astype(np.int64))
+        value = np.where(unknown > 0, np.nan, total)
     else:
-        value = np.full(len(partial), np.nan)
-    k = len(periods)
-    v = np.repeat(value, k)
-    return pd.DataFrame({"level": level, "unit_id": np.repeat(ids[partial], k), "period": np.tile(np.asarray(periods, dtype=object), len(partial)),
+        value = np.full((L, P), np.nan)
+    u, t = np.nonzero(partial)
+    v = value[u, t]
+    return pd.DataFrame({"level": level, "unit_id": ids[u], "period": np.asarray(periods, dtype=object)[t],
                          "category": ALL, "measure": "population_reported", "numerator": v, "denominator": np.nan, "value": v,
                          "lower": np.nan, "upper": np.nan, "n": 0, "flags": PARTIAL})
 
@@ -257,37 +259,45 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
                         categories: list[str], population: pd.DataFrame | None = None,
                         reported_population: bool = True) -> tuple[pd.DataFrame, dict]:
     """Count rows of the measures table from area-coded counts (``tidy``: ``source, unit_id, period,
-    category, count`` at ``unit_level``), at ``unit_level`` and rolled up through the crosswalk to every
-    level it nests in (:func:`count_levels`); every unit × period × category (plus ``all``).
+    category, count, missing`` at ``unit_level``, :mod:`usm_geo.intake.counts`), at ``unit_level`` and
+    rolled up through the crosswalk to every level it nests in (:func:`count_levels`); every unit ×
+    period × category (plus ``all``).
 
     A unit with no row in the sources of a category is *not reported*, not zero: value NaN, ``n`` 0,
-    flag ``not_in_source``. A unit listed by a source is reported for every period: values the
-    source does not list are 0 (long tables often leave out zero rows). A coarser unit adds up its
-    reported units (flag ``rolled_up``); some not reported → flag ``partial`` (the value is a lower
-    bound); none → NaN and ``not_in_source``. ``all`` is partial where any category is not reported.
+    flag ``not_in_source``; so is a unit × period whose value was not a count (``missing``). A unit
+    listed by a source is otherwise reported for every period: values the source does not list are
+    0 (long tables often leave out zero rows). A coarser unit adds up its reported units (flag
+    ``rolled_up``); some not reported → flag ``partial`` (the value is a lower bound); none → NaN and
+    ``not_in_source``. ``all`` is partial where any category is not reported.
 
-    A partial unit also gets ``population_reported`` rows (category ``all``): the population of its
-    reported units of ``unit_level`` (from ``population``: ``unit_id, population`` at that level; NaN
-    without it), so that its rate divides the events counted by the people they were counted among;
-    ``reported_population=False`` (a study without population) leaves them out.
+    A partial unit × period also gets a ``population_reported`` row (category ``all``): the
+    population of its fully reported units of ``unit_level`` (from ``population``: ``unit_id,
+    population`` at that level; NaN without it), so that its rate divides the events counted by the
+    people they were counted among; ``reported_population=False`` (a study without population)
+    leaves them out.
 
-    Returns (rows, coverage): coverage[level][unit_id] = {"missing": units of ``unit_level`` not
-    reported, "of": units of ``unit_level`` inside} for every not-in-source or partial unit (category ``all``).
+    Returns (rows, report): report["not_in_source"][level][unit_id] = {"missing": most units of
+    ``unit_level`` inside not (fully) reported in a period, "of": units of ``unit_level`` inside} for
+    every unit not reported or partial in some period (category ``all``), with "levels" (reached)
+    and "not_counted" ({level: why}).
     """
     fine_ids = units.levels[unit_level]["unit_id"].to_numpy(dtype=object)
     labels = list(categories) + [ALL]
     axes = {"unit_id": fine_ids, "period": np.asarray(periods, dtype=object), "category": np.asarray(categories, dtype=object)}
+    holes = tidy["missing"].astype(bool).to_numpy() if "missing" in tidy else np.zeros(len(tidy), bool)
     n = dense(tidy.assign(n=tidy["count"].astype(np.int64)), axes)  # (U, P, C)
-    # reported[u, c]: some source carrying category c lists unit u
-    reported = np.zeros((len(fine_ids), len(categories)), dtype=bool)
-    for _, part in tidy.groupby("source", sort=True):
+    missing = dense(tidy[holes].assign(n=1), axes) > 0
+    # listed[u, c]: some source carrying category c has a count for unit u
+    listed = np.zeros((len(fine_ids), len(categories)), dtype=bool)
+    for _, part in tidy[~holes].groupby("source", sort=True):
         u = _codes(pd.unique(part["unit_id"]), fine_ids)
         c = _codes(pd.unique(part["category"]), categories)
-        reported[np.ix_(u[u >= 0], c[c >= 0])] = True
+        listed[np.ix_(u[u >= 0], c[c >= 0])] = True
+    reported = listed[:, None, :] & ~missing  # (U, P, C)
     # per level: sums over reported fine units, the number reported (per category; "all" = every
     # category reported) and the number of fine units inside
-    full = np.concatenate([reported, reported.all(axis=1, keepdims=True)], axis=1)  # (U, C+1)
-    seen = np.concatenate([reported, reported.any(axis=1, keepdims=True)], axis=1)
+    full = np.concatenate([reported, reported.all(axis=2, keepdims=True)], axis=2)  # (U, P, C+1)
+    seen = np.concatenate([reported, reported.any(axis=2, keepdims=True)], axis=2)
     n_all = np.concatenate([n, n.sum(axis=2, keepdims=True)], axis=2).astype(float)
     reached, skipped = count_levels(units, unit_level)
     frames, coverage = [], {}
@@ -299,26 +309,27 @@ def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, per
             parent = _codes(units.parents(unit_level, level).reindex(fine_ids).to_numpy(dtype=object), ids)
         ok = parent >= 0
         sums = np.zeros((len(ids), len(periods), len(labels)))
-        np.add.at(sums, parent[ok], np.where(seen[ok][:, None, :], n_all[ok], 0.0))
-        n_seen = np.zeros((len(ids), len(labels)), np.int64)
+        np.add.at(sums, parent[ok], np.where(seen[ok], n_all[ok], 0.0))
+        n_seen = np.zeros(sums.shape, np.int64)
         np.add.at(n_seen, parent[ok], seen[ok].astype(np.int64))
-        n_full = np.zeros((len(ids), len(labels)), np.int64)
+        n_full = np.zeros(sums.shape, np.int64)
         np.add.at(n_full, parent[ok], full[ok].astype(np.int64))
-        inside = np.bincount(parent[ok], minlength=len(ids))[:, None]
+        inside = np.bincount(parent[ok], minlength=len(ids))[:, None, None]
         none = n_seen == 0
-        value = np.where(none[:, None, :], np.nan, sums)
-        flag = np.where(none, NOT_IN_SOURCE, np.where(n_full < inside, PARTIAL, ""))
+        value = np.where(none, np.nan, sums)
+        flag = np.where(none, NOT_IN_SOURCE, np.where(n_full < inside, PARTIAL, "")).astype(object)
         if level != unit_level:
             flag = np.where(flag == "", "rolled_up", np.char.add(flag.astype(str), ";rolled_up")).astype(object)
         rows = _long(level, ids, periods, labels, "count", np.nan_to_num(value), np.nan_to_num(value).astype(np.int64))
         rows["value"] = rows["numerator"] = value.reshape(-1)
-        rows["flags"] = np.repeat(flag[:, None, :], len(periods), axis=1).reshape(-1)
+        rows["flags"] = flag.reshape(-1)
         frames.append(rows)
-        gaps = np.flatnonzero(n_full[:, -1] < inside[:, 0])
-        partial = gaps[n_seen[gaps, -1] > 0]
-        if len(partial) and reported_population:
-            frames.append(_reported_population(level, ids, periods, parent, full[:, -1], partial, fine_ids, population))
-        coverage[level] = {str(ids[i]): {"missing": int(inside[i, 0] - n_full[i, -1]), "of": int(inside[i, 0])} for i in gaps}
+        short = (inside[:, :, 0] - n_full[:, :, -1])  # (L, P): fine units inside not fully reported
+        partial = (short > 0) & (n_seen[:, :, -1] > 0)
+        if partial.any() and reported_population:
+            frames.append(_reported_population(level, ids, periods, parent, full[:, :, -1], partial, fine_ids, population))
+        worst = short.max(axis=1) if short.shape[1] else np.zeros(len(ids), np.int64)
+        coverage[level] = {str(ids[i]): {"missing": int(worst[i]), "of": int(inside[i, 0, 0])} for i in np.flatnonzero(worst > 0)}
     out = sort_measures(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
     return out, {"levels": reached, "not_counted": skipped, "not_in_source": coverage}
 

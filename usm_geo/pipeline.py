@@ -478,8 +478,8 @@ def _area_count_measures(intake: Intake, located: Located, pop: dict[str, pd.Dat
     if missing:
         names = dict(zip(located.units.levels[level]["unit_id"], located.units.levels[level]["name"]))
         shown = ", ".join(f"{u} {names.get(u, '')}".strip() for u in sorted(missing)[:6])
-        notes.append(f"{level}: {len(missing)} unit(s) not fully reported by the count files, shown as not reported: "
-                     f"{shown}{' …' if len(missing) > 6 else ''}")
+        notes.append(f"{level}: {len(missing)} unit(s) without a count from the count files in some period or category "
+                     f"(shown as not reported, never as 0): {shown}{' …' if len(missing) > 6 else ''}")
     notes.append(f"kde: {report['kde']}")
     report["notes"] = notes
     intake.count_report = report
@@ -1023,7 +1023,7 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
     if intake.counts is not None:
         c = intake.counts
         checks.append(f"counts: {len(study.counts)} file(s) at {study.counts[0].unit_level}, {int(c['count'].sum()):,} events "
-                      f"in {c['unit_id'].nunique():,} units, periods {c['period'].min()} … {c['period'].max()}, "
+                      f"in {c.loc[~c['missing'].astype(bool), 'unit_id'].nunique():,} units, periods {c['period'].min()} … {c['period'].max()}, "
                       f"categories {', '.join(intake.categories())}")
     if study.population is None:
         checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")

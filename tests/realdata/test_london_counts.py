@@ -163,7 +163,7 @@ def test_city_of_london_is_not_in_the_source_not_zero(wide_run):
     assert set(info["counts"]["not_in_source"]["lsoa"]) == CITY_LSOAS
     assert info["counts"]["not_in_source"]["borough"] == {CITY_OF_LONDON: {"missing": 6, "of": 6}}
     assert info["counts"]["not_in_source"]["city"] == {"city": {"missing": 6, "of": 428}}
-    assert "6 unit(s) not fully reported by the count files" in stdout and "City of London 001A" in stdout
+    assert "6 unit(s) without a count from the count files" in stdout and "City of London 001A" in stdout
     html = (out / "map.html").read_text(encoding="utf-8")
     assert "not reported: the count files have no row for this area" in html
     assert "not reported" in html

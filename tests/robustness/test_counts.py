@@ -101,8 +101,13 @@ def test_wide_counts_ledger_in_rows_and_events(tmp_path):
     intake = run_intake(load_study(_wide_study(tmp_path)))
     t = intake.counts
     # used values: A1 2019-2021 (5, 1, 2), A2 2019 (3) and 2021 (0); B1 has no valid value; ZZ9 is unknown
-    got = {(u, p): c for u, p, c in zip(t.unit_id, t.period, t["count"])}
+    used = t[~t["missing"]]
+    got = {(u, p): c for u, p, c in zip(used.unit_id, used.period, used["count"])}
     assert got == {("A1", "2019"): 5, ("A1", "2020"): 1, ("A1", "2021"): 2, ("A2", "2019"): 3, ("A2", "2021"): 0}
+    # values that are not counts mark their cells as having no count from the file: A2's 5.5 in
+    # 2020 and B1's three (B1's row is dropped whole)
+    assert sorted(map(tuple, t[t["missing"]][["unit_id", "period"]].values.tolist())) == [
+        ("A2", "2020"), ("B1", "2019"), ("B1", "2020"), ("B1", "2021")]
     assert set(t.category) == {"robbery"} and set(t.source) == {"counts/robbery.csv"}
     led = intake.ledger.to_frame()
     led = led[led.source == "counts/robbery.csv"]
@@ -176,7 +181,11 @@ def test_measures_not_reported_is_not_zero_and_parents_are_partial(tmp_path):
     # no H3 rows: area-coded counts are never placed in cells
     assert not m[m.level.str.startswith("h3_")].measure.isin(["count"]).any()
     assert c.loc[("neighbourhood", "A1", "2019"), "value"] == 5
-    assert c.loc[("neighbourhood", "A2", "2020"), "value"] == 0  # A2 is in the file: its invalid 2020 is no event
+    assert c.loc[("neighbourhood", "A2", "2021"), "value"] == 0  # a real zero
+    a2 = c.loc[("neighbourhood", "A2", "2020")]  # 5.5 is not a count: not reported, not zero
+    assert np.isnan(a2["value"]) and a2["flags"] == "not_in_source"
+    d1 = c.loc[("district", "D1", "2020")]
+    assert d1["value"] == 1 and d1["flags"] == "partial;rolled_up"
     for unit in ("B1", "B2"):  # B1: every value invalid (row dropped); B2: no row at all
         row = c.loc[("neighbourhood", unit, "2019")]
         assert np.isnan(row["value"]) and row["flags"] == "not_in_source" and row["n"] == 0
@@ -187,12 +196,13 @@ def test_measures_not_reported_is_not_zero_and_parents_are_partial(tmp_path):
     city = c.loc[("city", "city", "2019")]
     assert city["value"] == 8 and city["flags"] == "partial;rolled_up"
     report = intake.count_report
-    assert report["not_in_source"]["city"] == {"city": {"missing": 2, "of": 4}}
-    assert report["not_in_source"]["district"] == {"D2": {"missing": 2, "of": 2}}
+    # the most units missing in one period: 2020 (A2's 5.5, B1, B2)
+    assert report["not_in_source"]["city"] == {"city": {"missing": 3, "of": 4}}
+    assert report["not_in_source"]["district"] == {"D1": {"missing": 1, "of": 2}, "D2": {"missing": 2, "of": 2}}
     assert "H3" in report["not_counted"]["h3_8"]
     # the partial city's population is that of A1 and A2 only (1,000 + 2,000), for its rate
-    rp = m[(m.measure == "population_reported") & (m.level == "city")]
-    assert set(rp.value) == {3000.0}
+    rp = m[(m.measure == "population_reported") & (m.level == "city")].set_index("period")["value"]
+    assert rp.to_dict() == {"2019": 3000.0, "2020": 1000.0, "2021": 3000.0}
 
 
 def test_run_end_to_end_rates_of_partial_units_and_hotspots(tmp_path):
@@ -200,7 +210,7 @@ def test_run_end_to_end_rates_of_partial_units_and_hotspots(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", str(study), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "counts neighbourhood: 2 unit(s) not fully reported" in result.output
+    assert "counts neighbourhood: 3 unit(s) without a count from the count files" in result.output
     m = pd.read_csv(out / "measures.csv", dtype={"unit_id": str, "period": str})
     rate = m[(m.measure == "incident_rate") & (m.category == "all")].set_index(["level", "unit_id", "period"])
     per = 1000.0  # incident_rate is per 1,000 residents

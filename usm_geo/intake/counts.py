@@ -36,7 +36,7 @@ from usm_geo.periods import labels as period_labels
 from usm_geo.periods import period_bounds
 from usm_geo.study import CountSource, Periods
 
-TIDY_COLUMNS = ["source", "row", "unit_id", "period", "category", "count"]
+TIDY_COLUMNS = ["source", "row", "unit_id", "period", "category", "count", "missing"]
 _THOUSANDS = r"^\d{1,3}(,\d{3})+(\.0+)?$"  # "1,234" as printed by spreadsheets
 
 
@@ -95,9 +95,11 @@ def _period_map(labels: list[str], frequency: str, periods: Periods, src: CountS
 
 
 def read_counts(src: CountSource, ledger: Ledger, unit_ids, periods: Periods) -> pd.DataFrame:
-    """Read one count source into the tidy table ``source, row, unit_id, period, category, count``
-    (one row per value used, zeros included; ``period`` is the study's period label, by
-    ``periods.frequency``), accounting for every row and every event in ``ledger``."""
+    """Read one count source into the tidy table ``source, row, unit_id, period, category, count,
+    missing`` (one row per value used, zeros included; ``period`` is the study's period label, by
+    ``periods.frequency``), accounting for every row and every event in ``ledger``. Rows with
+    ``missing`` True (count 0) mark a value of a known unit and a study period that is not a count
+    (``invalid_count``): that unit × period × category is not reported by the file."""
     raw = read_records(src.path, src.name, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter,
                        encoding=src.encoding)
     frame, rows = raw.frame, np.asarray(raw.rows, dtype=np.int64)
@@ -175,13 +177,18 @@ def read_counts(src: CountSource, ledger: Ledger, unit_ids, periods: Periods) ->
 
     r_i, c_i = np.nonzero(used)
     tidy = pd.DataFrame({"source": src.name, "row": rows[r_i], "unit_id": ids[r_i], "period": study[r_i, c_i],
-                         "category": category[r_i], "count": values[r_i, c_i].astype(np.int64)})
-    repeated = tidy.duplicated(["unit_id", "period", "category"], keep=False).to_numpy() & \
-        tidy.duplicated(["unit_id", "period", "category"], keep="first").to_numpy()
+                         "category": category[r_i], "count": values[r_i, c_i].astype(np.int64), "missing": False})
+    repeated = tidy.duplicated(["unit_id", "period", "category"], keep="first").to_numpy()
     if repeated.any():  # both are events: added, and said
         ledger.add(src.name, tidy["row"].to_numpy()[repeated], "kept", "repeated_unit_period",
                    "the unit, period and category appear in an earlier row: the counts are added", events=0)
     ledger.close_source(src.name, int(row_used.sum()), events_used=int(tidy["count"].sum()))
+    # a value that is not a count, for a known unit and a period of the study: that unit × period ×
+    # category has no count from this file (``missing``, count 0), so the measures say "not reported"
+    r_i, c_i = np.nonzero(bad_count & (why == ""))
+    holes = pd.DataFrame({"source": src.name, "row": rows[r_i], "unit_id": ids[r_i], "period": study[r_i, c_i],
+                          "category": category[r_i], "count": np.zeros(len(r_i), np.int64), "missing": True})
+    tidy = pd.concat([tidy, holes], ignore_index=True) if len(holes) else tidy
     return tidy.sort_values(["unit_id", "period", "category", "row"], kind="stable").reset_index(drop=True)
 
 
@@ -204,7 +211,7 @@ def read_count_sources(sources, ledger: Ledger, unit_ids, periods: Periods) -> p
     value of any source is used."""
     parts = [read_counts(src, ledger, unit_ids, periods) for src in sources]
     out = pd.concat(parts, ignore_index=True)[TIDY_COLUMNS] if parts else pd.DataFrame(columns=TIDY_COLUMNS)
-    if out.empty:
+    if not (~out["missing"].astype(bool)).any():
         top = sorted(((n, r) for (s, st, r), n in ledger.reason_counts().items()
                       if s in {x.name for x in sources} and st == "dropped"), reverse=True)[:3]
         raise InputFileError("no usable counts: every row of the count files was dropped"
