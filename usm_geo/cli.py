@@ -88,6 +88,8 @@ def _finish(info: dict, out: Path) -> None:
             click.echo(f"  {ind}: {reason}")
     if not (info.get("indicators") or {}).get("computed") and "map.html" in (info.get("outputs") or {}).get("files", []):
         click.echo("no indicator could be computed: the tables and map.html show incident counts")
+    for note in (info.get("counts") or {}).get("notes", []):  # levels and units area-coded counts do not reach
+        click.echo(f"counts {note}")
     for note in info.get("hotspots", {}).get("notes", []):  # value analysed, significance rule, too_few_units
         click.echo(f"hot spots {note}")
     for note in (info.get("hierarchy") or {}).get("notes", []):  # coded parents the geometry disagrees with

@@ -107,7 +107,7 @@ KNOWN_FLAGS = frozenset({
     "small_count", "small_denominator", "no_denominator", "no_count", "population_missing", "population_zero",
     "population_partial", "population_conflict", "small_n", "small_eff_n", "no_respondents", "zero_weight",
     "no_df", "all_same_answer", "zero_variance", "no_sample_size", "missing", "smoothed", "prior_variance_zero",
-    "no_neighbours", "rolled_up", "edge_cell", "suppressed",
+    "no_neighbours", "rolled_up", "edge_cell", "suppressed", "not_in_source", "partial",
 })
 REVEALING_FLAGS = frozenset({"small_count"})  # say something about a hidden count: dropped when suppressed
 SMOOTHED_SUFFIXES = ("_eb", "_seb")

@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 from usm_geo.errors import OutputError
 from usm_geo.progressbar import bar
 from usm_geo.indicators.registry import COUNT_DEFINITION
+from usm_geo.indicators.report_card import BASE_MEASURES
 
 MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
 
@@ -190,7 +191,6 @@ FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif", "html")
 PROFILES = ("public", "internal")
 DEFAULT_K = 5
 DEFAULT_MIN_N = 30
-BASE_MEASURES = ("count", "harm", "population", "aoristic_count")
 SMOOTHED = {"": 0, "_eb": 1, "_seb": 2}
 PARTS = ("_lower", "_upper", "_n", "_flags")
 #: The only hot spot columns a public file carries (plus geometry): no counts.

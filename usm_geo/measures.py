@@ -233,8 +233,14 @@ def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
     report = []
     by = {(p["fine"], p["coarse"]): p["by"] for p in getattr(units, "report", {}).get("pairs", [])}
     counts = measures[(measures["measure"] == "count")]
+    # numbers, whatever an empty frame concatenated before made of the column (NaN = not reported)
+    counts = counts.assign(numerator=pd.to_numeric(counts["numerator"]).astype(float),
+                           denominator=pd.to_numeric(counts["denominator"]).astype(float))
+    counted = set(counts["level"])
     for (fine, coarse), nested in sorted(units.nested.items()):
         if not nested or (units.kinds[fine] == "h3" and units.kinds[coarse] == "polygon"):
+            continue
+        if fine not in counted or coarse not in counted:  # area-coded counts reach only some levels
             continue
         rolled = roll_up(counts, units, fine, coarse).set_index(["unit_id", "period", "category"])["numerator"]
         direct = counts[counts["level"] == coarse].set_index(["unit_id", "period", "category"])["numerator"]
@@ -243,3 +249,147 @@ def check_rollups(measures: pd.DataFrame, units: UnitSet) -> list[dict]:
                        "cells_differing": int((diff > 0).sum()),
                        "by": by.get((fine, coarse), "h3" if units.kinds[coarse] == "h3" else "city" if units.kinds[coarse] == "city" else "geometry")})
     return report
+
+
+# --------------------------------------------------------------------------- area-coded counts
+
+NOT_IN_SOURCE = "not_in_source"
+PARTIAL = "partial"
+
+
+def count_levels(units: UnitSet, unit_level: str) -> tuple[list[str], dict[str, str]]:
+    """The levels area-coded counts at ``unit_level`` reach: that level and every coarser level it
+    nests in (through the crosswalk). Returns (levels, {other level: why it gets no count rows})."""
+    names = units.names
+    i = names.index(unit_level)
+    reached, why = [unit_level], {}
+    for level in names:
+        if level == unit_level:
+            continue
+        if units.kinds[level] == "h3":
+            why[level] = ("area-coded counts cannot be placed in H3 cells (their events have no location inside "
+                          f"a {unit_level} unit; usm_geo never spreads them by area)")
+        elif names.index(level) < i:
+            why[level] = f"finer than {unit_level}, the level the counts are coded to"
+        elif units.nested.get((unit_level, level)):
+            reached.append(level)
+        else:
+            why[level] = f"{unit_level} does not nest in {level}, so its counts cannot be added up to it"
+    return reached, why
+
+
+def _reported_population(level, ids, periods, parent, full, partial, fine_ids, population) -> pd.DataFrame:
+    """``population_reported`` rows of the ``partial`` (unit, period) cells (``partial``: L × P mask):
+    the population of the fine units fully reported in that period (``full``: U × P; NaN where the
+    fine level has no population)."""
+    L, P = partial.shape
+    if population is not None:
+        pop = population.set_index("unit_id")["population"].reindex(fine_ids).to_numpy(float)
+        ok = parent >= 0
+        total = np.zeros((L, P))
+        np.add.at(total, parent[ok], np.where(full[ok], np.nan_to_num(pop[ok])[:, None], 0.0))
+        unknown = np.zeros((L, P), np.int64)
+        np.add.at(unknown, parent[ok], (full[ok] & np.isnan(pop[ok])[:, None]).astype(np.int64))
+        value = np.where(unknown > 0, np.nan, total)
+    else:
+        value = np.full((L, P), np.nan)
+    u, t = np.nonzero(partial)
+    v = value[u, t]
+    return pd.DataFrame({"level": level, "unit_id": ids[u], "period": np.asarray(periods, dtype=object)[t],
+                         "category": ALL, "measure": "population_reported", "numerator": v, "denominator": np.nan, "value": v,
+                         "lower": np.nan, "upper": np.nan, "n": 0, "flags": PARTIAL})
+
+
+def area_count_measures(tidy: pd.DataFrame, units: UnitSet, unit_level: str, periods: list[str],
+                        categories: list[str], population: pd.DataFrame | None = None,
+                        reported_population: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Count rows of the measures table from area-coded counts (``tidy``: ``source, unit_id, period,
+    category, count, missing`` at ``unit_level``, :mod:`usm_geo.intake.counts`), at ``unit_level`` and
+    rolled up through the crosswalk to every level it nests in (:func:`count_levels`); every unit ×
+    period × category (plus ``all``).
+
+    A unit with no row in the sources of a category is *not reported*, not zero: value NaN, ``n`` 0,
+    flag ``not_in_source``; so is a unit × period whose value was not a count (``missing``). A unit
+    listed by a source is otherwise reported for every period: values the source does not list are
+    0 (long tables often leave out zero rows). A coarser unit adds up its reported units (flag
+    ``rolled_up``); some not reported → flag ``partial`` (the value is a lower bound); none → NaN and
+    ``not_in_source``. ``all`` is partial where any category is not reported.
+
+    A partial unit × period also gets a ``population_reported`` row (category ``all``): the
+    population of its fully reported units of ``unit_level`` (from ``population``: ``unit_id,
+    population`` at that level; NaN without it), so that its rate divides the events counted by the
+    people they were counted among; ``reported_population=False`` (a study without population)
+    leaves them out.
+
+    Returns (rows, report): report["not_in_source"][level][unit_id] = {"missing": most units of
+    ``unit_level`` inside not (fully) reported in a period, "of": units of ``unit_level`` inside} for
+    every unit not reported or partial in some period (category ``all``), with "levels" (reached)
+    and "not_counted" ({level: why}).
+    """
+    fine_ids = units.levels[unit_level]["unit_id"].to_numpy(dtype=object)
+    labels = list(categories) + [ALL]
+    axes = {"unit_id": fine_ids, "period": np.asarray(periods, dtype=object), "category": np.asarray(categories, dtype=object)}
+    holes = tidy["missing"].astype(bool).to_numpy() if "missing" in tidy else np.zeros(len(tidy), bool)
+    n = dense(tidy.assign(n=tidy["count"].astype(np.int64)), axes)  # (U, P, C)
+    missing = dense(tidy[holes].assign(n=1), axes) > 0
+    # listed[u, c]: some source carrying category c has a count for unit u
+    listed = np.zeros((len(fine_ids), len(categories)), dtype=bool)
+    for _, part in tidy[~holes].groupby("source", sort=True):
+        u = _codes(pd.unique(part["unit_id"]), fine_ids)
+        c = _codes(pd.unique(part["category"]), categories)
+        listed[np.ix_(u[u >= 0], c[c >= 0])] = True
+    reported = listed[:, None, :] & ~missing  # (U, P, C)
+    # per level: sums over reported fine units, the number reported (per category; "all" = every
+    # category reported) and the number of fine units inside
+    full = np.concatenate([reported, reported.all(axis=2, keepdims=True)], axis=2)  # (U, P, C+1)
+    seen = np.concatenate([reported, reported.any(axis=2, keepdims=True)], axis=2)
+    n_all = np.concatenate([n, n.sum(axis=2, keepdims=True)], axis=2).astype(float)
+    reached, skipped = count_levels(units, unit_level)
+    frames, coverage = [], {}
+    for level in reached:
+        ids = units.levels[level]["unit_id"].to_numpy(dtype=object)
+        if level == unit_level:
+            parent = np.arange(len(fine_ids))
+        else:
+            parent = _codes(units.parents(unit_level, level).reindex(fine_ids).to_numpy(dtype=object), ids)
+        ok = parent >= 0
+        sums = np.zeros((len(ids), len(periods), len(labels)))
+        np.add.at(sums, parent[ok], np.where(seen[ok], n_all[ok], 0.0))
+        n_seen = np.zeros(sums.shape, np.int64)
+        np.add.at(n_seen, parent[ok], seen[ok].astype(np.int64))
+        n_full = np.zeros(sums.shape, np.int64)
+        np.add.at(n_full, parent[ok], full[ok].astype(np.int64))
+        inside = np.bincount(parent[ok], minlength=len(ids))[:, None, None]
+        none = n_seen == 0
+        value = np.where(none, np.nan, sums)
+        flag = np.where(none, NOT_IN_SOURCE, np.where(n_full < inside, PARTIAL, "")).astype(object)
+        if level != unit_level:
+            flag = np.where(flag == "", "rolled_up", np.char.add(flag.astype(str), ";rolled_up")).astype(object)
+        rows = _long(level, ids, periods, labels, "count", np.nan_to_num(value), np.nan_to_num(value).astype(np.int64))
+        rows["value"] = rows["numerator"] = value.reshape(-1)
+        rows["flags"] = flag.reshape(-1)
+        frames.append(rows)
+        short = (inside[:, :, 0] - n_full[:, :, -1])  # (L, P): fine units inside not fully reported
+        partial = (short > 0) & (n_seen[:, :, -1] > 0)
+        if partial.any() and reported_population:
+            frames.append(_reported_population(level, ids, periods, parent, full[:, :, -1], partial, fine_ids, population))
+        worst = short.max(axis=1) if short.shape[1] else np.zeros(len(ids), np.int64)
+        coverage[level] = {str(ids[i]): {"missing": int(worst[i]), "of": int(inside[i, 0, 0])} for i in np.flatnonzero(worst > 0)}
+    out = sort_measures(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
+    return out, {"levels": reached, "not_counted": skipped, "not_in_source": coverage}
+
+
+def harm_from_counts(count_rows: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+    """``harm`` rows from area-coded ``count`` rows (:func:`area_count_measures`): each category's
+    count × its harm weight (``weights``: category → weight, 0 where the table has none), ``all`` the
+    sum over categories; a not-reported count stays NaN (the same flags), ``n`` is the count."""
+    cats = count_rows[count_rows["category"] != ALL]
+    w = cats["category"].map(weights).fillna(0.0).to_numpy(float)
+    part = cats.assign(numerator=cats["numerator"].to_numpy(float) * w)
+    g = part.groupby(["level", "unit_id", "period"], sort=False)
+    total = g["numerator"].sum(min_count=1).rename("numerator").reset_index()
+    everything = count_rows[count_rows["category"] == ALL].drop(columns="numerator").merge(
+        total, on=["level", "unit_id", "period"], how="left")
+    out = pd.concat([part, everything[COLUMNS]], ignore_index=True).assign(measure="harm")
+    out["value"] = out["numerator"]
+    return sort_measures(out)

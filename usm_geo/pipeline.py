@@ -32,10 +32,12 @@ from usm_geo.intake.ledger import Ledger
 from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows
 from usm_geo.indicators.registry import load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
+from usm_geo.intake.counts import read_count_sources
 from usm_geo.intake.perception import read_perception
 from usm_geo.intake.records import Context, read_incident_sources, read_point_records
 from usm_geo.measures import COLUMNS as MEASURE_COLUMNS
-from usm_geo.measures import aoristic_weights, check_rollups, count_measures, measures_from_tally, sort_measures
+from usm_geo.measures import (aoristic_weights, area_count_measures, check_rollups, count_measures, measures_from_tally,
+                              sort_measures)
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
 from usm_geo.study import Study
@@ -87,12 +89,22 @@ class Intake:
     # incidents of a partitioned dataset counted on Dask (usm_geo.scale.Partial) instead of ``incidents``
     counted: object = None
     covariates: dict[str, pd.DataFrame] = field(default_factory=dict)  # level → unit_id + factor columns
+    # area-coded counts ([[inputs.counts]]): the tidy table of usm_geo.intake.counts, instead of incidents
+    counts: pd.DataFrame | None = None
+    count_report: dict | None = None  # set by run_measures: levels reached, levels not, units not in source
 
     def categories(self) -> list[str]:
-        """The categories of the used incidents, sorted."""
+        """The categories of the used incidents (or area-coded counts), sorted."""
         if self.counted is not None:
             return sorted(self.counted.categories)
+        if self.counts is not None:
+            return sorted(set(self.counts["category"]))
         return sorted(set(self.incidents["category"])) if self.incidents is not None else []
+
+    @property
+    def has_events(self) -> bool:
+        """Incidents of some kind: points, points counted on Dask, or area-coded counts."""
+        return self.incidents is not None or self.counted is not None or self.counts is not None
 
 
 def _study_area(study: Study, levels: dict[str, gpd.GeoDataFrame], crs) -> object:
@@ -167,10 +179,14 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     if study.perception is not None:
         with stages("perception"):
             perception = read_perception(study.perception, ledger, levels[study.perception.unit_level], study.periods)
+    counts = None
+    if study.counts:
+        with stages("counts"):
+            counts = read_count_sources(study.counts, ledger, unit_ids[study.counts[0].unit_level], study.periods)
     covariates = read_covariate_tables(study, ledger, unit_ids, stages)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
-                  counted=counted, covariates=covariates)
+                  counted=counted, counts=counts, covariates=covariates)
 
 
 def read_covariate_tables(study: Study, ledger: Ledger, unit_ids: dict[str, set], stages: Stages) -> dict[str, pd.DataFrame]:
@@ -437,6 +453,8 @@ def run_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] 
             sparse = c.tally.astype({k: object for k in c.tally.columns if k not in ("n", "harm")})
             counts = measures_from_tally(sparse, located.units, periods, intake.categories(), harm=c.weighted)
             return sort_measures(pd.concat([counts, population_measures(pop or {}, periods)], ignore_index=True))
+        if intake.counts is not None:
+            return _area_count_measures(intake, located, pop)
         if inc is None:
             return pd.DataFrame(columns=MEASURE_COLUMNS)
         periods = study_periods(intake.study, inc["occurred_at"])
@@ -462,6 +480,50 @@ def aoristic_measures(inc: pd.DataFrame, located: Located, periods: list[str]) -
                             period=np.asarray(periods, dtype=object)[per], periods=periods,
                             category=inc["category"].to_numpy(dtype=object)[rec], weight=w)
     return spread[spread["measure"] == "harm"].assign(measure="aoristic_count")
+
+
+def count_periods(study: Study, counts: pd.DataFrame) -> list[str]:
+    """Every period of a study of area-coded counts: ``start`` … ``end``, else the counts' first to last period."""
+    from usm_geo.periods import period_bounds
+
+    windows = [period_bounds(str(p)) for p in pd.unique(counts["period"])]
+    days = pd.Series([w.start for w in windows] + [w.end for w in windows], dtype="datetime64[ns]")
+    return study_periods(study, days)
+
+
+def _area_count_measures(intake: Intake, located: Located, pop: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
+    """Measures of a study of area-coded counts: their unit level and the levels it nests in, and
+    population; sets ``intake.count_report`` (run.json ``counts``)."""
+    study = intake.study
+    periods = count_periods(study, intake.counts)
+    level = study.counts[0].unit_level
+    rows, report = area_count_measures(intake.counts, located.units, level, periods, intake.categories(),
+                                       population=(pop or {}).get(level), reported_population=bool(pop))
+    report["unit_level"] = level
+    table = harm_table(study)
+    if table is not None:  # indicators.harm: each category's count × its harm weight
+        from usm_geo.indicators.registry import harm_weights
+        from usm_geo.measures import harm_from_counts
+
+        labels = intake.categories()
+        w, missing = harm_weights(np.asarray(labels, dtype=object), table)
+        if missing:
+            note_no_harm(intake.ledger, missing)
+        rows = pd.concat([rows, harm_from_counts(rows[rows["measure"] == "count"], dict(zip(labels, np.nan_to_num(w))))],
+                         ignore_index=True)
+    report["kde"] = "not computed: area-coded counts have no point locations"
+    missing = report["not_in_source"].get(level, {})
+    notes = [f"{lv}: no counts ({why})" for lv, why in report["not_counted"].items()]
+    if missing:
+        names = dict(zip(located.units.levels[level]["unit_id"], located.units.levels[level]["name"]))
+        shown = ", ".join(f"{u} {names.get(u, '')}".strip() for u in sorted(missing)[:6])
+        notes.append(f"{level}: {len(missing)} unit(s) without a count from the count files in some period or category "
+                     f"(shown as not reported, never as 0): {shown}{' …' if len(missing) > 6 else ''}")
+    notes.append(f"kde: {report['kde']}")
+    report["notes"] = notes
+    intake.count_report = report
+    people = population_measures(pop or {}, periods)
+    return sort_measures(pd.concat([rows, people], ignore_index=True) if len(people) else rows)
 
 
 def _harm_weights(intake: Intake) -> np.ndarray | None:
@@ -517,14 +579,14 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
     with stages("indicators"):
         settings = load_settings(study.indicators, study.path)
         frames, skipped, unmapped = [], {}, []
-        if intake.incidents is not None or intake.counted is not None:
+        if intake.has_events:
             labels = intake.categories()
             codes, unmapped = map_categories(np.asarray(labels, dtype=object), settings.categories)
             iccs = {lab: code for lab, code in zip(labels, codes) if code is not None}
             if unmapped:
                 intake.ledger.note("incidents", "unmapped_category",
                                    "no ICCS section for: " + ", ".join(unmapped) + " (add them to the category table)")
-            rows, skipped = rate_rows(measures, settings, iccs, study.incidents.records)
+            rows, skipped = rate_rows(measures, settings, iccs, study.records)
             frames += [rows, smoothed_rows(rows, located.units, contiguity(located.units),
                                                  per={i: d.per for i, d in settings.indicators.items()})]
         else:
@@ -617,7 +679,7 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
     study = intake.study
     inc = intake.incidents
     empty = Hotspots({}, {}, {}, None, None)
-    if inc is None and intake.counted is None:
+    if not intake.has_events:
         return empty
     with stages("hotspots"):
         counts = measures[(measures["measure"] == "count") & (measures["category"] == "all")]
@@ -631,6 +693,12 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
             if units.kinds[level] not in ("h3", "polygon") or len(layer) < 3:
                 continue
             y = counts[(counts["level"] == level) & (counts["period"] == period)].set_index("unit_id")["value"]
+            if intake.counts is not None:  # area-coded counts: only the levels they reach, only units reported
+                if y.empty:
+                    continue
+                layer = layer[layer["unit_id"].map(y).notna().to_numpy()]
+                if len(layer) < 3:
+                    continue
             y = y.reindex(layer["unit_id"]).fillna(0).to_numpy(float)
             kind = units.kinds[level]
             pop = measures[(measures["measure"] == "population") & (measures["level"] == level)
@@ -645,6 +713,8 @@ def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stage
                                         fdr=settings.fdr, alpha=settings.alpha, min_units=settings.min_units,
                                         value=label)
             rep["value_reason"] = why
+            if intake.counts is not None and len(layer) < len(units.levels[level]):
+                rep["not_in_source"] = f"{len(units.levels[level]) - len(layer)} unit(s) not reported by the count files are left out"
             layers[level], globals_[level], reports[level] = out, g, rep
         surface = None
         # the KDE needs every point: not computed when the incidents were counted on Dask
@@ -852,6 +922,11 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         info["models"] = {lv: {k: m["json"][k] for k in ("status", "period", "n_units", "notes")} for lv, m in models.items()}
     if sppt_summary is not None:
         info["sppt"] = sppt_summary
+    if intake.count_report is not None:
+        info["counts"] = intake.count_report
+        if study.intervention is not None:
+            info["counts"]["impact"] = "not computed: the before/after windows need dated point incidents"
+            info["counts"]["notes"].append(f"impact: {info['counts']['impact']}")
     if intake.counted is not None:
         skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
         info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
@@ -963,6 +1038,11 @@ def _data_span(intake: Intake) -> tuple[dt.date | None, dt.date | None]:
         if frame is not None and "occurred_at" in frame and len(frame):
             t = frame["occurred_at"]
             return t.min().date(), t.max().date()
+    if intake.counts is not None and len(intake.counts):  # area-coded counts: their first and last period
+        from usm_geo.periods import period_bounds
+
+        windows = [period_bounds(str(p)) for p in pd.unique(intake.counts["period"])]
+        return min(w.start for w in windows), max(w.end for w in windows)
     return None, None
 
 
@@ -1050,6 +1130,11 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
         checks.append(f"population at {level}: {int(frame['population'].notna().sum()):,} of {len(frame):,} units, "
                       f"total {float(frame['population'].sum()):,.0f} ({frame.attrs.get('method', '')})")
     checks += located.units.report.get("notes", [])
+    if intake.counts is not None:
+        c = intake.counts
+        checks.append(f"counts: {len(study.counts)} file(s) at {study.counts[0].unit_level}, {int(c['count'].sum()):,} events "
+                      f"in {c.loc[~c['missing'].astype(bool), 'unit_id'].nunique():,} units, periods {c['period'].min()} … {c['period'].max()}, "
+                      f"categories {', '.join(intake.categories())}")
     if study.population is None:
         checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")
     checks += [line for line in (check_periods(intake), check_intervention(intake)) if line]

@@ -157,6 +157,34 @@ class CovariateSource:
 
 
 @dataclass(frozen=True)
+class CountSource:
+    """Area-coded counts (``[[inputs.counts]]``): counts per unit code of ``unit_level`` × period
+    (× category), long (a ``count`` column and a ``period`` column of labels) or wide (``periods``:
+    a list of columns, or a glob pattern such as ``"20*"``, each column label a period label).
+    ``category`` names a column, ``category_value`` one label for the whole file. See docs/study.md
+    "Area-coded counts"."""
+
+    name: str  # the ledger source: counts/<file name> (counts[<n>] when names clash or for a database)
+    path: Path | DatabaseSource
+    unit: str
+    unit_level: str
+    count: str | None = None
+    period: str | None = None
+    periods: tuple[str, ...] | str | None = None  # wide: column names, or one glob pattern
+    category: str | None = None
+    category_value: str | None = None
+    records: str = "police"
+    format: str | None = None
+    layer: str | None = None  # a layer of a spatial file, or a sheet of an .xlsx
+    delimiter: str | None = None
+    encoding: str | None = None
+
+    @property
+    def wide(self) -> bool:
+        return self.periods is not None
+
+
+@dataclass(frozen=True)
 class Periods:
     frequency: str = "year"
     start: dt.date | None = None
@@ -243,6 +271,15 @@ class Study:
     # also in ``incidents``; empty with one file. Read them through :meth:`incident_inputs`.
     incident_sources: tuple[RecordSource, ...] = ()
     covariates: tuple[CovariateSource, ...] = ()  # [[inputs.covariates]]: area tables of risk/resilience factors
+    # area-coded counts ([[inputs.counts]]), one entry per file; a study has these or point incidents
+    counts: tuple[CountSource, ...] = ()
+
+    @property
+    def records(self) -> str:
+        """The kind of incident records, ``police`` or ``health`` (of the incidents or the counts)."""
+        if self.incidents is not None:
+            return self.incidents.records
+        return self.counts[0].records if self.counts else "police"
     # several population entries (repeated [[inputs.population]]): all of them, the first also in
     # ``population``; empty with one. Read them through :meth:`population_inputs`.
     population_sources: tuple[PopulationSource, ...] = ()
@@ -271,7 +308,7 @@ class Study:
 
     def _inputs(self) -> dict[str, Path | DatabaseSource]:
         out: dict[str, Path | DatabaseSource] = {}
-        for src in (*self.incident_inputs(), self.survey):
+        for src in (*self.incident_inputs(), self.survey, *self.counts):
             if src is not None:
                 out[src.name] = src.path
         for b in self.boundaries:
@@ -598,6 +635,77 @@ def _name_incident_sources(sources: list[RecordSource], file: Path) -> list[Reco
     return [replace(s, name=n) for s, n in zip(sources, names)]
 
 
+def _count_sources(items, file: Path) -> tuple[CountSource, ...]:
+    """``[[inputs.counts]]`` tables (or one ``[inputs.counts]``), each with one ``path`` or a list of
+    files with the same columns; named ``counts/<file name>`` in the ledger."""
+    tables = items if isinstance(items, list) else [items]
+    if not tables:
+        raise StudyError("'inputs.counts' is an empty list", where=file, fix='write [[inputs.counts]] tables, each with path = "..."')
+    out: list[CountSource] = []
+    for i, table in enumerate(tables, 1):
+        key = f"inputs.counts[{i}]"
+        if not isinstance(table, dict):
+            raise StudyError(f"'{key}' must be a table, not {_tname(table)}", where=file, fix="write each as [[inputs.counts]] with keys below it")
+        paths = table.get("path")
+        if isinstance(paths, list):
+            if not paths or not all(isinstance(p, str) for p in paths):
+                raise StudyError(f"'{key}.path' must be a file name or a non-empty list of file names", where=file,
+                                 fix='e.g. path = ["robbery.csv", "burglary.csv"] (files with the same columns)')
+            first = _count_source({**table, "path": paths[0]}, key, file)
+            out += [replace(first, path=_resolve(p, file, f"{key}.path[{j}]", True)) for j, p in enumerate(paths, 1)]
+        else:
+            out.append(_count_source(table, key, file))
+    names = [f"counts/{s.path.name}" if isinstance(s.path, Path) else None for s in out]
+    names = [n if n is not None and names.count(n) == 1 else f"counts[{i}]" for i, n in enumerate(names, 1)]
+    if len({s.unit_level for s in out}) > 1:
+        raise StudyError("the count files name different unit_levels ("
+                         + ", ".join(sorted({s.unit_level for s in out})) + ")", where=file,
+                         fix="give every count file the same unit_level: counts reach only their own level and the levels it "
+                             "nests in, so files at two levels would make the levels disagree; run them as two studies")
+    if len({s.records for s in out}) > 1:
+        raise StudyError("the count files disagree on 'records'", where=file,
+                         fix='give every count file the same records = "police" (or "health"); they are separate studies')
+    return tuple(replace(s, name=n) for s, n in zip(out, names))
+
+
+def _count_source(table: dict, key: str, file: Path) -> CountSource:
+    r = _Reader(table, key, file)
+    path = r.source()
+    periods = r.take("periods", (list, str), None)
+    layer, sheet = r.take("layer", str, None), r.take("sheet", str, None)  # sheet: the .xlsx word for it
+    src = CountSource(
+        name=key, path=path, unit=r.take("unit", str), unit_level=r.take("unit_level", str),
+        count=r.take("count", str, None), period=r.take("period", str, None),
+        periods=tuple(periods) if isinstance(periods, list) else periods,
+        category=r.take("category", str, None), category_value=r.take("category_value", str, None),
+        records=r.take("records", str, "police", ("police", "health")),
+        format=r.take("format", str, None, FORMATS), layer=layer or sheet,
+        delimiter=r.take("delimiter", str, None), encoding=r.take("encoding", str, None),
+    )
+    r.done()
+    wide_eg = 'periods = ["2019", "2020"] (or periods = "20*"), one column per period'
+    long_eg = 'count = "COUNT" with period = "MONTH" (a column of labels such as 2019-03)'
+    if (src.count is None) == (src.periods is None):
+        raise r.error(key, "needs either count (long form) or periods (wide form)" if src.count is None
+                      else "names both count and periods", f"long: {long_eg}; wide: {wide_eg}")
+    if src.count is not None and src.period is None:
+        raise r.error(f"{key}.period", "is missing: a long count table needs a column of period labels", f"e.g. {long_eg}")
+    if src.periods is not None and src.period is not None:
+        raise r.error(f"{key}.period", "does not apply to a wide table: its period columns are the labels", f"remove period; {wide_eg}")
+    if isinstance(src.periods, tuple) and (not src.periods or not all(isinstance(c, str) for c in src.periods)):
+        raise r.error(f"{key}.periods", "must be a non-empty list of column names or one pattern", f"e.g. {wide_eg}")
+    if isinstance(src.periods, str) and not src.periods.strip():
+        raise r.error(f"{key}.periods", "is an empty pattern", f"e.g. {wide_eg}")
+    if src.category is not None and src.category_value is not None:
+        raise r.error(f"{key}.category_value", "cannot be combined with category",
+                      'keep category = "COLUMN", or category_value = "burglary" when the whole file is one offence')
+    if src.category_value is not None and not src.category_value.strip():
+        raise r.error(f"{key}.category_value", "is empty", 'e.g. category_value = "burglary"')
+    if src.delimiter is not None and len(src.delimiter) != 1:
+        raise r.error(f"{key}.delimiter", f"must be one character, not {src.delimiter!r}", 'e.g. delimiter = ";"')
+    return src
+
+
 def _boundaries(items, file: Path) -> tuple[BoundaryLevel, ...]:
     if not isinstance(items, list):
         raise StudyError("'inputs.boundaries' must be an array of tables ([[inputs.boundaries]]), finest level first", where=file,
@@ -915,12 +1023,18 @@ def load_study(path: str | Path) -> Study:
     pop = inputs.take("population", (dict, list), None)
     per = inputs.take("perception", dict, None)
     cov = inputs.take("covariates", (dict, list), None)
+    cnt = inputs.take("counts", (dict, list), None)
     inputs.done()
     incident_sources = _incident_sources(inc, file) if inc is not None else ()
     incidents = incident_sources[0] if incident_sources else None
     survey = _record_source(srv, "inputs.survey", file, survey=True) if srv is not None else None
-    if incidents is None and survey is None:
-        raise StudyError("'inputs' has neither incidents nor survey", where=file, fix="add [inputs.incidents] with path = \"...\"")
+    counts = _count_sources(cnt, file) if cnt is not None else ()
+    if incidents is None and survey is None and not counts:
+        raise StudyError("'inputs' has neither incidents, counts nor survey", where=file, fix="add [inputs.incidents] with path = \"...\"")
+    if incidents is not None and counts:
+        raise StudyError("'inputs' has both point incidents and area-coded counts", where=file,
+                         fix="run them as two studies: points are counted at every level (H3 included), area-coded counts "
+                             "only at their unit level and the levels it nests in, so added together the levels would disagree")
     boundaries = _boundaries(bnd, file)
     level_names = [b.level for b in boundaries]
     population_sources = _population_sources(pop, file, level_names) if pop is not None else ()
@@ -929,6 +1043,10 @@ def load_study(path: str | Path) -> Study:
     covariates = _covariates(cov, file, level_names) if cov is not None else ()
     if perception is not None and perception.unit_level not in level_names:
         raise StudyError(f"'inputs.perception.unit_level' is '{perception.unit_level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
+    for src in counts:
+        if src.unit_level not in level_names:
+            raise StudyError(f"'{src.name}' (inputs.counts) has unit_level '{src.unit_level}', which is not a boundary level",
+                             where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
     if survey is not None and survey.unit_level is not None and survey.unit_level not in level_names:
         raise StudyError(f"'inputs.survey.unit_level' is '{survey.unit_level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
 
@@ -962,4 +1080,5 @@ def load_study(path: str | Path) -> Study:
         population_sources=population_sources if len(population_sources) > 1 else (),
         hotspots=hotspots,
         covariates=covariates,
+        counts=counts,
     )

@@ -95,7 +95,7 @@ def test_each_file_is_its_own_ledger_source(london_run):
 
 def test_ledger_rows_carry_the_record_id_and_repeated_ids_are_listed(london_run):
     ledger = pd.read_csv(london_run / "ledger.csv", dtype={"detail": str, "record_id": str}, keep_default_na=False)
-    assert list(ledger.columns) == ["source", "row", "status", "reason", "detail", "record_id"]
+    assert list(ledger.columns) == ["source", "row", "status", "reason", "detail", "record_id", "events"]
     raw = pd.read_csv(FILES[0], dtype=str, keep_default_na=False)
     mine = ledger[ledger.source == f"incidents/{FILES[0].name}"]
     dropped = mine[mine.reason == "missing_coordinates"]
@@ -111,3 +111,30 @@ def test_ledger_rows_carry_the_record_id_and_repeated_ids_are_listed(london_run)
     first_row = {c: i + 1 for i, c in zip(named.index[::-1], named["Crime ID"][::-1])}  # the earliest row of each id
     assert listed.detail.tolist() == [f"same id as row {first_row[c]}" for c in again["Crime ID"]]
     assert set(listed.record_id) == set(again["Crime ID"])
+
+
+def test_map_and_every_layer_pass_gdal(london_run, tmp_path):
+    """Issue #18 "Done when": the three-file run writes a map and every GeoPackage layer, and the
+    shapefiles `usm-geo export` writes from the run, pass GDAL's `ogrinfo -so -al`."""
+    import subprocess
+    import zipfile
+
+    html = (london_run / "map.html").read_text(encoding="utf-8")
+    assert len(html) > 10_000 and "h3_8" in html
+    gpkgs = sorted(london_run.glob("*.gpkg"))
+    assert {"units.gpkg", "areas.gpkg"} <= {p.name for p in gpkgs}
+    for gpkg in gpkgs:
+        proc = subprocess.run(["ogrinfo", "-so", "-al", str(gpkg)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "Feature Count" in proc.stdout
+    exp = tmp_path / "exp"
+    result = CliRunner().invoke(main, ["export", str(london_run), "--format", "shp", "--out", str(exp)])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(exp / "shapefiles.zip") as z:
+        z.extractall(tmp_path / "shp")
+    shps = sorted((tmp_path / "shp").glob("*.shp"))
+    assert shps
+    for shp in shps:
+        proc = subprocess.run(["ogrinfo", "-so", "-al", str(shp)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "Feature Count" in proc.stdout

@@ -15,7 +15,7 @@ def test_totals_and_invariant():
     ledger.close_source("incidents", used=8)
     assert ledger.totals() == {"incidents": {"read": 10, "used": 8, "dropped": 2}}
     frame = ledger.to_frame()
-    assert list(frame.columns) == ["source", "row", "status", "reason", "detail", "record_id"]  # record_id appended (issue #18)
+    assert list(frame.columns) == ["source", "row", "status", "reason", "detail", "record_id", "events"]  # record_id, events appended (issue #18)
     assert frame["row"].tolist() == [0, 3, 5, 7, 9]  # sorted: file note first
     assert ledger.reason_counts()[("incidents", "dropped", "null_island")] == 2
 

@@ -40,12 +40,31 @@ def _rate_frame(counts: pd.DataFrame, population: pd.DataFrame, ind: Indicator, 
     m = counts.merge(population, on=KEY, how="left")
     r = rates.rate(m["numerator"].to_numpy(float), m["population"].to_numpy(float), per=ind.per,
                    small_count=settings.small_count)
+    # area-coded counts: a unit the count files do not report keeps saying so in its rate
+    carried = (m["flags"].fillna("").astype(str).str.findall(r"(?:^|;)(not_in_source|partial)(?=;|$)").str.join(";")
+               if "flags" in m else "")
     return pd.DataFrame({
         "level": m["level"], "unit_id": m["unit_id"], "period": m["period"], "category": category,
         "measure": ind.id, "numerator": m["numerator"].to_numpy(float), "denominator": m["population"].to_numpy(float),
         "value": r["value"].to_numpy(), "lower": r["lower"].to_numpy(), "upper": r["upper"].to_numpy(),
-        "n": m["numerator"].to_numpy(float).astype(np.int64), "flags": _flags(r["flags"], m["pop_flags"].fillna("")),
+        "n": np.nan_to_num(m["numerator"].to_numpy(float)).astype(np.int64),
+        "flags": _flags(r["flags"], m["pop_flags"].fillna(""), carried),
     })
+
+
+def _sum_categories(counts: pd.DataFrame) -> pd.DataFrame:
+    """KEY + numerator + flags: the counts of several categories added per unit and period. A unit no
+    count file reports (area-coded counts) stays NaN, never 0, flagged ``not_in_source`` when no
+    category is reported and ``partial`` when some are not (vectorised: no per-group Python)."""
+    flags = counts["flags"].fillna("").astype(str)
+    part = counts[KEY].assign(numerator=counts["numerator"].to_numpy(float),
+                              nis=flags.str.contains(r"(?:^|;)not_in_source(?:;|$)", regex=True).to_numpy(),
+                              par=flags.str.contains(r"(?:^|;)partial(?:;|$)", regex=True).to_numpy())
+    g = part.groupby(KEY, sort=False)
+    out = g["numerator"].sum(min_count=1).reset_index()
+    nis_all, nis_any, par_any = g["nis"].all().to_numpy(), g["nis"].any().to_numpy(), g["par"].any().to_numpy()
+    out["flags"] = np.where(nis_all, "not_in_source", np.where(nis_any | par_any, "partial", ""))
+    return out
 
 
 def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[str, str], source: str = "police"
@@ -54,6 +73,13 @@ def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[st
     counts = measures[measures["measure"] == "count"]
     pop = measures[(measures["measure"] == "population")][KEY + ["value", "flags"]].rename(
         columns={"value": "population", "flags": "pop_flags"})
+    reported = measures[measures["measure"] == "population_reported"]
+    if len(reported) and len(pop):  # area-coded counts: a partial unit's rate divides by the people of its reported units
+        r = reported.set_index(KEY)["value"]
+        pop = pop.set_index(KEY)
+        both = r.index.intersection(pop.index)
+        pop.loc[both, "population"] = r.loc[both].to_numpy(float)
+        pop = pop.reset_index()
     skipped: dict[str, str] = {}
     if pop.empty:
         return pd.DataFrame(columns=COLUMNS), {i: "no population denominators in the study" for i, d in
@@ -67,13 +93,14 @@ def rate_rows(measures: pd.DataFrame, settings: IndicatorSettings, iccs: dict[st
             continue
         if ind.categories == ("*",):
             for category, sub in counts.groupby("category", sort=True):
-                frames.append(_rate_frame(sub[KEY + ["numerator"]], pop, ind, category, settings))
+                frames.append(_rate_frame(sub[KEY + ["numerator", "flags"]], pop, ind, category, settings))
             continue
         labels = sorted(c for c, code in iccs.items() if code in ind.categories)
         if not labels:
             skipped[ind.id] = f"no incident category maps to ICCS {', '.join(ind.categories)}"
             continue
-        sub = counts[counts["category"].isin(labels)].groupby(KEY, sort=False, as_index=False)["numerator"].sum()
+        # min_count=1: a unit no count file reports stays NaN, never 0; its flags say why
+        sub = _sum_categories(counts[counts["category"].isin(labels)])
         frames.append(_rate_frame(sub, pop, ind, "all", settings))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     return rows, skipped
@@ -106,9 +133,14 @@ def smoothed_rows(rate_rows_: pd.DataFrame, units, weights: dict[str, object], p
         sub = sub.set_index("unit_id").reindex(units.levels[level]["unit_id"]).reset_index()
         count, pop = sub["numerator"].to_numpy(float), sub["denominator"].to_numpy(float)
         scale = per_of.get(ind_id, 1.0)
-        variants = [("_eb", smoothing.eb_global(count, pop, per=scale))]
+        # units without a count (not reported by area-coded count files) borrow nothing and get nothing
+        has = ~np.isnan(count)
+        if has.sum() < 3:
+            continue
+        variants = [("_eb", _on_subset(smoothing.eb_global(count[has], pop[has], per=scale), has))]
         if level in weights:
-            variants.append(("_seb", smoothing.eb_spatial(count, pop, weights[level], per=scale)))
+            w = weights[level] if has.all() else weights[level][has][:, has]
+            variants.append(("_seb", _on_subset(smoothing.eb_spatial(count[has], pop[has], w, per=scale), has)))
         for suffix, sm in variants:
             frames.append(pd.DataFrame({
                 "level": level, "unit_id": sub["unit_id"], "period": period, "category": category,
@@ -117,6 +149,16 @@ def smoothed_rows(rate_rows_: pd.DataFrame, units, weights: dict[str, object], p
                 "flags": _flags(np.full(len(sub), "smoothed", dtype=object), sm["flags"]),
             }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def _on_subset(sm: pd.DataFrame, has: np.ndarray) -> pd.DataFrame:
+    """Smoothed values of the units in ``has`` back on every unit: NaN and ``not_in_source`` elsewhere."""
+    if has.all():
+        return sm.reset_index(drop=True)
+    out = pd.DataFrame({"value": np.full(len(has), np.nan), "flags": np.full(len(has), "not_in_source", dtype=object)})
+    out.loc[has, "value"] = sm["value"].to_numpy()
+    out.loc[has, "flags"] = sm["flags"].to_numpy(dtype=object)
+    return out
 
 
 def contiguity(units) -> dict[str, object]:

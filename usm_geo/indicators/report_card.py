@@ -24,7 +24,8 @@ COLUMNS = [
     "target_year", "target_value", "target_status", "status_reason",
 ]
 
-BASE_MEASURES = ("count", "harm", "population", "aoristic_count")
+#: the measures that are not indicators (counts and denominators); the one list every table writer uses
+BASE_MEASURES = ("count", "harm", "population", "population_reported", "aoristic_count")
 SMOOTHED = ("_eb", "_seb")
 SUPPRESSED = "suppressed"
 

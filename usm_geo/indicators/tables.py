@@ -104,6 +104,9 @@ def concentration_table(measures: pd.DataFrame, units) -> pd.DataFrame:
     out = []
     for (level, period, category), sub in counts.groupby(["level", "period", "category"], sort=True):
         x = sub["value"].to_numpy(float)
+        x = x[~np.isnan(x)]  # units area-coded count files do not report are not zeros: left out
+        if len(x) == 0:
+            continue
         top = concentration.top_share(x, (0.05, 0.10))
         out.append({"level": level, "period": period, "category": category, "units": len(x), "incidents": int(x.sum()),
                     "gini": concentration.gini(x), "generalised_gini": concentration.generalised_gini(x),

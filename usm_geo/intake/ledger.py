@@ -13,6 +13,13 @@ Statuses
 
 ``row`` is the 1-based data row in the source file (the header is not counted); ``record_id`` the
 record's own id (the study's ``id`` column), empty when the study names none or for a file note.
+
+``events`` is the number of events (incidents) the entry leaves out: 1 for a dropped point record,
+0 for the other statuses; for an area-coded count source (one row may hold many events, see
+:mod:`usm_geo.intake.counts`) the count of the row or value not used. Such a source is opened with
+the events it holds, and its invariant holds in events too::
+
+    events read = events used + sum of the ledger's events for that source
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["source", "row", "status", "reason", "detail", "record_id"]
+COLUMNS = ["source", "row", "status", "reason", "detail", "record_id", "events"]
 STATUSES = ("dropped", "changed", "kept", "note")
 
 
@@ -32,6 +39,8 @@ class SourceTotals:
     path: str
     read: int = 0
     used: int | None = None
+    events: int | None = None  # area-coded counts: events read (None: one event per record)
+    events_used: int | None = None
 
 
 @dataclass
@@ -41,15 +50,17 @@ class Ledger:
     _parts: list[pd.DataFrame] = field(default_factory=list)
     _sources: dict[str, SourceTotals] = field(default_factory=dict)
 
-    def open_source(self, source: str, path: str, read: int) -> None:
-        """Register a source with the number of data records read from it."""
-        self._sources[source] = SourceTotals(path=str(path), read=int(read))
+    def open_source(self, source: str, path: str, read: int, events: int | None = None) -> None:
+        """Register a source with the number of data records read from it (and, for area-coded
+        counts, the number of events they hold)."""
+        self._sources[source] = SourceTotals(path=str(path), read=int(read), events=None if events is None else int(events))
 
-    def add(self, source: str, rows, status: str, reason: str, detail="", record_id=None) -> None:
+    def add(self, source: str, rows, status: str, reason: str, detail="", record_id=None, events=None) -> None:
         """Add entries for ``rows`` (1-based data rows) with one status and reason.
 
         ``detail`` is one string for all rows or an array-like with one string per row;
-        ``record_id`` None (no id) or an array-like with each record's id.
+        ``record_id`` None (no id) or an array-like with each record's id; ``events`` the events
+        each entry leaves out (None: 1 per dropped record, else 0).
         """
         if status not in STATUSES:
             raise ValueError(f"unknown ledger status {status!r}")
@@ -68,6 +79,10 @@ class Ledger:
             record_id = np.asarray(record_id, dtype=object).reshape(-1)
             if record_id.size != rows.size:
                 raise ValueError("record_id must have one entry per row")
+        if events is None:
+            events = np.full(rows.size, 1 if status == "dropped" else 0, dtype=np.int64)
+        else:
+            events = np.broadcast_to(np.asarray(events, dtype=np.int64).reshape(-1), rows.shape)
         self._parts.append(
             pd.DataFrame(
                 {
@@ -77,6 +92,7 @@ class Ledger:
                     "reason": reason,
                     "detail": detail.astype(str),
                     "record_id": record_id.astype(str),
+                    "events": events,
                 }
             )
         )
@@ -87,8 +103,10 @@ class Ledger:
         if len(entries):
             if "record_id" not in entries:  # entries written before ledgers carried record ids
                 entries = entries.assign(record_id="")
+            if "events" not in entries:  # point records: one event per dropped record
+                entries = entries.assign(events=(entries["status"] == "dropped").astype(np.int64))
             frame = entries[COLUMNS].reset_index(drop=True)
-            self._parts.append(frame.astype({c: ("int64" if c == "row" else str) for c in COLUMNS}))
+            self._parts.append(frame.astype({c: ("int64" if c in ("row", "events") else str) for c in COLUMNS}))
 
     def note(self, source: str, reason: str, detail: str) -> None:
         """A remark about a whole file (row 0)."""
@@ -99,8 +117,9 @@ class Ledger:
         mask = (frame["source"] == source) & (frame["status"] == "dropped")
         return np.unique(frame.loc[mask, "row"].to_numpy())
 
-    def close_source(self, source: str, used: int) -> None:
-        """Record how many rows of ``source`` were used and check the invariant.
+    def close_source(self, source: str, used: int, events_used: int | None = None) -> None:
+        """Record how many rows of ``source`` were used (and, for a source opened with events, how
+        many events) and check the invariant in rows and in events.
 
         A violation is a bug in usm_geo, not a user error, so it raises AssertionError.
         """
@@ -112,15 +131,25 @@ class Ledger:
                 f"ledger invariant broken for {source}: read {totals.read} != "
                 f"used {totals.used} + dropped {dropped.size}"
             )
+        if totals.events is not None:
+            totals.events_used = int(events_used)
+            frame = self.to_frame()
+            left_out = int(frame.loc[frame["source"] == source, "events"].sum())
+            if totals.events != totals.events_used + left_out:
+                raise AssertionError(f"ledger invariant broken for {source}: events read {totals.events} != "
+                                     f"used {totals.events_used} + left out {left_out}")
 
     def totals(self) -> dict[str, dict[str, int]]:
-        """``{source: {"read", "used", "dropped"}}`` for every closed source, sorted by name."""
+        """``{source: {"read", "used", "dropped"}}`` for every closed source, sorted by name; a
+        source of area-coded counts adds ``events_read``, ``events_used``, ``events_dropped``."""
         out = {}
         for name in sorted(self._sources):
             t = self._sources[name]
             if t.used is None:
                 continue
             out[name] = {"read": t.read, "used": t.used, "dropped": t.read - t.used}
+            if t.events is not None:
+                out[name].update(events_read=t.events, events_used=t.events_used, events_dropped=t.events - t.events_used)
         return out
 
     def paths(self) -> dict[str, str]:
@@ -129,7 +158,7 @@ class Ledger:
     def to_frame(self) -> pd.DataFrame:
         """All entries, sorted by source, row, status and reason (deterministic)."""
         if not self._parts:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in COLUMNS})
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("row", "events") else object) for c in COLUMNS})
         frame = pd.concat(self._parts, ignore_index=True)
         self._parts = [frame]
         return frame.sort_values(["source", "row", "status", "reason"], kind="stable").reset_index(drop=True)
@@ -146,7 +175,10 @@ class Ledger:
         """Plain-text totals per source and the most frequent reasons."""
         lines = []
         for name, t in self.totals().items():
-            lines.append(f"{name}: read {t['read']:,}, used {t['used']:,}, dropped {t['dropped']:,}")
+            line = f"{name}: read {t['read']:,}, used {t['used']:,}, dropped {t['dropped']:,}"
+            if "events_read" in t:
+                line += f" rows; events read {t['events_read']:,}, used {t['events_used']:,}, left out {t['events_dropped']:,}"
+            lines.append(line)
         counts = self.reason_counts()
         if counts:
             lines.append("top ledger reasons:")

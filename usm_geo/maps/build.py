@@ -59,7 +59,10 @@ FLAG_TEXT = {
     "suppressed": "suppressed",
     "edge_cell": "cell at the edge of the study area",
     "missing": "no value in the input",
+    "not_in_source": "not reported: the count files have no row for this area",
+    "partial": "partly reported: some areas inside are not in the count files (a lower bound)",
 }
+NOT_REPORTED = "not reported"  # the no-value class where area-coded count files have no row
 GISTAR_LABELS = ["Cold spot, 99 % confidence", "Cold spot, 95 % confidence", "Cold spot, 90 % confidence",
                  "Not significant", "Hot spot, 90 % confidence", "Hot spot, 95 % confidence",
                  "Hot spot, 99 % confidence"]
@@ -527,7 +530,7 @@ class _Builder:
         spec = {
             "key": key, "kind": "level", "geom": self.geometry(page, lv), "show": show, "legend": legend,
             "pane": PANES["level"][0], "z": PANES["level"][1], "canvas": n > CANVAS_THRESHOLD,
-            "cls": cls.tolist(), "colors": self.colours[lv], "na": classify.NO_VALUE, "naLabel": "no value",
+            "cls": cls.tolist(), "colors": self.colours[lv], "na": classify.NO_VALUE, "naLabel": _na_label(v, flags),
             "style": style, "title": esc(f"{self.ind.name}, {period}"),
             "value": {"v": [_num(x) for x in v], "unit": " %" if self.ind.percent else "",
                       "interval": "95 % interval",
@@ -565,7 +568,8 @@ class _Builder:
         rows = []
         lower = float(y.min()) if len(y) else float("nan")
         rows = list(zip(colours, _ranges([lower, *bins], unit)))
-        rows.append((classify.NO_VALUE, "no value"))
+        flags = self.values.loc[sel.to_numpy(), "flags"].to_numpy(object)
+        rows.append((classify.NO_VALUE, _na_label(shown[sel.to_numpy()], flags)))
         scheme = {"quantiles": "Quantiles", "fisher_jenks": "Natural breaks (Fisher–Jenks)",
                   "user": "Breaks as given"}[self.scheme]
         span = f"{self.periods[0]}–{self.periods[-1]}" if len(self.periods) > 1 else (self.periods[0] if self.periods else "")
@@ -574,6 +578,16 @@ class _Builder:
         sub = f"{self.ind.units} · {period}" + (f" · {level_label(lv)}" if lv else "")
         return _legend_block(self.ind.name, sub, rows, [note, *self.ind.notes,
                                                         "Hover a unit for its value, interval, n and flags."])
+
+
+def _na_label(values: np.ndarray, flags: np.ndarray) -> str:
+    """The label of units without a value: "not reported" when area-coded count files have no row
+    for them (flag ``not_in_source``), "no value" otherwise."""
+    nis = np.array(["not_in_source" in str(f).split(";") for f in flags], dtype=bool)
+    na = ~np.isfinite(np.asarray(values, float))
+    if not na.any() or not nis.any():
+        return "no value"
+    return NOT_REPORTED if nis[na].all() else f"no value or {NOT_REPORTED}"
 
 
 def _legend_block(title: str, sub: str, rows, notes, block_id: str | None = None) -> str:
