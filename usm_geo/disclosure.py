@@ -743,3 +743,41 @@ def _report(k, min_n, table, suppressed, reason, dropped_columns, removed, by_ce
         "removed_flags": {str(a): int(b) for a, b in sorted(removed.items())},
         "zeros": "published", "periods": "independent (no multi-period totals are published)",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# time patterns
+
+
+def profile_time_patterns(table: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str = "public",
+                          k: int = 5) -> tuple[pd.DataFrame, dict]:
+    """``time_patterns.csv`` (:mod:`usm_geo.time_patterns`) in an output profile.
+
+    The public profile runs :func:`apply_profile` on the table seen as measures: every time cell
+    (pattern × weekday × hour × month) is a period of its own and ``count`` is the measure, so counts
+    1 … k−1 are suppressed with complementary suppression across categories (→ ``all``) and units
+    (→ ``city``) exactly as for the measures table. Returns the table with ``count`` a nullable
+    integer (missing where suppressed) and a boolean ``suppressed`` column, and the profile's report.
+
+    Not covered (as :func:`apply_profile` says for periods): sums along the time axis (24 hours ×
+    7 days, the months of a year, a month of the year over the years) are relations this does not
+    protect. Outputs therefore never publish those totals for a table with a suppressed cell
+    (``usm_geo.report`` leaves its margins out then).
+    """
+    cells = table.reset_index(drop=True)
+    count = pd.to_numeric(cells["count"]).to_numpy(float)
+    parts = [cells[c].astype(object).where(cells[c].notna(), "").astype(str).to_numpy(dtype=object)
+             for c in ("pattern", "weekday", "hour", "month")]
+    label = parts[0] + "|" + parts[1] + "|" + parts[2] + "|" + parts[3]  # one period per time cell
+    as_measures = pd.DataFrame({
+        "level": cells["level"].astype(str).to_numpy(), "unit_id": cells["unit_id"].astype(str).to_numpy(),
+        "period": label, "category": cells["category"].astype(str).to_numpy(), "measure": "count",
+        "numerator": count, "denominator": np.nan, "value": count, "lower": np.nan, "upper": np.nan, "n": count,
+        "flags": ""})
+    out, report = apply_profile(as_measures, crosswalk if crosswalk is not None else pd.DataFrame(
+        columns=["level", "unit_id", "to_level", "to_unit_id", "nested"]), profile=profile, k=k)
+    result = cells.copy()
+    shown = out["value"].to_numpy(float)
+    result["count"] = pd.array(np.where(np.isnan(shown), np.nan, shown), dtype="Float64").round().astype("Int64")
+    result["suppressed"] = np.isnan(shown) & ~np.isnan(count)
+    return result, report

@@ -915,7 +915,8 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
 # --------------------------------------------------------------------------- export a run folder
 
 _STRING_COLUMNS = ("level", "unit_id", "period", "category", "measure", "flags", "to_level", "to_unit_id",
-                   "indicator", "baseline", "current", "status", "status_reason", "trend_flags", "change_flags")
+                   "indicator", "baseline", "current", "status", "status_reason", "trend_flags", "change_flags",
+                   "pattern", "month", "source", "reason", "detail", "record_id")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -978,11 +979,38 @@ class RunFolder:
             return self.raw_impact_areas
         return public_impact_areas(self.raw_impact_areas, self.tables.k)
 
+    def table(self, name: str) -> pd.DataFrame | None:
+        """Another CSV of the run folder (``ledger.csv``, ``progress.csv``…) read by :func:`read_table`,
+        as the run wrote it (internal); None when the run has none."""
+        path = self.folder / name
+        return read_table(path) if path.is_file() else None
+
+    def time_patterns(self) -> pd.DataFrame | None:
+        """``time_patterns.csv`` in the tables' profile (public: counts 1 … k−1 suppressed, see
+        :func:`usm_geo.disclosure.profile_time_patterns`), with a boolean ``suppressed`` column;
+        None when the run has none."""
+        table = self.table("time_patterns.csv")
+        if table is None:
+            return None
+        return time_patterns_in_profile(table, self.table("crosswalk.csv"), profile=self.tables.profile, k=self.tables.k)
+
     def kde_in_profile(self) -> bytes | None:
         """The KDE GeoTIFF's bytes in the tables' profile (:func:`kde_bytes`)."""
         if self.kde is None:
             return None
         return kde_bytes(self.kde, profile=self.tables.profile, k=self.tables.k)[0]
+
+
+def time_patterns_in_profile(table: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str, k: int) -> pd.DataFrame:
+    """The time-pattern table as ``profile`` publishes it (``count`` nullable, ``suppressed`` column)."""
+    if profile == "internal":
+        out = table.copy()
+        out["count"] = pd.array(pd.to_numeric(out["count"]), dtype="Int64")
+        out["suppressed"] = False
+        return out
+    from usm_geo.disclosure import profile_time_patterns
+
+    return profile_time_patterns(table, crosswalk, profile=profile, k=k)[0]
 
 
 def read_run(run_dir, *, profile: str | None = None, k: int | None = None, indicators=None, levels=None,

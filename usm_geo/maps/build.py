@@ -116,6 +116,11 @@ def _ranges(edges, unit: str = "") -> list[str]:
     return [f"{a}{unit}" if a == b else f"{a} – {b}{unit}" for a, b in zip(text[:-1], text[1:])]
 
 
+#: The number and class-label rules of every page (maps and ``usm_geo.report``): one way to show a number.
+shown_number = _num
+class_ranges = _ranges
+
+
 def level_label(level: str) -> str:
     """``h3_9`` → "H3 cells (resolution 9)", ``community_area`` → "Community area" (not escaped)."""
     m = re.fullmatch(r"h3_(\d+)", level)
