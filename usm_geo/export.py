@@ -761,7 +761,8 @@ SUPPRESSION_RULE = {
                "suppressed counts and survey values below the minimum (effective) n are suppressed too; no "
                "incident points or coordinates; hot spot layers without counts (Gi* z rounded to 0.1); impact areas "
                "without counts; KDE cells below k events masked; report card change and trend withheld when a "
-               "value they depend on is suppressed"),
+               "value they depend on is suppressed, its values rounded to 4 significant digits (changes and trends to 0.001); time "
+               "patterns with counts 1 … k-1 suppressed in the same way (each time cell a period)"),
     "internal": "none: exact values, for the city's own staff; not for publication",
 }
 
@@ -858,6 +859,10 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
         else:
             notes["html"] = "no map: the tables hold no indicator and no count"
     if report_card is not None:
+        if tables.profile == "public":  # rounded like every public page (4 significant digits)
+            from usm_geo.indicators.report_card import round_public
+
+            report_card = round_public(report_card)
         written["report_card"] = write_report_card(folder, report_card)
     info = info or {}
     files = sorted(f for names in written.values() for f in names)
