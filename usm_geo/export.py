@@ -683,10 +683,12 @@ def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
 
 def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None, impact_areas=None,
               impact: dict | None = None, kde: Path | None = None, info: dict | None = None,
-              definitions: dict | None = None, tiles=None) -> bool:
+              definitions: dict | None = None, tiles=None, time_patterns: pd.DataFrame | None = None) -> bool:
     """``map.html`` of the area tables (after their profile): the default indicator at every level,
     Gi* (the profile's hot spot layers), the KDE (masked in the public profile) and the impact areas.
-    Self-contained; ``tiles`` adds a basemap (:func:`usm_geo.maps.build.basemap`). Returns whether a
+    Self-contained; ``tiles`` adds a basemap (:func:`usm_geo.maps.build.basemap`); ``time_patterns``
+    (already in the tables' profile) puts each unit's hour × weekday and month-of-year counts in its
+    tooltip. Returns whether a
     map was written (``False`` when the tables hold no indicator and no count)."""
     from usm_geo.maps import build_map, default_indicator
     from usm_geo.maps.data import from_area_tables
@@ -695,7 +697,7 @@ def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None,
     if kde is not None and Path(kde).exists():
         surface = kde_bytes(Path(kde), profile=tables.profile, k=tables.k)[0]
     inputs = from_area_tables(tables, hotspots=hotspots, impact_areas=impact_areas, impact=impact, kde=surface,
-                              info=info, definitions=definitions)
+                              info=info, definitions=definitions, time_patterns=time_patterns)
     indicator = default_indicator(inputs)
     if indicator is None:
         return False  # nothing to show: the caller must not list map.html as written
@@ -792,7 +794,8 @@ def extra_layers(tables: AreaTables, hotspots: dict | None, impact_areas) -> dic
 def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
-                       metadata: bool = True, impact: dict | None = None, tiles=None) -> dict:
+                       metadata: bool = True, impact: dict | None = None, tiles=None,
+                       time_patterns: pd.DataFrame | None = None) -> dict:
     """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``;
     ``tiles``: a basemap for ``map.html`` (none by default: the map makes no network request).
 
@@ -853,7 +856,8 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
             written["tif"] = ["kde.tif"]
     if "html" in formats and tables.layers:
         drawn = write_map(folder / MAP_NAME, tables, hotspots=map_hot, impact_areas=extra.get("impact_areas"),
-                          impact=impact, kde=kde, info=info, definitions=definitions, tiles=tiles)
+                          impact=impact, kde=kde, info=info, definitions=definitions, tiles=tiles,
+                          time_patterns=time_patterns)
         if drawn:
             written["html"] = [MAP_NAME]
         else:
@@ -896,7 +900,8 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
                       profile: str = "internal", k: int = DEFAULT_K, report_card: pd.DataFrame | None = None,
                       min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp", "html"), hotspots: dict | None = None,
                       impact_areas=None, definitions: dict | None = None, info: dict | None = None,
-                      impact: dict | None = None, kde: Path | None = None, tiles=None) -> dict:
+                      impact: dict | None = None, kde: Path | None = None, tiles=None,
+                      time_patterns: pd.DataFrame | None = None) -> dict:
     """The run folder's ``areas.gpkg``, ``shapefiles.zip`` and ``map.html`` (and ``report_card.json/.csv``)
     from the run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by
     default). ``kde`` (the run's ``kde.tif``) and ``impact`` (``impact.json``) feed the map.
@@ -912,9 +917,11 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
         from usm_geo.indicators.report_card import match_measures
 
         card = match_measures(card, tables.measures)
+    if time_patterns is not None:  # the run's own table (internal): in the profile before the map shows it
+        time_patterns = time_patterns_in_profile(time_patterns, crosswalk, profile=profile, k=k)
     return write_area_outputs(folder, tables, formats, hotspots=hotspots, impact_areas=impact_areas,
                               definitions=definitions, report_card=card, info=info, metadata=info is not None,
-                              impact=impact, kde=kde, tiles=tiles)
+                              impact=impact, kde=kde, tiles=tiles, time_patterns=time_patterns)
 
 
 # --------------------------------------------------------------------------- export a run folder
@@ -1110,7 +1117,7 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
                                     impact_areas=run.raw_impact_areas, kde=run.kde,
                                     definitions=run.info.get("indicator_definitions"),
                                     report_card=run_report_card(run, indicators), info=run.info, impact=run.impact,
-                                    tiles=tiles)
+                                    tiles=tiles, time_patterns=run.time_patterns() if "html" in formats else None)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)

@@ -708,7 +708,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
                           impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None,
-                          tiles=study.outputs.tiles)
+                          tiles=study.outputs.tiles, time_patterns=patterns)
     info["timings_s"]["exports"] = stages.timings.get("exports")
     # the output files the folder holds, so nothing is promised that was not written (run.json included;
     # the demo's inputs/ folder is input, not output)
