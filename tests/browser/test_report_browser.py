@@ -42,6 +42,22 @@ def _open(browser, path):
     return ctx, page, errors, requests
 
 
+def test_print_css_keeps_tables_whole(browser, public_report):
+    """In print media every table avoids a break inside, repeats its header, and fits on one A4 page."""
+    ctx, page, errors, _ = _open(browser, public_report)
+    try:
+        page.emulate_media(media="print")
+        styles = page.evaluate("""() => [...document.querySelectorAll('table')].map(t => [
+            getComputedStyle(t).breakInside, getComputedStyle(t.tHead).display, t.getBoundingClientRect().height])""")
+        assert len(styles) >= 7
+        printable_px = (297 - 2 * 12) / 25.4 * 96  # A4 less the 12 mm margins, in CSS pixels
+        for brk, head, height in styles:
+            assert brk == "avoid" and head == "table-header-group" and 0 < height < printable_px
+        assert errors == []
+    finally:
+        ctx.close()
+
+
 @pytest.mark.parametrize("which", ["public", "run"])
 def test_report_opens_offline_with_every_section(browser, public_report, demo_run, which):
     path = public_report if which == "public" else demo_run / "report.html"
@@ -86,7 +102,18 @@ def _pages(pdf) -> list[str]:
     return text.decode("utf-8").split("\f")
 
 
-def test_pdf_has_every_section_and_no_table_cut(public_report):
+def _cut_tables(pages: list[str], n_tables: int) -> list:
+    """Tables whose caption and last row are not on one and the same page."""
+    bad = []
+    for n in range(1, n_tables + 1):
+        starts = [i for i, p in enumerate(pages) if re.search(rf"Table {n}\. ", p)]
+        ends = [i for i, p in enumerate(pages) if f"Table {n} — end" in p]
+        if not (len(starts) == 1 and starts == ends):
+            bad.append((n, starts, ends))
+    return bad
+
+
+def test_pdf_has_every_section_and_no_table_cut(public_report, tmp_path):
     pdf = public_report.with_suffix(".pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
     pages = [p for p in _pages(pdf) if p.strip()]
@@ -97,11 +124,16 @@ def test_pdf_has_every_section_and_no_table_cut(public_report):
     html = public_report.read_text()
     n_tables = html.count("<caption>Table ")
     assert n_tables >= 7
-    for n in range(1, n_tables + 1):
-        starts = [i for i, p in enumerate(pages) if re.search(rf"Table {n}\. ", p)]
-        ends = [i for i, p in enumerate(pages) if f"Table {n} — end" in p]
-        # the caption and the last row are on one page, and the table is printed once
-        assert len(starts) == 1 and starts == ends, (n, starts, ends)
+    assert _cut_tables(pages, n_tables) == []
+    # the same with every section's content pushed down the page, so that tables fall across page
+    # ends (without the print CSS, 160 mm before each section cuts Table 1: checked by hand)
+    from usm_geo.report.pdf import print_pdf
+
+    for mm in (70, 160):
+        shifted = tmp_path / f"shifted{mm}.html"
+        shifted.write_text(re.sub(r"(</h2>)", rf'\1<div style="height:{mm}mm"></div>', html))
+        pages = [p for p in _pages(print_pdf(shifted, shifted.with_suffix(".pdf"))) if p.strip()]
+        assert _cut_tables(pages, n_tables) == [], mm
     # the print CSS that keeps them whole
     assert "break-inside: avoid" in html and "display: table-header-group" in html
     # public: the badge, and the suppressed intervention counts

@@ -18,6 +18,8 @@ import numpy as np
 
 #: Above this many features a map is a PNG (an SVG of 50,000 hexagons would weigh megabytes).
 SVG_MAX_FEATURES = 2000
+#: Levels with more units than this get no printed map (a note instead).
+MAX_FEATURES = 60_000
 GISTAR_COLOURS = ["#2166ac", "#67a9cf", "#d1e5f0", "#f7f7f7", "#fddbc7", "#ef8a62", "#b2182b"]
 
 

@@ -153,6 +153,10 @@ def choropleths(run, indicator: str | None, period: str | None) -> str:
         rows = layer[layer["period"] == period] if period else layer
         if rows.empty or rows[indicator].notna().sum() == 0:
             continue
+        if len(rows) > figures.MAX_FEATURES:  # a printed page cannot show them; matplotlib would take minutes
+            out.append(f"<p><b>{esc(level_label(level))}</b>: {len(rows):,} units are too many for a printed map "
+                       f"(at most {figures.MAX_FEATURES:,}); see map.html.</p>")
+            continue
         pooled = pd.to_numeric(layer[indicator], errors="coerce").to_numpy(float) * scale
         bins = classify.breaks(pooled, "quantiles", 5)
         colours = classify.palette("YlOrRd" if ind.lower_is_better else "YlGnBu", max(len(bins), 1))
@@ -178,7 +182,7 @@ def hotspot_map(run) -> str:
     levels = [lv for lv in hot if not lv.startswith("h3_")] + [lv for lv in hot if lv.startswith("h3_")]
     for level in levels:
         layer = hot[level]
-        if "gistar_bin" not in layer.columns:
+        if "gistar_bin" not in layer.columns or len(layer) > figures.MAX_FEATURES:
             continue
         b = pd.to_numeric(layer["gistar_bin"], errors="coerce").to_numpy(float)
         if not np.isfinite(b).any():
