@@ -764,7 +764,8 @@ SUPPRESSION_RULE = {
                "incident points or coordinates; hot spot layers without counts (Gi* z rounded to 0.1); impact areas "
                "without counts; KDE cells below k events masked; report card change and trend withheld when a "
                "value they depend on is suppressed, its values rounded to 4 significant digits (changes and trends to 0.001); time "
-               "patterns with counts 1 … k-1 suppressed in the same way (each time cell a period)"),
+               "patterns (category all) with counts 1 … k-1 suppressed in the same way, along the time axis and across "
+               "units; month of year for the city only"),
     "internal": "none: exact values, for the city's own staff; not for publication",
 }
 
@@ -998,9 +999,9 @@ class RunFolder:
         return read_table(path) if path.is_file() else None
 
     def time_patterns(self) -> pd.DataFrame | None:
-        """``time_patterns.csv`` in the tables' profile (public: counts 1 … k−1 suppressed, see
-        :func:`usm_geo.disclosure.profile_time_patterns`), with a boolean ``suppressed`` column;
-        None when the run has none."""
+        """``time_patterns.csv`` in the tables' profile (public: category ``all`` only, counts 1 … k−1
+        suppressed, see :func:`usm_geo.disclosure.profile_time_patterns`), with a boolean ``suppressed``
+        column; None when the run has none."""
         table = self.table("time_patterns.csv")
         if table is None:
             return None

@@ -117,22 +117,32 @@ def test_public_report_shows_no_small_count(run_dir):
 def test_public_time_patterns_hide_small_counts_and_cannot_be_differenced(run_dir):
     raw = read_table(run_dir / "time_patterns.csv")
     out, report = profile_time_patterns(raw, read_table(run_dir / "crosswalk.csv"), profile="public", k=5)
-    shown = out["count"]
-    assert len(out) == len(raw) and out["suppressed"].sum() > 1000
+    raw_all = raw[raw.category == "all"].reset_index(drop=True)
+    assert (out.category == "all").all() and len(out) == len(raw_all)  # categories are not published
+    shown, supp = out["count"], out["suppressed"].to_numpy()
+    assert supp.sum() > 1000
     assert not ((shown >= 1) & (shown <= 4)).any()
-    assert (raw["count"][~out["suppressed"]] == shown[~out["suppressed"]]).all()
-    cell = ["pattern", "weekday", "hour", "month"]
-    key = ["level", "unit_id"] + cell
-    o = out.assign(**{c: out[c].astype(str) for c in cell})
-    # categories → all: no unit × time cell has exactly one suppressed member (parent published)
-    cats = o[o.category != "all"].groupby(key)["suppressed"].sum()
-    parent = o[o.category == "all"].set_index(key)["suppressed"]
-    pub = ~parent.reindex(cats.index).to_numpy()
-    assert not ((cats.to_numpy() == 1) & pub).any()
-    # units → city, per category and time cell
-    units = o[o.level != "city"].groupby(["category"] + cell)["suppressed"].sum()
-    city = o[o.level == "city"].set_index(["category"] + cell)["suppressed"].reindex(units.index).to_numpy()
-    assert not ((units.to_numpy() == 1) & ~city).any()
+    assert (raw_all["count"][~supp].to_numpy() == shown[~supp].to_numpy()).all()  # published cells exact
+    def text(col):
+        return out[col].astype(object).where(out[col].notna(), "").astype(str)
+
+    o = out.assign(group=np.where(out.pattern == "month", text("month").str[:4], out.pattern),
+                   cell=text("weekday") + "|" + text("hour") + "|" + text("month"))
+    body = o[o.pattern != "month_of_year"]
+    # along the time axis (the margin, a unit's total per year or of timed records, is known from the
+    # published yearly counts): never exactly one suppressed cell in a unit's day grid or year
+    per_group = body.groupby(["level", "unit_id", "group"])["suppressed"].sum()
+    assert per_group.max() > 1 and not (per_group == 1).any()
+    # across units (they add up to the city in every cell): never exactly one suppressed unit
+    per_cell = body[body.level != "city"].groupby(["group", "cell"])["suppressed"].sum()
+    city = body[body.level == "city"].set_index(["group", "cell"])["suppressed"].reindex(per_cell.index)
+    assert not ((per_cell == 1) & ~city.to_numpy()).any()
+    # month of year, a sum across years: withheld for every unit, the city's published when whole
+    moy = o[o.pattern == "month_of_year"]
+    assert moy[moy.level != "city"]["suppressed"].all()
+    city_moy = moy[moy.level == "city"]
+    assert (~city_moy["suppressed"]).all()
+    assert city_moy["count"].sum() == raw_all[(raw_all.level == "city") & (raw_all.pattern == "month")]["count"].sum()
 
 
 def test_public_card_is_rounded():
