@@ -99,9 +99,17 @@ def build_report(run_dir, *, profile: str = "public", k: int | None = None, pape
         "img-src data:\">"
         f"<title>{esc(name)} — safety report</title><style>{CSS.replace('%(paper)s', PAPERS[paper])}</style></head><body>"
         f"<header><h1>{esc(name)}: urban safety report</h1>"
-        f"<p class=\"usm-sub\">Current period {esc(periods.get('current'))}, baseline {esc(periods.get('baseline'))} · "
+        f"<p class=\"usm-sub\">{esc(_period_line(periods, period))} · "
         f"<span class=\"usm-profile\">{esc(badge)}</span> · usm_geo {esc(info.get('usm_geo'))}</p></header>"
         f"{nav}{''.join(parts)}</body></html>\n")
+
+
+def _period_line(periods: dict, shown: str | None) -> str:
+    """"Current period 2023, baseline 2019" — or the period the maps show when the study names none."""
+    if periods.get("current"):
+        text = f"Current period {periods['current']}"
+        return text + (f", baseline {periods['baseline']}" if periods.get("baseline") else "")
+    return f"Period shown: {shown}" if shown else "No period"
 
 
 def write_report(run_dir, out, *, profile: str = "public", k: int | None = None, pdf: bool = False,

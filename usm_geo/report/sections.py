@@ -9,6 +9,7 @@ where a table starts and ends on the printed pages.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -166,7 +167,7 @@ def choropleths(run, indicator: str | None, period: str | None) -> str:
         labels = class_ranges([low, *bins], " %" if ind.percent else "")
         title = f"{ind.name}, {period}" if period else ind.name
         svg = figures.choropleth(rows, cls, colours[: len(labels)], labels, no_value=classify.NO_VALUE,
-                                 legend_title=ind.units[:40], alt=esc(f"Map: {title} by {level_label(level)}"))
+                                 legend_title=textwrap.fill(ind.units, 30), alt=esc(f"Map: {title} by {level_label(level)}"))
         suppressed = int(rows[f"{indicator}_flags"].fillna("").str.contains("suppressed").sum()) \
             if f"{indicator}_flags" in rows else 0
         note = (f" {suppressed} of {len(rows)} units withheld (suppressed) in this profile." if suppressed else "")
@@ -411,8 +412,9 @@ def methods_section(run) -> str:
     items = [
         f"<b>Data.</b> Incidents are placed in units by their coordinates (working CRS {esc(info.get('working_crs'))}); "
         f"times are local times in {esc(info.get('timezone'))}. Periods: {esc(periods.get('frequency'))}, from "
-        f"{esc(periods.get('start'))} to {esc(periods.get('end'))}; baseline {esc(periods.get('baseline'))}, current "
-        f"{esc(periods.get('current'))}.",
+        f"{esc(periods.get('start'))} to {esc(periods.get('end'))}"
+        + (f"; baseline {esc(periods.get('baseline'))}" if periods.get("baseline") else "")
+        + (f", current {esc(periods.get('current'))}" if periods.get("current") else "") + ".",
         "<b>Rates</b> are incidents per resident population (per 1,000 or 100,000), with exact Poisson (Garwood) "
         "95 % intervals. Larger areas add up the counts and populations of their parts; rates are never averaged.",
         "<b>Survey shares</b> are weighted proportions with design-based 95 % intervals; shares from fewer than "
