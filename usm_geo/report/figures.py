@@ -89,6 +89,9 @@ def choropleth(frame, classes: np.ndarray, colours: list[str], labels: list[str]
     from matplotlib.patches import Patch
 
     frame, metric = _metric(frame.reset_index(drop=True))
+    x0, y0, x1, y1 = frame.total_bounds
+    # a printed map is ~1,500 dots wide: detail finer than that only weighs on the file
+    frame = frame.set_geometry(frame.geometry.simplify(max(x1 - x0, y1 - y0) / 3000.0, preserve_topology=True))
     cls = np.asarray(classes, dtype=np.int64)
     fill = np.array([colours[c] if 0 <= c < len(colours) else no_value for c in cls], dtype=object)
     many = len(frame) > SVG_MAX_FEATURES
