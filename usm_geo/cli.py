@@ -13,6 +13,7 @@ import click
 
 from usm_geo import __version__
 from usm_geo.errors import UsmGeoError
+from usm_geo.progressbar import showing, silence
 
 EXIT_USER_ERROR = 2
 
@@ -26,7 +27,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with showing(True):  # progress bars on a terminal's stderr; --quiet turns them off
+                return super().invoke(ctx)
         except UsmGeoError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -48,6 +50,17 @@ def _echo_failed_ledger(exc: UsmGeoError) -> None:
     path = getattr(exc, "ledger_path", None)
     if path:
         _echo_err(f"ledger written to {path}")
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        silence()
+    return value
+
+
+#: ``--quiet``: no progress messages or bars; the ledger summary (why records were dropped) still prints
+quiet_option = click.option("--quiet", is_flag=True, callback=_quiet,
+                            help="No progress messages or bars (the ledger summary is still printed).")
 
 
 def _stages(quiet: bool):
@@ -83,7 +96,7 @@ def _finish(info: dict, out: Path) -> None:
 @main.command()
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
 @click.option("--seed", type=int, default=None, help="Seed of the generator (default: the Demo City's own).")
-@click.option("--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def demo(out: Path, seed: int | None, quiet: bool) -> None:
     """Generate the Demo City and run the whole study on it.
 
@@ -113,7 +126,7 @@ def _scheduler(option: str | None, points):
 @click.argument("study", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
 @click.option("--scheduler", default=None, metavar="local|local:N|threads|tcp://HOST:PORT|none", help=_SCHEDULER_HELP)
-@click.option("--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def run(study: Path, out: Path, scheduler: str | None, quiet: bool) -> None:
     """Run STUDY (a study.toml) and write every output into OUT."""
     from usm_geo.pipeline import run as run_study
@@ -128,7 +141,7 @@ def run(study: Path, out: Path, scheduler: str | None, quiet: bool) -> None:
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
 @click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), default=None, help="Also write the ledger to this CSV file.")
-@click.option("--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
     """Read and check every input of STUDY as `run` does — boundaries, incidents, survey, perception,
     population, the periods and the intervention — and print the ledger summary and the file notes;
@@ -234,8 +247,12 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
               help="Binary or row-standardised weights for Gi* (its z is the same either way).")
 @click.option("--permutations", type=int, default=999, show_default=True, help="Permutations for local Moran's p_sim.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations.")
+@click.option("--max-cells", "max_cells", type=click.IntRange(min=1), default=None,
+              help="Cell budget of the --grid (default 250,000); a grid with more cells is refused, an automatic square cell size is coarsened to fit.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.gpkg (a FILE.json sidecar holds the global statistics).")
-def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, weights, transform, permutations, seed, out) -> None:
+@quiet_option
+def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, weights, transform, permutations, seed,
+             max_cells, out, quiet) -> None:
     """Gi* hot and cold spots (FDR-controlled bins) and local Moran's I of AREAS' --value column,
     or of counts of --points on a --grid. Global Moran's I and Getis-Ord G are printed and written
     to OUT's .json sidecar with every value chosen automatically."""
@@ -248,6 +265,8 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
         raise click.UsageError("give either AREAS with --value, or --points with --grid")
     if Path(out).suffix.lower() != ".gpkg":
         raise click.UsageError("--out must end with .gpkg")
+    if max_cells is not None and points is None:
+        raise click.UsageError("--max-cells is the budget of a --grid (with --points)")
     if areas is not None:
         if not value:
             raise click.UsageError("AREAS needs --value COLUMN")
@@ -259,7 +278,8 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
             raise click.UsageError("--points needs --grid h3:RES or square:METRES")
         layer_out, globals_, report, ledger = hotspots_from_points(points, grid, lon=lon, lat=lat, x=x, y=y, crs=crs,
                                                                    weights=weights, transform=transform,
-                                                                   permutations=permutations, seed=seed)
+                                                                   permutations=permutations, seed=seed,
+                                                                   max_cells=max_cells)
         click.echo(ledger.summary())
     write_layers(Path(out), {"hotspots": layer_out})
     write_json(Path(out).with_suffix(".json"), {"global": globals_, "report": report})
@@ -383,6 +403,82 @@ def report(run_dir: Path, out: Path, profile: str, k: int | None, pdf: bool, pap
 
 def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for comparison.csv and comparison.html.")
+@click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
+              help="public: only report cards made in the public profile (usm-geo export); internal: cards for a city's own staff too.")
+@click.option("--rank", is_flag=True, help="Also rank the comparable cities on each indicator (the output says why ranking misleads).")
+def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> None:
+    """Peer review: line up the report cards of several cities (run or export folders, or
+    report_card.json files) indicator by indicator. Each indicator is checked for comparability
+    (source, kind, unit, period, ICCS categories, survey question, definition), each city's own change
+    since its baseline is shown, and overlapping intervals are said to overlap; cities are listed by
+    name, never by value, unless --rank."""
+    from usm_geo.compare import compare as run_compare
+
+    summary = run_compare(list(inputs), out, profile=profile, rank=rank)
+    click.echo(f"{len(summary['cities'])} cities ({', '.join(summary['cities'])}), {summary['indicators']} indicators: "
+               f"{summary['comparable_rows']} comparable values, {summary['not_comparable_rows']} not comparable "
+               f"(reasons in comparison.csv) → {out}")
+
+
+@main.command()
+@click.argument("study", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv and ledger.csv (created or replaced).")
+@quiet_option
+def model(study: Path, out: Path, quiet: bool) -> None:
+    """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
+    against each factor, population as exposure (negative binomial). Prints each factor's rate ratio
+    with its 95 % interval and the residual Moran's I. Associations, not causes."""
+    from usm_geo.pipeline import model_study
+    from usm_geo.study import load_study
+
+    info = model_study(load_study(study), out, _stages(quiet))
+    click.echo(info["ledger_summary"])
+    for level, m in info["models"].items():
+        if m["status"] != "fitted":
+            click.echo(f"{level}: not fitted: {'; '.join(m['notes'])}")
+            continue
+        click.echo(f"{level}, {m['period']}: {m['n_units']} units, exposure {m['exposure']}, theta = {m['theta']:.3g}")
+        for c in m["coefficients"][1:]:
+            click.echo(f"  {c['term']}: rate ratio {c['rate_ratio']:.3g} ({c['rr_lower']:.3g} to {c['rr_upper']:.3g}), p = {c['p']:.2g}")
+        if m["residual_moran"]:
+            r = m["residual_moran"]
+            click.echo(f"  residual Moran's I = {r['I']:.3f} (z = {r['z_norm']:.2f}): "
+                       + ("space is left unexplained" if r["p_norm"] < 0.05 else "no clear spatial pattern left"))
+        for note in m["notes"]:
+            click.echo(f"  note: {note}")
+    click.echo(f"({info['caveat']}) → {out}")
+
+
+@main.command()
+@click.argument("study_a", type=click.Path(path_type=Path))
+@click.argument("study_b", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for reconciliation.csv/.json (created or replaced).")
+@click.option("--link", default=None, metavar="date,unit|id",
+              help="Link records found in both sources: the same day in the same finest unit, or the same id; adds Chapman's estimate of the total.")
+@quiet_option
+def reconcile(study_a: Path, study_b: Path, out: Path, link: str | None, quiet: bool) -> None:
+    """Compare two sources of the same incidents (e.g. police and health records) over the same
+    boundaries: per unit and period the two counts, their difference and ratio with an exact
+    interval, and a flag where they differ beyond chance (BH FDR); with --link, capture–recapture
+    (Chapman) estimates of the total."""
+    from usm_geo.pipeline import reconcile_studies
+    from usm_geo.study import load_study
+
+    parts = tuple(p.strip() for p in link.split(",")) if link else ()
+    summary = reconcile_studies(load_study(study_a), load_study(study_b), out, link=parts, stages=_stages(quiet))
+    click.echo(f"{summary['a']['study']} ({summary['a']['records']}, {summary['a']['used']:,} records) and "
+               f"{summary['b']['study']} ({summary['b']['records']}, {summary['b']['used']:,} records), "
+               f"{len(summary['periods'])} periods")
+    for level, n in summary["units_differing"].items():
+        click.echo(f"  {level}: {n} unit-periods where the sources differ beyond chance")
+    for note in summary["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo(f"→ {out}")
 
 
 @main.command("map")

@@ -16,6 +16,11 @@ HEADER = """# Command-line reference
 Generated from the click commands by `python -m usm_geo.clidoc > docs/cli.md`; do not edit by hand
 (a test fails when this file and the commands disagree). Input or setting errors print one line,
 `usm-geo: error: …` with the fix, and exit with status 2 (`--debug` shows the traceback).
+
+Long steps (reading, assigning points, building a grid, permutations, writing) draw a progress bar
+on stderr when it is a terminal and the step takes more than two seconds; nothing is drawn into a
+pipe, a log file or a notebook, and `--quiet` turns bars and stage messages off. The ledger summary
+(what was read, used and dropped, and why) is printed on stdout either way.
 """
 
 

@@ -204,11 +204,14 @@ def hotspots_from_areas(areas: Path, value: str, *, id_column: str | None = None
 
 def hotspots_from_points(points: Path, grid: str, *, lon=None, lat=None, x=None, y=None, crs=None,
                          weights: str | None = None, transform: str = "B", permutations: int = 999, seed: int = 0,
-                         now: dt.datetime | None = None):
+                         max_cells: int | None = None, now: dt.datetime | None = None):
     """Counts of points on an H3 (``h3:RES``) or square (``square:METRES``) grid over the points'
-    convex hull, then the same hot spot analysis. Returns (layer, globals, report, ledger)."""
+    convex hull, then the same hot spot analysis. Returns (layer, globals, report, ledger).
+
+    ``max_cells``: the grid's cell budget (default :data:`usm_geo.hotspots.grids.MAX_CELLS`); a grid
+    that would hold more is refused before it is built (an automatic square cell size is coarsened)."""
     from usm_geo.hotspots.analysis import hotspot_layer
-    from usm_geo.hotspots.grids import count_points_square, square_grid
+    from usm_geo.hotspots.grids import MAX_CELLS, count_points_square, h3_cells_estimate, square_grid
     from usm_geo.study import RecordSource
 
     kind, _, arg = grid.partition(":")
@@ -221,8 +224,15 @@ def hotspots_from_points(points: Path, grid: str, *, lon=None, lat=None, x=None,
     records = read_point_records(src, ledger, ctx, detect=False)
     px, py = records["x"].to_numpy(float), records["y"].to_numpy(float)
     hull = shapely.convex_hull(shapely.multipoints(np.column_stack([px, py])))
+    budget = MAX_CELLS if max_cells is None else int(max_cells)
     if kind == "h3":
         res, _, _ = parse_units_option(grid)
+        estimate = h3_cells_estimate(hull.buffer(1.0).area, res)
+        if estimate > budget:
+            raise UsmGeoError(
+                f"an H3 resolution {res} grid over the points' convex hull would have about {estimate:,} cells, "
+                f"more than the budget of {budget:,}", where="--grid",
+                fix=f"use a coarser resolution (e.g. h3:{max(0, res - 1)}) or raise the budget with --max-cells {estimate}")
         cells = point_cells(records["lon"], records["lat"], [res])
         units = build_units({}, study_area=hull.buffer(1.0), crs=ctx.working_crs, h3_resolutions=[res], point_cells=cells)
         layer = units.levels[h3_level(res)][["unit_id", "geometry"]].reset_index(drop=True)
@@ -236,7 +246,8 @@ def hotspots_from_points(points: Path, grid: str, *, lon=None, lat=None, x=None,
             size = float(arg) if arg else None
         except ValueError:
             raise UsmGeoError(f"'{grid}' needs a cell size in metres", where="--grid", fix="e.g. square:250") from None
-        layer, grid_report = square_grid(hull.buffer(1.0), cell_size=size, crs=ctx.working_crs, cover="touch")
+        layer, grid_report = square_grid(hull.buffer(1.0), cell_size=size, crs=ctx.working_crs, cover="touch",
+                                         max_cells=budget)
         full, _ = count_points_square(px, py, grid_report["origin"], grid_report["cell_size"], grid_report["shape"])
         counts = full[layer["row"].to_numpy(), layer["col"].to_numpy()].astype(float)
         layer = layer[["unit_id", "geometry"]]

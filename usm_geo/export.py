@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from usm_geo.errors import OutputError
+from usm_geo.progressbar import bar
 from usm_geo.indicators.registry import COUNT_DEFINITION
 
 MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
@@ -90,8 +91,10 @@ def write_layers(target: Path, layers: dict) -> None:
     with atomic_path(target) as tmp, fixed_gdal_date(), warnings.catch_warnings():
         # a layer without a CRS is allowed (contiguity needs none) and the run's report says so
         warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
-        for layer, frame in layers.items():
-            frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+        with bar(sum(len(f) for f in layers.values()), f"writing {target.name}", unit="rows") as progress:
+            for layer, frame in layers.items():
+                frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+                progress.update(len(frame))
 
 
 def write_bytes(target: Path, data: bytes) -> None:

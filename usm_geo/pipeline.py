@@ -86,6 +86,7 @@ class Intake:
     timings: dict[str, float] = field(default_factory=dict)
     # incidents of a partitioned dataset counted on Dask (usm_geo.scale.Partial) instead of ``incidents``
     counted: object = None
+    covariates: dict[str, pd.DataFrame] = field(default_factory=dict)  # level → unit_id + factor columns
 
     def categories(self) -> list[str]:
         """The categories of the used incidents, sorted."""
@@ -166,9 +167,25 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     if study.perception is not None:
         with stages("perception"):
             perception = read_perception(study.perception, ledger, levels[study.perception.unit_level], study.periods)
+    covariates = read_covariate_tables(study, ledger, unit_ids, stages)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
-                  counted=counted)
+                  counted=counted, covariates=covariates)
+
+
+def read_covariate_tables(study: Study, ledger: Ledger, unit_ids: dict[str, set], stages: Stages) -> dict[str, pd.DataFrame]:
+    """``[[inputs.covariates]]`` joined per boundary level: ``unit_id`` + one column per factor."""
+    from usm_geo.intake.covariates import read_covariates
+
+    out: dict[str, pd.DataFrame] = {}
+    if not study.covariates:
+        return out
+    with stages("covariates"):
+        for src in study.covariates:
+            table = read_covariates(src, ledger, unit_ids.get(src.unit_level, set()))
+            out[src.unit_level] = (table if src.unit_level not in out
+                                   else out[src.unit_level].merge(table, on="unit_id", how="outer"))
+    return out
 
 
 def _declared_parents(study: Study) -> dict[str, str]:
@@ -469,6 +486,44 @@ class Hotspots:
     period: str | None
 
 
+def write_models(folder: Path, models: dict, profile: str) -> list[str]:
+    """``model.json`` (every modelled level) and, in the internal profile, ``model_units.csv``
+    (observed and expected counts per unit: counts, so never in a public folder)."""
+    if not models:
+        return []
+    write_json(folder / "model.json", {lv: m["json"] for lv, m in models.items()})
+    written = ["model.json"]
+    frames = [m["units"].assign(level=lv) for lv, m in models.items() if m["units"] is not None]
+    if frames and profile == "internal":
+        table = pd.concat(frames, ignore_index=True)
+        write_csv(folder / "model_units.csv", table[["level", *[c for c in table.columns if c != "level"]]])
+        written.append("model_units.csv")
+    return written
+
+
+def run_models(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> dict:
+    """The count model of every level with covariates (usm_geo.models.counts): incidents of the
+    current period (category ``all``) against the level's factors, population as exposure.
+    Returns ``{level: {"json": …, "units": DataFrame}}``; levels that cannot be modelled say why."""
+    from usm_geo.hotspots.weights import queen
+    from usm_geo.models.counts import area_count_model
+
+    out: dict = {}
+    if not intake.covariates:
+        return out
+    stages = stages or Stages()
+    with stages("models"):
+        for level, table in sorted(intake.covariates.items()):
+            layer = located.units.levels[level]
+            try:
+                w = queen(layer, ids=layer["unit_id"].to_numpy())
+            except UsmGeoError:
+                w = None
+            out[level] = area_count_model(measures, layer, table, level=level, period=intake.study.periods.current,
+                                          weights=w)
+    return out
+
+
 def run_hotspots(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Hotspots:
     """Gi* (FDR bins) and local Moran's I of the current period at every H3 and polygon level with at
     least 3 units (levels under ``[hotspots] min_units`` are written flagged ``too_few_units``, without
@@ -646,6 +701,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     hot = run_hotspots(intake, located, measures, stages)
     impact_json, impact_layer = run_impact(intake, stages)
     patterns, patterns_summary = run_time_patterns(intake, located, stages)
+    models = run_models(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
@@ -668,6 +724,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
         if patterns is not None:
             write_csv(folder / "time_patterns.csv", patterns)
+        write_models(folder, models, study.outputs.profile)
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
@@ -684,6 +741,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["indicator_definitions"] = indicators.definitions
     if patterns_summary is not None:
         info["time_patterns"] = patterns_summary
+    if models:
+        info["models"] = {lv: {k: m["json"][k] for k in ("status", "period", "n_units", "notes")} for lv, m in models.items()}
     if intake.counted is not None:
         skipped = ["kde"] + (["impact"] if study.intervention is not None else [])
         info["dask"] = {"scheduler": str(scheduler), "not_computed": skipped,
@@ -892,6 +951,135 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
         checks.append("population: none given, so no rate can be computed (counts, concentration, hot spots and impact on counts only)")
     checks += [line for line in (check_periods(intake), check_intervention(intake)) if line]
     return Validation(intake=intake, located=located, population=pop, checks=checks)
+
+
+def model_study(study: Study, out: Path, stages: Stages | None = None) -> dict:
+    """What ``usm-geo model STUDY --out DIR`` does: intake, units, population and measures, then the
+    count model of every level with covariates; writes ``model.json``, ``model_units.csv`` (internal
+    profile) and ``ledger.csv`` into ``out`` (built as a temporary sibling and swapped in)."""
+    from usm_geo.models.counts import CAVEAT
+
+    if not study.covariates:
+        raise StudyError("the study has no [[inputs.covariates]] to model", where=study.path,
+                         fix='add [[inputs.covariates]] with path, unit, unit_level and columns = ["…"]')
+    stages = stages or Stages()
+    with staged_folder(Path(out).resolve()) as stage:
+        intake = run_intake(study, stages)
+        located = run_units(intake, stages)
+        pop = run_population(intake, located, stages)
+        measures = run_measures(intake, located, pop, stages)
+        models = run_models(intake, located, measures, stages)
+        write_models(stage, models, study.outputs.profile)
+        write_csv(stage / "ledger.csv", intake.ledger.to_frame())
+    return {"models": {lv: m["json"] for lv, m in models.items()}, "ledger_summary": intake.ledger.summary(),
+            "caveat": CAVEAT}
+
+
+def reconcile_studies(study_a: Study, study_b: Study, out: Path, *, link: tuple[str, ...] = (),
+                      stages: Stages | None = None) -> dict:
+    """What ``usm-geo reconcile STUDY_A STUDY_B --out DIR`` does: read both studies' incidents over the
+    same boundaries, count them per unit (polygon levels and the city) and period, compare the two
+    sources (usm_geo.reconcile) and, with ``link`` (``("date", "unit")``: the same day in the same
+    finest unit; ``("id",)``: the same record id), estimate the total by capture–recapture.
+    Writes ``reconciliation.csv`` and ``reconciliation.json`` (summary), plus each study's ledger."""
+    from usm_geo.reconcile import CAPTURE_RECAPTURE_CAVEAT, reconcile_tables
+
+    link = tuple(link)
+    if link not in ((), ("date", "unit"), ("unit", "date"), ("id",)):
+        raise UsmGeoError(f"unknown link {','.join(link)!r}", where="--link", fix="use date,unit or id")
+    if study_a.periods.frequency != study_b.periods.frequency:
+        raise StudyError(f"the two studies count by different periods ({study_a.periods.frequency} and "
+                         f"{study_b.periods.frequency})", where=study_b.path, fix="give both the same [periods] frequency")
+    stages = stages or Stages()
+    sides = []
+    for study in (study_a, study_b):
+        intake = run_intake(study, stages)
+        if intake.incidents is None:
+            raise StudyError("the study has no point incidents to reconcile", where=study.path,
+                             fix="reconcile two studies of incident records (police and health)")
+        sides.append((intake, run_units(intake, stages)))
+    (ia, la), (ib, lb) = sides
+    levels = {}
+    for name in la.units.names:
+        if la.units.kinds[name] == "h3" or name not in lb.units.levels:
+            continue
+        ids_a = set(la.units.levels[name]["unit_id"])
+        if ids_a != set(lb.units.levels[name]["unit_id"]):
+            raise StudyError(f"the level '{name}' has different units in the two studies", where=study_b.path,
+                             fix="use the same boundary files in both studies")
+        levels[name] = la.units.levels[name]["unit_id"].to_numpy(dtype=object)
+    if set(levels) == {"city"}:
+        raise StudyError("the two studies share no boundary level", where=study_b.path, fix="use the same boundary files in both studies")
+    pa = study_periods(study_a, ia.incidents["occurred_at"])
+    pb = study_periods(study_b, ib.incidents["occurred_at"])
+    periods = [p for p in pa if p in set(pb)]
+    if not periods:
+        raise StudyError("the two studies share no period", where=study_b.path, fix="give both the same [periods] start and end")
+    freq = study_a.periods.frequency
+
+    def table(intake, located):
+        frame = located.incidents[list(levels)].copy()
+        frame["period"] = period_labels(intake.incidents["occurred_at"].to_numpy(), freq)
+        return frame
+
+    ta, tb = table(ia, la), table(ib, lb)
+    keys = (None, None)
+    notes = []
+    if link:
+        if link == ("id",):
+            for intake, study in ((ia, study_a), (ib, study_b)):
+                if "record_id" not in intake.incidents:
+                    raise StudyError("linking by id needs an id column", where=study.path, fix='add id = "COLUMN" to [inputs.incidents]')
+            # a record without an id (police.uk anti-social behaviour) is never linked
+            keys = tuple(intake.incidents["record_id"].astype(str).where(lambda v: v.str.strip() != "", None)
+                         .to_numpy(dtype=object) for intake in (ia, ib))
+        else:
+            finest = next(n for n in levels if n != "city")
+            for intake, study in ((ia, study_a), (ib, study_b)):
+                if (intake.incidents.get("date_precision", pd.Series(["day"])) .isin(["month", "year"])).any():
+                    notes.append(f"{study.name}: some records are dated to the month or year only, so same-day linking misses them")
+            keys = tuple((pd.to_datetime(intake.incidents["occurred_at"]).dt.strftime("%Y-%m-%d") + "|"
+                          + located.incidents[finest].astype(str)).where(located.incidents[finest].notna(), None)
+                         .to_numpy(dtype=object) for intake, located in sides)  # outside every unit: never linked
+            notes.append(f"records linked when on the same day in the same {finest} unit, one to one")
+        notes.append(CAPTURE_RECAPTURE_CAVEAT)
+    with stages("reconcile"):
+        result = reconcile_tables(ta, tb, levels, periods, link_key_a=keys[0], link_key_b=keys[1])
+    summary = {"a": {"study": study_a.name, "records": study_a.incidents.records, "used": int(len(ta))},
+               "b": {"study": study_b.name, "records": study_b.incidents.records, "used": int(len(tb))},
+               "levels": list(levels), "periods": periods, "link": list(link),
+               "units_differing": {lv: int((result[(result["level"] == lv)]["flags"] == "sources_differ").sum())
+                                   for lv in levels},
+               "notes": notes}
+    with staged_folder(Path(out).resolve()) as stage:
+        write_csv(stage / "reconciliation.csv", result)
+        write_json(stage / "reconciliation.json", summary)
+        _reconciliation_map(stage / "reconciliation.html", result, la.units, levels, study_a, study_b)
+        write_csv(stage / "ledger_a.csv", ia.ledger.to_frame())
+        write_csv(stage / "ledger_b.csv", ib.ledger.to_frame())
+    return summary
+
+
+def _reconciliation_map(target: Path, result: pd.DataFrame, units: UnitSet, levels: dict, study_a: Study,
+                        study_b: Study) -> None:
+    """``reconciliation.html``: per polygon level and period, A's count minus B's, with the units
+    where they differ beyond chance flagged in the tooltip (self-contained, no basemap)."""
+    from usm_geo.maps import MapInputs, build_map
+
+    key = "source_difference"
+    poly = [lv for lv in levels if lv != "city"]
+    names = {lv: dict(zip(units.levels[lv]["unit_id"], units.levels[lv]["name"])) for lv in poly}
+    rows = result[result["level"].isin(poly)]
+    wide = pd.DataFrame({"level": rows["level"], "unit_id": rows["unit_id"],
+                         "name": [names[lv].get(u, u) for lv, u in zip(rows["level"], rows["unit_id"])],
+                         "period": rows["period"], key: rows["difference"].astype(float),
+                         f"{key}_n": (rows["a"] + rows["b"]).astype(np.int64), f"{key}_flags": rows["flags"]})
+    definitions = {key: {"name": f"{study_a.name} ({study_a.incidents.records}) minus {study_b.name} "
+                                 f"({study_b.incidents.records}): recorded incidents", "kind": "", "lower_is_better": True}}
+    inputs = MapInputs(units={lv: units.levels[lv][["unit_id", "name", "geometry"]] for lv in poly}, table=wide,
+                       definitions=definitions, title=f"Reconciling {study_a.name} and {study_b.name}")
+    build_map(inputs, target, indicator=key, period=str(sorted(set(rows["period"]))[-1]), palette="PuOr",
+              hotspots=False, kde=False, impact=False)
 
 
 def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -> dict:

@@ -132,6 +132,20 @@ class PerceptionSource:
 
 
 @dataclass(frozen=True)
+class CovariateSource:
+    """``[[inputs.covariates]]``: risk or resilience factors as an area table, one row per unit of
+    ``unit_level`` (``unit`` = the column of unit ids) and one numeric column per factor (``columns``).
+    They feed the count model (usm_geo.models.counts; docs/methods.md)."""
+
+    path: Path | DatabaseSource
+    unit: str
+    unit_level: str
+    columns: tuple[str, ...]
+    sheet: str | None = None
+    name: str = "covariates"  # the ledger source: "covariates" with one table, "covariates[n]" with several
+
+
+@dataclass(frozen=True)
 class Periods:
     frequency: str = "year"
     start: dt.date | None = None
@@ -209,6 +223,7 @@ class Study:
     # several incident files (a list ``path`` or repeated [[inputs.incidents]]): all of them, the first
     # also in ``incidents``; empty with one file. Read them through :meth:`incident_inputs`.
     incident_sources: tuple[RecordSource, ...] = ()
+    covariates: tuple[CovariateSource, ...] = ()  # [[inputs.covariates]]: area tables of risk/resilience factors
 
     def incident_inputs(self) -> tuple[RecordSource, ...]:
         """Every incident source in the study's order: the several files, or the one ``incidents``."""
@@ -241,6 +256,8 @@ class Study:
                     out[f"population.{key}"] = getattr(self.population, key)
         if self.perception is not None:
             out["perception"] = self.perception.path
+        for c in self.covariates:
+            out[c.name] = c.path
         if self.units.study_area is not None:
             out["units.study_area"] = self.units.study_area
         if self.intervention is not None:
@@ -608,6 +625,32 @@ def _perception(table, file: Path) -> PerceptionSource:
     return p
 
 
+def _covariates(items, file: Path, level_names: list[str]) -> tuple[CovariateSource, ...]:
+    """``[[inputs.covariates]]``: one or more area tables of factors, each keyed by a boundary level's ids."""
+    tables = items if isinstance(items, list) else [items]
+    out = []
+    for i, table in enumerate(tables, 1):
+        key = "inputs.covariates" if len(tables) == 1 else f"inputs.covariates[{i}]"
+        r = _Reader(table, key, file)
+        columns = r.take("columns", list)
+        if not columns or not all(isinstance(c, str) and c for c in columns):
+            raise r.error(f"{key}.columns", "must be a non-empty list of column names", 'e.g. columns = ["deprivation", "density"]')
+        src = CovariateSource(path=r.source(file_keys=("sheet",)), unit=r.take("unit", str), unit_level=r.take("unit_level", str),
+                              columns=tuple(columns), sheet=r.take("sheet", str, None),
+                              name="covariates" if len(tables) == 1 else f"covariates[{i}]")
+        r.done()
+        if src.unit_level not in level_names:
+            raise StudyError(f"'{key}.unit_level' is '{src.unit_level}', which is not a boundary level", where=file,
+                             fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
+        out.append(src)
+    seen = [c for s in out for c in s.columns]
+    twice = sorted({c for c in seen if seen.count(c) > 1})
+    if twice:
+        raise StudyError(f"'inputs.covariates' names the factor '{twice[0]}' in two tables", where=file,
+                         fix="give every factor one column in one table")
+    return tuple(out)
+
+
 def _periods(table, file: Path) -> Periods:
     r = _Reader(table, "periods", file)
     p = Periods(
@@ -754,6 +797,7 @@ def load_study(path: str | Path) -> Study:
     bnd = inputs.take("boundaries", list, [])
     pop = inputs.take("population", dict, None)
     per = inputs.take("perception", dict, None)
+    cov = inputs.take("covariates", (dict, list), None)
     inputs.done()
     incident_sources = _incident_sources(inc, file) if inc is not None else ()
     incidents = incident_sources[0] if incident_sources else None
@@ -764,6 +808,7 @@ def load_study(path: str | Path) -> Study:
     population = _population(pop, file) if pop is not None else None
     perception = _perception(per, file) if per is not None else None
     level_names = [b.level for b in boundaries]
+    covariates = _covariates(cov, file, level_names) if cov is not None else ()
     if perception is not None and perception.unit_level not in level_names:
         raise StudyError(f"'inputs.perception.unit_level' is '{perception.unit_level}', which is not a boundary level", where=file, fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
     if population is not None and population.level is not None and population.level not in level_names:
@@ -799,4 +844,5 @@ def load_study(path: str | Path) -> Study:
         perception=perception,
         incident_sources=incident_sources if len(incident_sources) > 1 else (),
         hotspots=hotspots,
+        covariates=covariates,
     )

@@ -23,7 +23,7 @@ from scipy.stats import chi2, false_discovery_control
 from shared_data import REPO
 
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["01_quickstart", "02_hotspot_analysis", "03_neighbourhood_review", "04_exporting"]
+NAMES = ["01_quickstart", "02_hotspot_analysis", "03_neighbourhood_review", "04_exporting", "05_global_level"]
 KEY_TAG = "key-figures"
 VIOLENT = ["assault", "homicide", "robbery", "sexual offence"]  # the demo's ICCS 01–04 categories
 
@@ -188,3 +188,51 @@ def test_exporting(demo, tmp_path, monkeypatch):
     assert {f"{lv}.{ext}" for lv in levels for ext in ("shp", "shx", "dbf", "prj", "cpg")} | {"fields.csv"} == set(key["shapefile_members"])
     card = pd.read_csv(public_dir / "report_card.csv")
     assert key["report_card_indicators"] == sorted(card["indicator"])
+
+
+@pytest.mark.slow
+def test_global_level(demo, tmp_path, monkeypatch):
+    import geopandas as gpd
+    import statsmodels.api as sm
+    from statsmodels.discrete.discrete_model import NegativeBinomial
+
+    out, _ = demo
+    key, _ = run_notebook("05_global_level", tmp_path, monkeypatch, out)
+    # peer review: the Demo City's value is its own card's (public rounding allowed)
+    card = {r["indicator"]: r for r in json.loads((out / "report_card.json").read_text(encoding="utf-8"))}
+    assert key["peer_cities"] == ["Demo City", "Seven Hills"]
+    assert key["peer_incident_rate"]["Demo City"] == pytest.approx(card["incident_rate"]["value"], rel=1e-3)
+    assert key["peer_not_comparable_rows"] == 0 and key["peer_comparable_rows"] == 2 * len(card)
+
+    m = _read(out / "measures.csv")
+    nb = m[(m["level"] == "neighbourhood") & (m["period"] == "2023") & (m["category"] == "all")]
+    units = gpd.read_file(out / "units.gpkg", layer="neighbourhood").sort_values("unit_id").reset_index(drop=True)
+    counts = nb[nb["measure"] == "count"].set_index("unit_id")["value"].reindex(units["unit_id"]).fillna(0).to_numpy()
+    pop = nb[nb["measure"] == "population"].set_index("unit_id")["value"].reindex(units["unit_id"]).to_numpy()
+
+    # Fay-Herriot, by hand for N01: the direct share is the weighted share of "very safe"/"safe" among
+    # those who answered (never-go-out counted as not safe), and the EBLUP is gamma·direct + (1-gamma)·x'beta
+    survey = pd.read_csv(out / "inputs" / "survey.csv", dtype=str)
+    w = pd.to_numeric(survey["design_weight"], errors="coerce")
+    n01 = survey[(survey["nbhd_id"] == "N01") & survey["interview_date"].str.startswith("2023") & w.ge(0)]
+    answer = n01["q_safe_after_dark"].str.lower()
+    counted = answer.isin(["very safe", "safe", "unsafe", "very unsafe", "never go out alone after dark"])
+    wn = w.loc[n01.index][counted]
+    direct = float((wn * answer[counted].isin(["very safe", "safe"])).sum() / wn.sum())
+    assert key["fh_direct_N01"] == pytest.approx(direct, rel=1e-12)
+    i = int(np.flatnonzero(units["unit_id"] == "N01")[0])
+    x = np.log((counts[i] + 0.5) / pop[i] * 1000)
+    gamma = key["fh_sigma2_u"] / (key["fh_sigma2_u"] + key["fh_direct_variance_N01"])
+    synthetic = key["fh_beta"][0] + key["fh_beta"][1] * x
+    assert key["fh_eblup_N01"] == pytest.approx(gamma * direct + (1 - gamma) * synthetic, rel=1e-12)
+    assert key["fh_units"] == len(units) and 0 < key["fh_mean_gamma"] < 1
+
+    # negative binomial: refitted here with statsmodels' own NB2 maximum likelihood
+    area = units.geometry.area.to_numpy() / 1e6
+    centre = units.geometry.union_all().centroid
+    X = sm.add_constant(np.column_stack([pop / area / 1000, units.geometry.centroid.distance(centre).to_numpy() / 1000]))
+    ref = NegativeBinomial(counts, X, offset=np.log(pop), loglike_method="nb2").fit(disp=False, maxiter=500, method="bfgs")
+    assert key["nb_units"] == len(units)
+    assert key["nb_rate_ratio_density"] == pytest.approx(np.exp(ref.params[1]), rel=1e-4)
+    assert key["nb_rate_ratio_distance"] == pytest.approx(np.exp(ref.params[2]), rel=1e-4)
+    assert key["nb_theta"] == pytest.approx(1 / ref.params[-1], rel=1e-3)

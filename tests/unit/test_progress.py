@@ -198,3 +198,16 @@ def test_progress_table_trend_on_years_equals_a_fit_on_whole_years():
     ref = trend(years.astype(float), y, pop, dispersion="quasi")
     assert table["trend_per_year"].iloc[0] == pytest.approx(ref["value"].iloc[0], rel=1e-10)
     assert table["trend_lower"].iloc[0] == pytest.approx(ref["lower"].iloc[0], rel=1e-10)
+
+
+def test_trend_with_one_period_is_nan_without_a_warning():
+    # a study of one year (Northumbria 2022): no trend can be fitted, and no RuntimeWarning escapes
+    import warnings
+
+    from usm_geo.indicators import progress
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = progress.trend([2022.5], [[120.0], [0.0]], [[1000.0], [500.0]], dispersion="quasi")
+    assert out["value"].isna().all() and out["beta"].isna().all()
+    assert list(out["flags"]) == ["too_few_periods", "no_events"]

@@ -34,9 +34,11 @@ import numpy as np
 import shapely
 
 from usm_geo.errors import CRSError, UsmGeoError
+from usm_geo.progressbar import bar
 
 __all__ = [
     "count_points_square",
+    "h3_cells_estimate",
     "h3_grid",
     "nice_floor",
     "square_cell_size",
@@ -227,7 +229,8 @@ def square_grid(area_polygon, cell_size: float | None = None, max_cells: int = M
             raise UsmGeoError(
                 f"a {cell:g} m grid over this area would have about {estimate(cell):,} cells, more than "
                 f"the budget of {max_cells:,}",
-                fix=f"pass a larger cell size (at least {math.sqrt(area / max_cells):.0f} m) or raise max_cells")
+                fix=f"pass a larger cell size (at least {math.sqrt(area / max_cells):.0f} m) or raise the cell budget "
+                    f"to {estimate(cell):,} (max_cells; `usm-geo hotspots --max-cells {estimate(cell)}`)")
     est = estimate(cell)
     if est > max_cells / 2:
         flags.append("large_grid")
@@ -238,22 +241,24 @@ def square_grid(area_polygon, cell_size: float | None = None, max_cells: int = M
     keep_r, keep_c = [], []
     rows_per_chunk = max(1, _CHUNK_CELLS // cols_n)
     col_idx = np.arange(cols_n, dtype=np.int64)
-    for start in range(0, rows_n, rows_per_chunk):
-        rr = np.arange(start, min(rows_n, start + rows_per_chunk), dtype=np.int64)
-        r, c = (a.ravel() for a in np.meshgrid(rr, col_idx, indexing="ij"))
-        cx = origin[0] + (c + 0.5) * cell
-        cy = origin[1] + (rows_n - r - 0.5) * cell
-        inside = shapely.intersects_xy(geom, cx, cy)
-        if cover == "touch":
-            rest = np.flatnonzero(~inside)
-            if len(rest):
-                boxes = shapely.box(cx[rest] - cell / 2, cy[rest] - cell / 2, cx[rest] + cell / 2,
-                                    cy[rest] + cell / 2)
-                hit = shapely.intersects(geom, boxes)
-                hit[hit] = ~shapely.touches(geom, boxes[hit])
-                inside[rest[hit]] = True
-        keep_r.append(r[inside])
-        keep_c.append(c[inside])
+    with bar(rows_n * cols_n, "grid cells tested", unit="cells") as progress:
+        for start in range(0, rows_n, rows_per_chunk):
+            rr = np.arange(start, min(rows_n, start + rows_per_chunk), dtype=np.int64)
+            r, c = (a.ravel() for a in np.meshgrid(rr, col_idx, indexing="ij"))
+            cx = origin[0] + (c + 0.5) * cell
+            cy = origin[1] + (rows_n - r - 0.5) * cell
+            inside = shapely.intersects_xy(geom, cx, cy)
+            if cover == "touch":
+                rest = np.flatnonzero(~inside)
+                if len(rest):
+                    boxes = shapely.box(cx[rest] - cell / 2, cy[rest] - cell / 2, cx[rest] + cell / 2,
+                                        cy[rest] + cell / 2)
+                    hit = shapely.intersects(geom, boxes)
+                    hit[hit] = ~shapely.touches(geom, boxes[hit])
+                    inside[rest[hit]] = True
+            keep_r.append(r[inside])
+            keep_c.append(c[inside])
+            progress.update(rr.size * cols_n)
     r = np.concatenate(keep_r) if keep_r else np.empty(0, np.int64)
     c = np.concatenate(keep_c) if keep_c else np.empty(0, np.int64)
     width = max(4, len(str(max(rows_n, cols_n) - 1)))
@@ -346,6 +351,12 @@ def _geodesic_bounds_size(geom) -> tuple[float, float]:
     _, _, width = geod.inv(xmin, ym, xmax, ym)
     _, _, height = geod.inv(xm, ymin, xm, ymax)
     return float(width), float(height)
+
+
+def h3_cells_estimate(area_m2: float, resolution: int) -> int:
+    """About how many H3 cells of ``resolution`` cover ``area_m2`` square metres (area / the average
+    hexagon area at that resolution; H3 cell areas vary by about ±30 % over the globe)."""
+    return math.ceil(float(area_m2) / h3.average_hexagon_area(int(resolution), unit="m^2"))
 
 
 def h3_grid(area_polygon_lonlat, resolution: int | None = None, *, cell_size: float | None = None,

@@ -89,6 +89,7 @@ from scipy.special import ndtr
 
 from usm_geo.hotspots.fdr import benjamini_hochberg, bonferroni
 from usm_geo.hotspots.weights import _binary_and_ids
+from usm_geo.progressbar import bar
 
 __all__ = ["getis_ord", "gistar_bin", "local_moran"]
 
@@ -456,22 +457,24 @@ def _conditional_permutation_counts(dev, cardinality, factor, observed, permutat
     at_least = np.zeros(n, dtype=np.int64)
     at_most = np.zeros(n, dtype=np.int64)
     biggest = float(np.abs(dev).max())
-    for k in np.unique(cardinality[cardinality > 0]):
-        k = int(k)
-        units = np.flatnonzero(cardinality == k)
-        # rounding allowance: a sum of k terms of size ≤ max|dev|, computed in two different orders
-        tolerance = 1e-12 * k * biggest * np.abs(factor)
-        per_row = k if k * (k - 1) <= n - 1 else n - 1  # random numbers per row (see _sample_distinct)
-        block = max(1, _MAX_DRAWS // per_row)
-        total = units.size * permutations
-        for start in range(0, total, block):
-            unit = units[np.arange(start, min(start + block, total)) // permutations]
-            draws = _sample_distinct(rng, n - 1, k, unit.size)
-            draws += draws >= unit  # index among the others → index among all units
-            sums = dev[draws[0]]
-            for slot in range(1, k):
-                sums += dev[draws[slot]]
-            difference = factor[unit] * sums - observed[unit]
-            at_least += np.bincount(unit[difference >= -tolerance[unit]], minlength=n)
-            at_most += np.bincount(unit[difference <= tolerance[unit]], minlength=n)
+    with bar(int((cardinality > 0).sum()) * permutations, "permutations", unit="draws") as progress:
+        for k in np.unique(cardinality[cardinality > 0]):
+            k = int(k)
+            units = np.flatnonzero(cardinality == k)
+            # rounding allowance: a sum of k terms of size ≤ max|dev|, computed in two different orders
+            tolerance = 1e-12 * k * biggest * np.abs(factor)
+            per_row = k if k * (k - 1) <= n - 1 else n - 1  # random numbers per row (see _sample_distinct)
+            block = max(1, _MAX_DRAWS // per_row)
+            total = units.size * permutations
+            for start in range(0, total, block):
+                unit = units[np.arange(start, min(start + block, total)) // permutations]
+                draws = _sample_distinct(rng, n - 1, k, unit.size)
+                draws += draws >= unit  # index among the others → index among all units
+                sums = dev[draws[0]]
+                for slot in range(1, k):
+                    sums += dev[draws[slot]]
+                difference = factor[unit] * sums - observed[unit]
+                at_least += np.bincount(unit[difference >= -tolerance[unit]], minlength=n)
+                at_most += np.bincount(unit[difference <= tolerance[unit]], minlength=n)
+                progress.update(unit.size)
     return at_least, at_most

@@ -100,7 +100,11 @@ def _wls(x, z, w):
     t0 = (w * z).sum(axis=1)
     t1 = (w * x * z).sum(axis=1)
     det = s0 * s2 - s1 * s1
-    return (s2 * t0 - s1 * t1) / det, (s0 * t1 - s1 * t0) / det, s0, s1, s2
+    # det = 0 only for rows that cannot be fitted (one period: every x the same); they are NaN, quietly
+    ok = det != 0
+    b0 = np.divide(s2 * t0 - s1 * t1, det, out=np.full(det.shape, np.nan), where=ok)
+    b1 = np.divide(s0 * t1 - s1 * t0, det, out=np.full(det.shape, np.nan), where=ok)
+    return b0, b1, s0, s1, s2
 
 
 def _deviance(y, mu, m):

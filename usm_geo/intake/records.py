@@ -32,6 +32,7 @@ from usm_geo.intake.crs import WGS84, same_crs, transformer, utm_for
 from usm_geo.intake.dates import parse_date_parts, parse_dates
 from usm_geo.intake.files import RawRecords, read_records
 from usm_geo.intake.ledger import Ledger
+from usm_geo.progressbar import Steps
 from usm_geo.study import Periods, RecordSource
 
 MISSING_TEXT = ("", "na", "n/a", "nan", "null", "none", "-")
@@ -518,9 +519,11 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
     records are all dropped returns an empty table instead of raising.
     """
     source = src.name
+    progress = Steps(5, f"reading {source}")  # read, locate, dates, columns, duplicates
     if raw is None:
         raw = read_records(src.path, source, ledger, fmt=src.format, layer=src.layer, delimiter=src.delimiter,
                            encoding=src.encoding)
+    progress.advance()
     ledger.open_source(source, src.path, raw.read)
     frame = raw.frame
     record_ids = icol = None
@@ -545,12 +548,14 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
         a, b, crs, names = _locate(raw, src, keep, ctx)
         lon, lat, x, y = _check_coordinates(a, b, crs, keep, ctx, src.path, names.get("location"))
         out["lon"], out["lat"], out["x"], out["y"] = lon, lat, x, y
+    progress.advance()
 
     has_dates = detect or src.datetime is not None or src.date is not None or bool(src.date_parts)
     values, precision = _dates(raw, src, keep, ctx, required=not survey) if has_dates else (None, None)
     if values is not None:
         out["occurred_at"] = values.to_numpy()
         out["date_precision"] = precision
+    progress.advance()
 
     cat_col = (cols.resolve(frame.columns, src.category, "category", src.path, f"{source}.category")
                if not survey and (detect or src.category) and src.category_value is None else None)
@@ -585,8 +590,11 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
                       (f"{qcol} = '" + answer.str.slice(0, 40) + "' is not a listed answer; treated as missing").to_numpy(dtype=object))
             out[q.id] = folded.map(labels).where(known, None).to_numpy(dtype=object)
 
+    progress.advance()
     exact = _duplicates(raw, src, keep)
     _duplicate_ids(keep, exact)
+    progress.advance()
+    progress.close()
     result = out.loc[keep.mask].reset_index(drop=True)
     ledger.close_source(source, len(result))
     if result.empty and not allow_empty:

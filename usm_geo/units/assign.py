@@ -66,6 +66,7 @@ import numpy as np
 import shapely
 
 from usm_geo.errors import BoundaryError
+from usm_geo.progressbar import bar
 
 __all__ = ["PolygonIndex", "assign_points"]
 
@@ -86,6 +87,7 @@ DEFAULT_SIZE_FACTOR = 0.25
 DEFAULT_EDGE_FACTOR = 4.0
 
 _PARALLEL_MIN_POINTS = 200_000
+_PROGRESS_CHUNK = 2_000_000  # points per kernel call (progress bar steps)
 
 # numba's fallback "workqueue" threading layer aborts the process when two Python threads launch
 # parallel kernels at once (e.g. under dask's threaded scheduler); each launch already uses every
@@ -328,13 +330,20 @@ class PolygonIndex:
         if parallel is None:
             parallel = xf.shape[0] >= _PARALLEL_MIN_POINTS and numba.config.NUMBA_NUM_THREADS > 1
         ny, nx = self.shape
-        args = (xf, yf, out, self.origin[0], self.origin[1], self.cell_size, nx, ny,
-                self._cell_label, self._block)
-        if parallel:
-            with _PARALLEL_LOCK:
-                _assign_parallel(*args)
-        else:
-            _assign_serial(*args)  # releases the GIL: safe and concurrent from several threads
+        n = xf.shape[0]
+        # chunks only so that a progress bar can move on tens of millions of points; the kernels are
+        # element-wise, so the result is the same for any chunking
+        with bar(n if n > _PROGRESS_CHUNK else None, "assigning points", unit="points") as progress:
+            for lo in range(0, n, _PROGRESS_CHUNK):
+                hi = min(n, lo + _PROGRESS_CHUNK)
+                args = (xf[lo:hi], yf[lo:hi], out[lo:hi], self.origin[0], self.origin[1], self.cell_size, nx, ny,
+                        self._cell_label, self._block)
+                if parallel:
+                    with _PARALLEL_LOCK:
+                        _assign_parallel(*args)
+                else:
+                    _assign_serial(*args)  # releases the GIL: safe and concurrent from several threads
+                progress.update(hi - lo)
         return out.reshape(shape)
 
 

@@ -1,0 +1,1 @@
+"""Statistical models of areas: counts against risk and resilience factors (associations, not causes)."""
