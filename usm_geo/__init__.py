@@ -11,6 +11,7 @@ The public API (everything else is private by default)::
     intake = usm_geo.run_intake(study)                     # tables only: incidents, survey, ledger, levels
     located = usm_geo.run_units(intake)                    # every level and each record's unit
     info = usm_geo.run_demo("demo-out/")                   # `usm-geo demo`: Demo City inputs + run
+    usm_geo.write_report("out/", "report.html", pdf=True)  # `usm-geo report`: printable, public by default
 """
 
 from usm_geo.errors import UsmGeoError
@@ -33,6 +34,7 @@ _LAZY = {
     "export_run": ("usm_geo.export", "export_run"),
     "build_map": ("usm_geo.maps", "build_map"),
     "build_before_after": ("usm_geo.maps", "build_before_after"),
+    "write_report": ("usm_geo.report", "write_report"),
     "Ledger": ("usm_geo.intake.ledger", "Ledger"),
     "generate_demo_inputs": ("usm_geo.demo", "generate_demo_inputs"),
 }

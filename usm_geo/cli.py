@@ -390,6 +390,26 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
             click.echo(f"  {key}: {val}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.html (written atomically).")
+@click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
+              help="public: suppressed as `export` does; internal: exact values, not for publication.")
+@click.option("--k", "k", type=int, default=None, help="Suppression threshold (default: the run's own, else 5).")
+@click.option("--pdf", "pdf", is_flag=True, help="Also print it to FILE.pdf through headless Chromium.")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="Page size when printed.")
+def report(run_dir: Path, out: Path, profile: str, k: int | None, pdf: bool, paper: str) -> None:
+    """A printable, self-contained HTML report of a run for a planners' meeting: the city report card,
+    a map per level, hot spots, the intervention's impact, time patterns, data quality and methods
+    (docs/outputs.md). Reads the run folder's outputs only; makes no network request when opened."""
+    from usm_geo.report import write_report
+
+    result = write_report(run_dir, out, profile=profile, k=k, pdf=pdf, paper=paper)
+    click.echo(f"{profile} report → {result['html']}")
+    if result["pdf"] is not None:
+        click.echo(f"  pdf: {result['pdf']}")
+
+
 def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 

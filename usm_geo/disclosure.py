@@ -750,3 +750,65 @@ def _report(k, min_n, table, suppressed, reason, dropped_columns, removed, by_ce
         "removed_flags": {str(a): int(b) for a, b in sorted(removed.items())},
         "zeros": "published", "periods": "independent (no multi-period totals are published)",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# time patterns
+
+
+def profile_time_patterns(table: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str = "public",
+                          k: int = 5) -> tuple[pd.DataFrame, dict]:
+    """``time_patterns.csv`` (:mod:`usm_geo.time_patterns`) in an output profile.
+
+    The public profile publishes category ``all`` only, and protects it with :func:`apply_profile`
+    by seeing each pattern as a two-way table of units × time cells with both margins known:
+
+    * ``hour_weekday``: one "period" whose 168 cells (weekday × hour) are the "categories"; their
+      ``all`` is the unit's total of incidents with a time (an attacker can work it out from the
+      published yearly counts), and the units add up to the city in every cell;
+    * ``month``: one "period" per year whose 12 months are the "categories"; their ``all`` is the
+      unit's count of that year (published in the measures), and the units add up to the city.
+
+    So counts 1 … k−1 are suppressed with complementary suppression along the time axis and across
+    units, exactly as :func:`apply_profile` does for categories and levels (its audit included); the
+    margins themselves are not published. ``month_of_year`` (a sum of months across years, a relation
+    across "periods" that :func:`apply_profile` does not know) is published for the city only, and
+    only when none of the city's months is suppressed; every unit's is withheld. Returns the rows
+    of category ``all`` with ``count`` a nullable integer (missing where withheld) and a boolean
+    ``suppressed`` column, and the profile's report.
+    """
+    cells = table[table["category"].astype(str) == ALL].reset_index(drop=True)
+    pattern = cells["pattern"].astype(str).to_numpy(dtype=object)
+    count = pd.to_numeric(cells["count"]).to_numpy(float)
+    month = cells["month"].astype(object).where(cells["month"].notna(), "").astype(str).to_numpy(dtype=object)
+    wd = pd.to_numeric(cells["weekday"], errors="coerce").fillna(-1).to_numpy(int).astype(str).astype(object)
+    hr = pd.to_numeric(cells["hour"], errors="coerce").fillna(-1).to_numpy(int).astype(str).astype(object)
+    is_hw, is_month = pattern == "hour_weekday", pattern == "month"
+    period = np.where(is_hw, "hour_weekday", np.where(is_month, np.array([m[:4] for m in month], dtype=object), ""))
+    cat = np.where(is_hw, wd + "-" + hr, np.where(is_month, np.array([m[5:] for m in month], dtype=object), ""))
+    used = is_hw | is_month
+    body = pd.DataFrame({"level": cells["level"].astype(str).to_numpy(dtype=object)[used],
+                         "unit_id": cells["unit_id"].astype(str).to_numpy(dtype=object)[used],
+                         "period": period[used].astype(object), "category": cat[used].astype(object),
+                         "value": count[used], "row": np.flatnonzero(used)})
+    margins = body.groupby(["level", "unit_id", "period"], sort=False, as_index=False)["value"].sum()
+    margins["category"], margins["row"] = ALL, -1
+    both = pd.concat([body, margins], ignore_index=True)
+    as_measures = both.assign(measure="count", numerator=both["value"], denominator=np.nan, lower=np.nan,
+                              upper=np.nan, n=both["value"], flags="")
+    out, report = apply_profile(as_measures.drop(columns="row"), crosswalk if crosswalk is not None else pd.DataFrame(
+        columns=["level", "unit_id", "to_level", "to_unit_id", "nested"]), profile=profile, k=k)
+    shown = np.full(len(cells), np.nan)
+    rows = both["row"].to_numpy()
+    keep = rows >= 0
+    shown[rows[keep]] = out["value"].to_numpy(float)[keep]
+    # month of year: the city's, when every month it sums is published; no unit's
+    moy = pattern == "month_of_year"
+    city = (cells["level"].astype(str) == "city").to_numpy()
+    city_months_ok = not np.isnan(shown[is_month & city]).any()
+    shown[moy & city] = count[moy & city] if city_months_ok else np.nan
+    result = cells.copy()
+    result["count"] = pd.array(shown, dtype="Float64").round().astype("Int64")
+    result["suppressed"] = np.isnan(shown)
+    report = {**report, "time_patterns": "category all only; month_of_year for the city only, when no month is suppressed"}
+    return result, report

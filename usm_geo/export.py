@@ -694,10 +694,12 @@ def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
 
 def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None, impact_areas=None,
               impact: dict | None = None, kde: Path | None = None, info: dict | None = None,
-              definitions: dict | None = None, tiles=None) -> bool:
+              definitions: dict | None = None, tiles=None, time_patterns: pd.DataFrame | None = None) -> bool:
     """``map.html`` of the area tables (after their profile): the default indicator at every level,
     Gi* (the profile's hot spot layers), the KDE (masked in the public profile) and the impact areas.
-    Self-contained; ``tiles`` adds a basemap (:func:`usm_geo.maps.build.basemap`). Returns whether a
+    Self-contained; ``tiles`` adds a basemap (:func:`usm_geo.maps.build.basemap`); ``time_patterns``
+    (already in the tables' profile) puts each unit's hour × weekday and month-of-year counts in its
+    tooltip. Returns whether a
     map was written (``False`` when the tables hold no indicator and no count)."""
     from usm_geo.maps import build_map, default_indicator
     from usm_geo.maps.data import from_area_tables
@@ -706,7 +708,7 @@ def write_map(target: Path, tables: AreaTables, *, hotspots: dict | None = None,
     if kde is not None and Path(kde).exists():
         surface = kde_bytes(Path(kde), profile=tables.profile, k=tables.k)[0]
     inputs = from_area_tables(tables, hotspots=hotspots, impact_areas=impact_areas, impact=impact, kde=surface,
-                              info=info, definitions=definitions)
+                              info=info, definitions=definitions, time_patterns=time_patterns)
     indicator = default_indicator(inputs)
     if indicator is None:
         return False  # nothing to show: the caller must not list map.html as written
@@ -772,7 +774,9 @@ SUPPRESSION_RULE = {
                "suppressed counts and survey values below the minimum (effective) n are suppressed too; no "
                "incident points or coordinates; hot spot layers without counts (Gi* z rounded to 0.1); impact areas "
                "without counts; KDE cells below k events masked; report card change and trend withheld when a "
-               "value they depend on is suppressed"),
+               "value they depend on is suppressed, its values rounded to 4 significant digits (changes and trends to 0.001); time "
+               "patterns (category all) with counts 1 … k-1 suppressed in the same way, along the time axis and across "
+               "units; month of year for the city only"),
     "internal": "none: exact values, for the city's own staff; not for publication",
 }
 
@@ -802,7 +806,8 @@ def extra_layers(tables: AreaTables, hotspots: dict | None, impact_areas) -> dic
 def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp"), *, hotspots: dict | None = None,
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
-                       metadata: bool = True, impact: dict | None = None, tiles=None) -> dict:
+                       metadata: bool = True, impact: dict | None = None, tiles=None,
+                       time_patterns: pd.DataFrame | None = None) -> dict:
     """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``;
     ``tiles``: a basemap for ``map.html`` (none by default: the map makes no network request).
 
@@ -863,12 +868,17 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
             written["tif"] = ["kde.tif"]
     if "html" in formats and tables.layers:
         drawn = write_map(folder / MAP_NAME, tables, hotspots=map_hot, impact_areas=extra.get("impact_areas"),
-                          impact=impact, kde=kde, info=info, definitions=definitions, tiles=tiles)
+                          impact=impact, kde=kde, info=info, definitions=definitions, tiles=tiles,
+                          time_patterns=time_patterns)
         if drawn:
             written["html"] = [MAP_NAME]
         else:
             notes["html"] = "no map: the tables hold no indicator and no count"
     if report_card is not None:
+        if tables.profile == "public":  # rounded like every public page (4 significant digits)
+            from usm_geo.indicators.report_card import round_public
+
+            report_card = round_public(report_card)
         written["report_card"] = write_report_card(folder, report_card)
     info = info or {}
     files = sorted(f for names in written.values() for f in names)
@@ -902,7 +912,8 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
                       profile: str = "internal", k: int = DEFAULT_K, report_card: pd.DataFrame | None = None,
                       min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp", "html"), hotspots: dict | None = None,
                       impact_areas=None, definitions: dict | None = None, info: dict | None = None,
-                      impact: dict | None = None, kde: Path | None = None, tiles=None) -> dict:
+                      impact: dict | None = None, kde: Path | None = None, tiles=None,
+                      time_patterns: pd.DataFrame | None = None) -> dict:
     """The run folder's ``areas.gpkg``, ``shapefiles.zip`` and ``map.html`` (and ``report_card.json/.csv``)
     from the run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by
     default). ``kde`` (the run's ``kde.tif``) and ``impact`` (``impact.json``) feed the map.
@@ -918,15 +929,18 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
         from usm_geo.indicators.report_card import match_measures
 
         card = match_measures(card, tables.measures)
+    if time_patterns is not None:  # the run's own table (internal): in the profile before the map shows it
+        time_patterns = time_patterns_in_profile(time_patterns, crosswalk, profile=profile, k=k)
     return write_area_outputs(folder, tables, formats, hotspots=hotspots, impact_areas=impact_areas,
                               definitions=definitions, report_card=card, info=info, metadata=info is not None,
-                              impact=impact, kde=kde, tiles=tiles)
+                              impact=impact, kde=kde, tiles=tiles, time_patterns=time_patterns)
 
 
 # --------------------------------------------------------------------------- export a run folder
 
 _STRING_COLUMNS = ("level", "unit_id", "period", "category", "measure", "flags", "to_level", "to_unit_id",
-                   "indicator", "baseline", "current", "status", "status_reason", "trend_flags", "change_flags")
+                   "indicator", "baseline", "current", "status", "status_reason", "trend_flags", "change_flags",
+                   "pattern", "month", "source", "reason", "detail", "record_id")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -989,11 +1003,38 @@ class RunFolder:
             return self.raw_impact_areas
         return public_impact_areas(self.raw_impact_areas, self.tables.k)
 
+    def table(self, name: str) -> pd.DataFrame | None:
+        """Another CSV of the run folder (``ledger.csv``, ``progress.csv``…) read by :func:`read_table`,
+        as the run wrote it (internal); None when the run has none."""
+        path = self.folder / name
+        return read_table(path) if path.is_file() else None
+
+    def time_patterns(self) -> pd.DataFrame | None:
+        """``time_patterns.csv`` in the tables' profile (public: category ``all`` only, counts 1 … k−1
+        suppressed, see :func:`usm_geo.disclosure.profile_time_patterns`), with a boolean ``suppressed``
+        column; None when the run has none."""
+        table = self.table("time_patterns.csv")
+        if table is None:
+            return None
+        return time_patterns_in_profile(table, self.table("crosswalk.csv"), profile=self.tables.profile, k=self.tables.k)
+
     def kde_in_profile(self) -> bytes | None:
         """The KDE GeoTIFF's bytes in the tables' profile (:func:`kde_bytes`)."""
         if self.kde is None:
             return None
         return kde_bytes(self.kde, profile=self.tables.profile, k=self.tables.k)[0]
+
+
+def time_patterns_in_profile(table: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str, k: int) -> pd.DataFrame:
+    """The time-pattern table as ``profile`` publishes it (``count`` nullable, ``suppressed`` column)."""
+    if profile == "internal":
+        out = table.copy()
+        out["count"] = pd.array(pd.to_numeric(out["count"]), dtype="Int64")
+        out["suppressed"] = False
+        return out
+    from usm_geo.disclosure import profile_time_patterns
+
+    return profile_time_patterns(table, crosswalk, profile=profile, k=k)[0]
 
 
 def read_run(run_dir, *, profile: str | None = None, k: int | None = None, indicators=None, levels=None,
@@ -1088,7 +1129,7 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
                                     impact_areas=run.raw_impact_areas, kde=run.kde,
                                     definitions=run.info.get("indicator_definitions"),
                                     report_card=run_report_card(run, indicators), info=run.info, impact=run.impact,
-                                    tiles=tiles)
+                                    tiles=tiles, time_patterns=run.time_patterns() if "html" in formats else None)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)

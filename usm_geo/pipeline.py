@@ -851,6 +851,9 @@ def run_info(intake: Intake, timings: dict[str, float], started_at: str) -> dict
     }
 
 
+REPORT_NAME = "report.html"
+
+
 def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.datetime | None = None,
              scheduler=None, ledger: Ledger | None = None) -> dict:
     """Run every stage and write the outputs into ``folder`` (an existing, empty staging folder).
@@ -951,13 +954,20 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
                           impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None,
-                          tiles=study.outputs.tiles)
+                          tiles=study.outputs.tiles, time_patterns=patterns)
     info["timings_s"]["exports"] = stages.timings.get("exports")
     # the output files the folder holds, so nothing is promised that was not written (run.json included;
     # the demo's inputs/ folder is input, not output)
     info["outputs"]["files"] = sorted({p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
-                                      | {"run.json"})
+                                      | {"run.json", REPORT_NAME})
     write_json(folder / "run.json", info)
+    with stages("report"):
+        # the report reads the folder back like `usm-geo report` (one reader), in the study's profile
+        from usm_geo.report import write_report
+
+        write_report(folder, folder / REPORT_NAME, profile=study.outputs.profile,
+                     k=study.outputs.suppression_threshold)
+    info["timings_s"]["report"] = stages.timings.get("report")
     info["_intake"] = intake
     return info
 

@@ -177,6 +177,30 @@ def match_measures(card: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Columns a public card rounds, and how: values on the indicator's scale to 4 significant digits (as every
+#: public page shows them), relative changes and trends to 0.001 (0.1 percentage point).
+VALUE_COLUMNS = ("value", "lower", "upper", "baseline_value", "target_value")
+CHANGE_COLUMNS = ("change", "change_lower", "change_upper", "trend_per_year")
+
+
+def _significant(x: np.ndarray, digits: int) -> np.ndarray:
+    """Each value to ``digits`` significant digits, as its shortest decimal (33.04, not 33.040000000000006)."""
+    return np.array([float(f"{v:.{digits}g}") if np.isfinite(v) else np.nan for v in np.asarray(x, dtype=float)])
+
+
+def round_public(card: pd.DataFrame) -> pd.DataFrame:
+    """The card as the public profile publishes it: values and intervals to 4 significant digits (shares
+    on their 0–1 scale, so 0.1198 = 11.98 %), changes and trends to 0.001. Full precision stays internal."""
+    out = card.copy()
+    for col in VALUE_COLUMNS:
+        if col in out:
+            out[col] = _significant(pd.to_numeric(out[col], errors="coerce").to_numpy(float), 4)
+    for col in CHANGE_COLUMNS:
+        if col in out:
+            out[col] = np.round(pd.to_numeric(out[col], errors="coerce").to_numpy(float), 3)
+    return out
+
+
 def records(card: pd.DataFrame) -> list[dict]:
     """The card as JSON-ready records (NaN → null, numpy scalars → Python)."""
     out = []

@@ -119,6 +119,11 @@ def _ranges(edges, unit: str = "") -> list[str]:
     return [f"{a}{unit}" if a == b else f"{a} – {b}{unit}" for a, b in zip(text[:-1], text[1:])]
 
 
+#: The number and class-label rules of every page (maps and ``usm_geo.report``): one way to show a number.
+shown_number = _num
+class_ranges = _ranges
+
+
 def level_label(level: str) -> str:
     """``h3_9`` → "H3 cells (resolution 9)", ``community_area`` → "Community area" (not escaped)."""
     m = re.fullmatch(r"h3_(\d+)", level)
@@ -319,6 +324,7 @@ class Page:
         self.figure.header.add_child(Runtime(), name="usm_runtime")
         self._n = 0
         self.geometry_ids: dict[str, str] = {}
+        self.time_ids: dict[str, str | None] = {}
 
     def new_id(self, prefix: str = "usm-d") -> str:
         self._n += 1
@@ -484,6 +490,40 @@ class _Builder:
                                                     "g": encode_geometries(geoms)})
         return page.geometry_ids[key]
 
+    def time_block(self, page: Page, lv: str) -> str | None:
+        """The data block of each unit's time patterns at ``lv`` (category ``all``), written once per page:
+        ``hw`` 168 counts (weekday-major, Monday first, hour 0–23) and ``moy`` 12 counts per feature,
+        ``null`` where suppressed, and ``null`` for a unit without patterns. None when the inputs hold
+        none for the level, or the level is drawn on canvas (too many features to carry them)."""
+        if lv in page.time_ids:
+            return page.time_ids[lv]
+        tp, level = self.inputs.time_patterns, self.frames[lv]
+        block = None
+        if tp is not None and len(level.frame) <= CANVAS_THRESHOLD:
+            sub = tp[(tp["level"].astype(str) == lv) & (tp["category"].astype(str) == "all")]
+            if len(sub):
+                n = len(level.frame)
+                count = pd.to_numeric(sub["count"], errors="coerce").to_numpy(float)
+                pos = level.index.get_indexer(sub["unit_id"].astype(str))
+                hw, moy = np.full((n, 168), np.nan), np.full((n, 12), np.nan)
+                is_hw = (sub["pattern"] == "hour_weekday").to_numpy() & (pos >= 0)
+                cell = (pd.to_numeric(sub["weekday"], errors="coerce").fillna(0).to_numpy(int) * 24
+                        + pd.to_numeric(sub["hour"], errors="coerce").fillna(0).to_numpy(int))
+                hw[pos[is_hw], cell[is_hw]] = count[is_hw]
+                is_moy = (sub["pattern"] == "month_of_year").to_numpy() & (pos >= 0)
+                month = pd.to_numeric(sub["month"].where(is_moy, "1"), errors="coerce").fillna(1).to_numpy(int) - 1
+                moy[pos[is_moy], month[is_moy]] = count[is_moy]
+                has = np.zeros(n, bool)
+                has[pos[is_hw]] = True
+
+                def ints(row):
+                    return [None if not math.isfinite(x) else int(x) for x in row]
+
+                block = page.add_data({"hw": [ints(hw[i]) if has[i] else None for i in range(n)],
+                                       "moy": [ints(moy[i]) if has[i] else None for i in range(n)]})
+        page.time_ids[lv] = block
+        return block
+
     def bounds(self):
         """(west, south, east, north) of the mapped levels: each level's box, densified, in lon/lat."""
         if getattr(self, "_bounds", None) is None:
@@ -538,6 +578,7 @@ class _Builder:
                       "hi": [_num(x) for x in hi] if np.isfinite(hi).any() else None},
             "fields": [[esc(self.ind.n_label), [None if not math.isfinite(x) else int(x) for x in cnt], ""]],
             "flags": {"f": fidx, "text": texts} if len(texts) > 1 else None,
+            "tp": self.time_block(page, lv),
         }
         return spec
 

@@ -38,6 +38,9 @@ class MapInputs:
         ``area_km2`` (``impact_areas.gpkg``); impact : ``impact.json`` (its before/after windows).
     kde : path or bytes of a single-band GeoTIFF (``kde.tif``); kde_period : its period label.
     title : the study's name; periods : ``run.json``'s ``periods`` (``baseline``, ``current``).
+    time_patterns : ``time_patterns.csv`` as published (``count`` missing where suppressed; see
+        ``usm_geo.export.time_patterns_in_profile``): each unit's hour × weekday and month-of-year
+        counts (category ``all``) drawn in its tooltip.
     """
 
     units: dict[str, gpd.GeoDataFrame]
@@ -50,6 +53,7 @@ class MapInputs:
     kde_period: str | None = None
     title: str | None = None
     periods: dict = field(default_factory=dict)
+    time_patterns: pd.DataFrame | None = None
 
     def __post_init__(self):
         if not self.units:
@@ -176,14 +180,16 @@ def _units_frame(layer: gpd.GeoDataFrame, where) -> gpd.GeoDataFrame:
 
 
 def from_area_tables(tables, *, hotspots: dict | None = None, impact_areas=None, impact: dict | None = None,
-                     kde=None, info: dict | None = None, definitions: dict | None = None) -> MapInputs:
+                     kde=None, info: dict | None = None, definitions: dict | None = None,
+                     time_patterns: pd.DataFrame | None = None) -> MapInputs:
     """:class:`MapInputs` from :func:`usm_geo.export.area_tables`' result, i.e. after the profile.
 
     This is how every run and export builds its ``map.html``: the map shows what the exported
     files show and nothing more. ``hotspots`` (level → layer), ``impact_areas`` and ``kde`` must
     already be the profile's (``export.public_hotspots``, ``export.public_impact_areas``, the masked
     surface); ``impact`` is ``impact.json`` (only its intervention's name, windows and buffer width
-    are shown); ``info`` is ``run.json``'s content (study name, periods, hot spot period).
+    are shown); ``info`` is ``run.json``'s content (study name, periods, hot spot period);
+    ``time_patterns`` must be the profile's too (``usm_geo.export.time_patterns_in_profile``).
     """
     units, rows = {}, []
     for level, layer in tables.layers.items():
@@ -200,7 +206,8 @@ def from_area_tables(tables, *, hotspots: dict | None = None, impact_areas=None,
                      hotspots={lv: layer for lv, layer in (hotspots or {}).items() if lv in units},
                      impact_areas=impact_areas, impact={"intervention": shown} if shown else None,
                      kde=kde, kde_period=(info.get("hotspots") or {}).get("period"),
-                     title=(info.get("study") or {}).get("name"), periods=info.get("periods") or {})
+                     title=(info.get("study") or {}).get("name"), periods=info.get("periods") or {},
+                     time_patterns=time_patterns)
 
 
 def load_run(folder, profile: str | None = None, k: int | None = None) -> MapInputs:
@@ -212,4 +219,4 @@ def load_run(folder, profile: str | None = None, k: int | None = None) -> MapInp
 
     run = read_run(folder, profile=profile, k=k)
     return from_area_tables(run.tables, hotspots=run.hotspots, impact_areas=run.impact_areas, impact=run.impact,
-                            kde=run.kde_in_profile(), info=run.info)
+                            kde=run.kde_in_profile(), info=run.info, time_patterns=run.time_patterns())

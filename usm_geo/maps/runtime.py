@@ -108,7 +108,48 @@ JS = r"""
     });
     if (s.lines && s.lines[i]) { s.lines[i].forEach(function (t) { h += "<div>" + t + "</div>"; }); }
     if (s.flags && s.flags.f[i] > 0) { h += "<div class=\"usm-tip-flags\">" + s.flags.text[s.flags.f[i]] + "</div>"; }
+    if (s.tp) { h += timeChart(data(s.tp), i); }
     return h + "</div>";
+  }
+  // a unit's time patterns (usm_geo.time_patterns): hour × weekday heat grid and month-of-year bars,
+  // each scaled to the unit's own busiest cell; a suppressed cell (null) is grey and holds no number
+  var HEAT = ["#ffffb2", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026"];
+  var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  function timeChart(T, i) {
+    var hw = T.hw[i], moy = T.moy[i], k, top = 0, mtop = 0, hidden = false, total = 0;
+    if (!hw) { return ""; }
+    for (k = 0; k < hw.length; k++) {
+      if (hw[k] === null) { hidden = true; } else { total += hw[k]; if (hw[k] > top) { top = hw[k]; } }
+    }
+    for (k = 0; k < 12; k++) { if (moy[k] !== null && moy[k] > mtop) { mtop = moy[k]; } }
+    var c = 6, x0 = 24, g = "<svg class=\"usm-tp-hw\" width=\"" + (x0 + 24 * c) + "\" height=\"" + (7 * c + 10) +
+            "\" role=\"img\" aria-label=\"incidents by hour and weekday\">";
+    for (var d = 0; d < 7; d++) {
+      g += "<text x=\"0\" y=\"" + (d * c + c - 1) + "\" font-size=\"6\">" + DAYS[d] + "</text>";
+      for (var hr = 0; hr < 24; hr++) {
+        var v = hw[d * 24 + hr];
+        var fill = v === null ? "#bdbdbd" : v === 0 ? "#ffffff" : HEAT[Math.min(5, Math.floor(6 * v / top))];
+        g += "<rect class=\"usm-tp-cell\" data-w=\"" + d + "\" data-h=\"" + hr + "\" data-n=\"" +
+             (v === null ? "s" : v) + "\" x=\"" + (x0 + hr * c) + "\" y=\"" + (d * c) + "\" width=\"" + (c - 1) +
+             "\" height=\"" + (c - 1) + "\" fill=\"" + fill + "\" stroke=\"#ddd\" stroke-width=\"0.3\"></rect>";
+      }
+    }
+    [0, 6, 12, 18].forEach(function (hr) {
+      g += "<text x=\"" + (x0 + hr * c) + "\" y=\"" + (7 * c + 8) + "\" font-size=\"6\">" + hr + "h</text>";
+    });
+    g += "</svg>";
+    var b = "<svg class=\"usm-tp-moy\" width=\"" + (12 * 9) + "\" height=\"30\" role=\"img\" aria-label=\"incidents by month of the year\">";
+    for (k = 0; k < 12; k++) {
+      var m = moy[k], hgt = m === null || mtop === 0 ? 0 : Math.max(1, Math.round(22 * m / mtop));
+      b += "<rect class=\"usm-tp-month\" data-m=\"" + (k + 1) + "\" data-n=\"" + (m === null ? "s" : m) + "\" x=\"" +
+           (k * 9) + "\" y=\"" + (22 - hgt) + "\" width=\"7\" height=\"" + hgt + "\" fill=\"" +
+           (m === null ? "#bdbdbd" : "#ef8a62") + "\"></rect>";
+      b += "<text x=\"" + (k * 9 + 1) + "\" y=\"29\" font-size=\"6\">" + "JFMAMJJASOND".charAt(k) + "</text>";
+    }
+    b += "</svg>";
+    return "<div class=\"usm-tp\"><div class=\"usm-tp-title\">When (all years" +
+           (hidden ? "; grey = suppressed" : ": " + num(total) + " incidents with a time") + ")</div>" + g +
+           "<div class=\"usm-tp-title\">Month of the year</div>" + b + "</div>";
   }
   function style(s, i) {
     var c = s.cls[i], st = {}, k;
@@ -529,5 +570,6 @@ CSS = """
 .usm-tooltip { font: 12px/1.35 system-ui, sans-serif; max-width: 320px; white-space: normal; }
 .usm-tip-id { color: #555; font-size: 11px; }
 .usm-tip-flags { color: #7a3300; font-style: italic; }
+.usm-tp { margin-top: 4px; } .usm-tp svg { display: block; } .usm-tp-title { font-size: 11px; color: #333; margin-top: 2px; }
 .usm-layers { font: 12px/1.4 system-ui, sans-serif; }
 """
