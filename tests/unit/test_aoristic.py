@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from usm_geo.measures import aoristic_weights
-from tests.robustness.helpers import INSIDE, assert_error, incidents_csv, run, study_file
+from robustness.helpers import INSIDE, assert_error, incidents_csv, run, study_file
 from usm_geo.errors import StudyError
 
 

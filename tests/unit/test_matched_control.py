@@ -72,7 +72,7 @@ def test_no_candidate_is_an_error():
 
 
 def test_study_keys(tmp_path):
-    from tests.robustness.helpers import incidents_csv, study_file
+    from robustness.helpers import incidents_csv, study_file
     from usm_geo.study import load_study
 
     incidents_csv(tmp_path, "1,15.03,52.38,2021-01-01,theft")
