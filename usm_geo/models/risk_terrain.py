@@ -149,6 +149,8 @@ def density_layer(grid: Grid, fx, fy, bandwidth: float, kernel: str = "quartic")
 def cell_counts(grid: Grid, x, y) -> np.ndarray:
     """Incidents per cell (int64), 0 outside the area's cells too (points there are not counted)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
+    finite = np.isfinite(x) & np.isfinite(y)  # NaN would cast to a nonsense integer (and warn)
+    x, y = x[finite], y[finite]
     col = np.floor((x - grid.x0) / grid.cell_size).astype(np.int64)
     row = np.floor((grid.y1 - y) / grid.cell_size).astype(np.int64)
     ok = (col >= 0) & (col < grid.cols) & (row >= 0) & (row < grid.rows)
