@@ -436,12 +436,13 @@ def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> No
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv and ledger.csv (created or replaced).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
 @quiet_option
 def model(study: Path, out: Path, quiet: bool) -> None:
     """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
     against each factor, population as exposure (negative binomial). Prints each factor's rate ratio
-    with its 95 % interval and the residual Moran's I. Associations, not causes."""
+    with its 95 % interval and the residual Moran's I; with [model] risk_terrain = true also the risk
+    terrain model on grid cells (relative-risk GeoTIFF, rate ratio per risk feature). Associations, not causes."""
     from usm_geo.pipeline import model_study
     from usm_geo.study import load_study
 
@@ -460,6 +461,11 @@ def model(study: Path, out: Path, quiet: bool) -> None:
                        + ("space is left unexplained" if r["p_norm"] < 0.05 else "no clear spatial pattern left"))
         for note in m["notes"]:
             click.echo(f"  note: {note}")
+    rtm = info.get("risk_terrain")
+    if rtm:
+        click.echo(f"risk terrain, {rtm['period']}: {rtm['cells']:,} grid cells (risk_terrain.tif, risk_terrain.csv)")
+        for r in rtm["rate_ratios"]:
+            click.echo(f"  {r['term']}: rate ratio {r['rate_ratio']:.3g} ({r['rr_lower']:.3g} to {r['rr_upper']:.3g}) {r['units']}")
     click.echo(f"({info['caveat']}) → {out}")
 
 
