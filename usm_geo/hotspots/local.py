@@ -215,10 +215,11 @@ def getis_ord(y, w, star: bool = True, transform: str = "B", alternative: str = 
     dev = y - total / n
     ss = float(dev @ dev)
     if star:
+        # the same for every unit: scalars (element for element the same arithmetic as full arrays)
         big_n = float(n)
-        totals = np.full(n, total)
-        means = totals / n
-        variances = np.full(n, ss / n)
+        totals = total
+        means = total / n
+        variances = ss / n
     else:
         if n < 3:
             raise ValueError("Gi needs at least 3 units")
