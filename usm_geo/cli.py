@@ -342,8 +342,12 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--indicators", default=None, help="Comma-separated indicator ids (default: all).")
 @click.option("--levels", default=None, help="Comma-separated levels (default: all).")
 @click.option("--periods", default=None, help="Comma-separated period labels (default: all).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif", "html"]),
-              default=("gpkg",), show_default=True, help="Repeat for several formats.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif", "html"],
+              case_sensitive=False), default=("gpkg",), show_default=True,
+              help="Repeat for several formats; any case (SHP, Gpkg).")
+@click.option("--shape", type=click.Choice(["long", "wide"], case_sensitive=False), default="long", show_default=True,
+              help="Shapefiles: long = one layer per level and period; wide = one layer per level with a column "
+                   "per period (letters a, b, … listed in fields.csv).")
 @click.option("--crs", default=None, help="Reproject to this CRS (GeoJSON is always EPSG:4326).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
               help="public: small counts and what would reveal them suppressed; no incident points.")
@@ -354,7 +358,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--tiles", default=None, help="With --format html: a basemap for map.html (osm, carto-light, an xyzservices "
               "name or a tile URL; default none: the map makes no network request).")
 @click.pass_context
-def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema, tiles) -> None:
+def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema, tiles, shape) -> None:
     """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
     GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json —
     or, with
@@ -383,7 +387,7 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
     from usm_geo.export import export_run
 
     result = export_run(run_dir, out, formats=tuple(formats), indicators=split(indicators), levels=split(levels),
-                        periods=split(periods), crs=crs, profile=profile, tiles=tiles)
+                        periods=split(periods), crs=crs, profile=profile, tiles=tiles, shape=shape.lower())
     click.echo(f"{profile} export → {out}")
     for key, val in (result or {}).items():
         if isinstance(val, (str, int, float)) or (isinstance(val, (list, tuple)) and len(val) < 20):

@@ -807,14 +807,16 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
                        impact_areas=None, kde: Path | None = None, definitions: dict | None = None,
                        report_card: pd.DataFrame | None = None, info: dict | None = None,
                        metadata: bool = True, impact: dict | None = None, tiles=None,
-                       time_patterns: pd.DataFrame | None = None) -> dict:
+                       time_patterns: pd.DataFrame | None = None, shape: str = "long") -> dict:
     """Write the area tables (and hot spots, impact areas, KDE, report card) into ``folder``;
     ``tiles``: a basemap for ``map.html`` (none by default: the map makes no network request).
 
     Layout (the same for ``run`` and ``export``):
 
     ``areas.gpkg``            one layer per level, ``hotspots_<level>`` and ``impact_areas`` when present
-    ``shapefiles.zip``        ``<level>.shp/.shx/.dbf/.prj/.cpg`` per level and ``fields.csv``
+    ``shapefiles.zip``        ``.shp/.shx/.dbf/.prj/.cpg`` per level and period (``shape="long"``) or per
+                              level (``"wide"``), hot spot and impact layers, ``fields.csv``
+                              (:mod:`usm_geo.shapefiles`)
     ``areas_<level>.geojson`` RFC 7946, EPSG:4326
     ``areas_<level>.parquet`` GeoParquet
     ``indicators.csv``        the wide table of every exported level, no geometry
@@ -827,7 +829,7 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     from usm_geo.errors import UsmGeoError
 
     folder = Path(folder)
-    formats = tuple(dict.fromkeys(formats))
+    formats = tuple(dict.fromkeys(str(f).lower() for f in formats))
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsmGeoError(f"unknown format '{bad[0]}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
@@ -843,8 +845,13 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     if "gpkg" in formats:
         write_layers(folder / GPKG_NAME, {**tables.layers, **extra})
         written["gpkg"] = [GPKG_NAME]
+    shp_fields = None
     if "shp" in formats:
-        write_shapefile_zip(folder / SHP_NAME, tables.layers, dictionary)
+        from usm_geo.shapefiles import write_shapefiles
+
+        extra_cols = list(dict.fromkeys(c for f in extra.values() for c in f.columns if c != f.geometry.name))
+        shp_fields = write_shapefiles(folder / SHP_NAME, tables, extra,
+                                      pd.concat([dictionary, field_dictionary(extra_cols, defs)]), shape=shape)
         written["shp"] = [SHP_NAME]
     if "geojson" in formats:
         written["geojson"] = []
@@ -895,8 +902,7 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
         "periods": tables.periods,
         "period_settings": info.get("periods"),
         "indicators": defs,
-        "fields": [{**rec, "shapefile_name": short} for rec, short in
-                   zip(dictionary.to_dict(orient="records"), short_field_names(dictionary["name"]).values())],
+        "fields": _fields_meta(dictionary, shp_fields),
         "software": info.get("packages"),
         "inputs": info.get("inputs"),
         "notes": notes,
@@ -908,12 +914,23 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     return {"files": sorted(files), "formats": written, "metadata": meta}
 
 
+def _fields_meta(dictionary: pd.DataFrame, shp_fields: pd.DataFrame | None) -> list:
+    """metadata.json's field list; with shapefiles, each field's short name (period columns of the wide
+    layout excepted: fields.csv lists those)."""
+    short = {}
+    if shp_fields is not None:
+        plain = shp_fields[shp_fields["period"] == ""]
+        short = dict(zip(plain["name"], plain["short_name"]))
+    return [{**rec, **({"shapefile_name": short[rec["name"]]} if rec["name"] in short else {})}
+            for rec in dictionary.to_dict(orient="records")]
+
+
 def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *,
                       profile: str = "internal", k: int = DEFAULT_K, report_card: pd.DataFrame | None = None,
                       min_n: int = DEFAULT_MIN_N, formats=("gpkg", "shp", "html"), hotspots: dict | None = None,
                       impact_areas=None, definitions: dict | None = None, info: dict | None = None,
                       impact: dict | None = None, kde: Path | None = None, tiles=None,
-                      time_patterns: pd.DataFrame | None = None) -> dict:
+                      time_patterns: pd.DataFrame | None = None, shape: str = "long") -> dict:
     """The run folder's ``areas.gpkg``, ``shapefiles.zip`` and ``map.html`` (and ``report_card.json/.csv``)
     from the run's in-memory tables, in the study's ``outputs.profile`` (the run itself is internal by
     default). ``kde`` (the run's ``kde.tif``) and ``impact`` (``impact.json``) feed the map.
@@ -933,7 +950,7 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
         time_patterns = time_patterns_in_profile(time_patterns, crosswalk, profile=profile, k=k)
     return write_area_outputs(folder, tables, formats, hotspots=hotspots, impact_areas=impact_areas,
                               definitions=definitions, report_card=card, info=info, metadata=info is not None,
-                              impact=impact, kde=kde, tiles=tiles, time_patterns=time_patterns)
+                              impact=impact, kde=kde, tiles=tiles, time_patterns=time_patterns, shape=shape)
 
 
 # --------------------------------------------------------------------------- export a run folder
@@ -1089,7 +1106,7 @@ def run_report_card(run: RunFolder, indicators=None) -> pd.DataFrame:
 
 
 def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,
-               profile: str = "public", k: int | None = None, tiles=None) -> dict:
+               profile: str = "public", k: int | None = None, tiles=None, shape: str = "long") -> dict:
     """Export a run folder's area outputs for others (``usm-geo export``); ``tiles``: a basemap
     for ``map.html`` (none by default).
 
@@ -1119,7 +1136,7 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():  # fail before the slow part
         raise OutputError("is a non-empty folder that usm_geo did not write, so it will not be replaced", where=out,
                           fix="choose a new or empty folder for --out")
-    formats = tuple(formats)
+    formats = tuple(str(f).lower() for f in formats)  # SHP, Gpkg: formats are case-insensitive
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsmGeoError(f"unknown format '{bad[0] if bad else ''}'", where="--format", fix=f"use some of: {', '.join(FORMATS)}")
@@ -1129,7 +1146,8 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
                                     impact_areas=run.raw_impact_areas, kde=run.kde,
                                     definitions=run.info.get("indicator_definitions"),
                                     report_card=run_report_card(run, indicators), info=run.info, impact=run.impact,
-                                    tiles=tiles, time_patterns=run.time_patterns() if "html" in formats else None)
+                                    tiles=tiles, time_patterns=run.time_patterns() if "html" in formats else None,
+                                    shape=shape)
         shutil.copyfile(run_dir / MARKER, stage / MARKER)
     result["files"] = sorted(result["files"] + [MARKER])
     result["out"] = str(out)
