@@ -212,7 +212,7 @@ def _declared_parents(study: Study) -> dict[str, str]:
 def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Ledger, scheduler):
     """The incidents counted on Dask per unit (polygon levels, city, H3 cells) × period × category."""
     from usm_geo import scale
-    from usm_geo.commands import _polygon_units
+    from usm_geo.cli_files import _polygon_units
 
     src = study.incidents
     if len(study.incident_inputs()) > 1:
@@ -648,7 +648,7 @@ def run_models(intake: Intake, located: Located, measures: pd.DataFrame, stages:
     """The count model of every level with covariates (usm_geo.models.counts): incidents of the
     current period (category ``all``) against the level's factors, population as exposure.
     Returns ``{level: {"json": …, "units": DataFrame}}``; levels that cannot be modelled say why."""
-    from usm_geo.hotspots.weights import queen
+    from usm_geo.units.weights import queen
     from usm_geo.models.counts import area_count_model
 
     out: dict = {}
@@ -799,7 +799,7 @@ def _sha256(path: Path) -> str:
     relative paths and SHA-256s, in record order."""
     h = hashlib.sha256()
     if Path(path).is_dir():
-        from usm_geo.scale.dataset import dataset_files
+        from usm_geo.intake.datasets import dataset_files
 
         for f in dataset_files(path):
             h.update(f"{f.relative_to(path).as_posix()}\t{_sha256(f)}\n".encode())

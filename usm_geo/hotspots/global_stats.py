@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from usm_geo.hotspots.local import _p_from_z
-from usm_geo.hotspots.weights import _binary_and_ids, row_standardise
+from usm_geo.units.weights import _binary_and_ids, row_standardise
 
 __all__ = ["GeneralG", "Moran", "getis_ord_global", "moran"]
 

@@ -88,7 +88,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from usm_geo.hotspots.fdr import benjamini_hochberg, bonferroni
-from usm_geo.hotspots.weights import _binary_and_ids
+from usm_geo.units.weights import _binary_and_ids
 from usm_geo.progressbar import bar
 
 __all__ = ["getis_ord", "gistar_bin", "local_moran"]

@@ -81,7 +81,7 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
     if not path.exists():
         raise InputFileError("file not found", where=path, fix="check the path in the study file")
     if path.is_dir():  # a partitioned Parquet/GeoParquet dataset, read whole (the Dask path reads it in parts)
-        from usm_geo.scale.dataset import read_dataset
+        from usm_geo.intake.datasets import read_dataset
 
         if fmt not in (None, "parquet"):
             raise InputFileError(f"a folder is read as a Parquet dataset, not as {fmt}", where=path,

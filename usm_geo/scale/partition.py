@@ -22,7 +22,7 @@ from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import Context, read_point_records
 from usm_geo.measures import add_tallies, tally
 from usm_geo.periods import labels as period_labels
-from usm_geo.scale.dataset import Part, read_part
+from usm_geo.intake.datasets import Part, read_part
 from usm_geo.study import RecordSource
 from usm_geo.units.hierarchy import UnitSet, h3_level
 from usm_geo.units.locate import locate_points, point_cells
