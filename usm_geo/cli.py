@@ -155,7 +155,7 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
     """Read and check every input of STUDY as `run` does — boundaries, incidents, survey, perception,
     population, the periods and the intervention — and print the ledger summary and the file notes;
     write nothing unless --ledger (written even when a check fails)."""
-    from usm_geo.export import write_csv
+    from usm_geo.io import write_csv
     from usm_geo.intake.ledger import Ledger
     from usm_geo.pipeline import keep_failed_ledger, note_lines
     from usm_geo.pipeline import validate as validate_study
@@ -267,7 +267,7 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
     to OUT's .json sidecar with every value chosen automatically."""
     import json
 
-    from usm_geo.export import write_json, write_layers
+    from usm_geo.io import write_json, write_layers
     from usm_geo.cli_files import hotspots_from_areas, hotspots_from_points
 
     if (areas is None) == (points is None):
@@ -321,7 +321,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
     """Area-based impact of an intervention: gross and net effect, WDQ and total net effect
     (Bowers & Johnson 2003), WDD with its interval (Wheeler & Ratcliffe 2018), and difference in
     differences — with a plain-language reading. A measure that cannot be computed says why."""
-    from usm_geo.export import write_json
+    from usm_geo.io import write_json
     from usm_geo.cli_files import impact_from_files
 
     if control is None:

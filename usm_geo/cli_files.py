@@ -15,7 +15,7 @@ import shapely
 from pyproj import CRS
 
 from usm_geo.errors import CRSError, UsmGeoError
-from usm_geo.export import write_csv, write_layers
+from usm_geo.io import write_csv, write_layers
 from usm_geo.intake.crs import same_crs, working_crs
 from usm_geo.intake.files import detect_format, read_spatial
 from usm_geo.intake.ledger import Ledger
@@ -159,7 +159,7 @@ def _polygon_units(levels: dict[str, gpd.GeoDataFrame], area, crs, index, **opti
 
 def write_aggregation(agg: Aggregation, out: Path) -> None:
     """Write the counts as CSV, or with unit geometry as GeoPackage or GeoParquet (atomically)."""
-    from usm_geo.export import atomic_path
+    from usm_geo.io import atomic_path
 
     out = Path(out)
     suffix = out.suffix.lower()

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from usm_geo.errors import OutputError
-from usm_geo.export import staged_folder, write_json, write_text
+from usm_geo.io import staged_folder, write_json, write_text
 
 
 def test_write_is_atomic_on_failure(tmp_path):

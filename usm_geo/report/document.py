@@ -117,7 +117,7 @@ def write_report(run_dir, out, *, profile: str = "public", k: int | None = None,
     """Write ``out`` (``report.html``) atomically, and with ``pdf`` the same document printed to
     ``out`` with a ``.pdf`` suffix through headless Chromium (:func:`usm_geo.report.pdf.print_pdf`).
     Returns ``{"html": path, "pdf": path or None, "profile": …}``."""
-    from usm_geo.export import write_text
+    from usm_geo.io import write_text
 
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
