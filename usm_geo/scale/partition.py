@@ -99,7 +99,7 @@ def count_part(part: Part, job: Job) -> Partial:
 
 
 def _weights(records: pd.DataFrame, job: Job) -> np.ndarray | None:
-    from usm_geo.pipeline import incident_harm
+    from usm_geo.indicators.registry import incident_harm
 
     return incident_harm(records, job.harm)[0]
 

@@ -433,7 +433,7 @@ def h3_rings(cells, k: int = 1, ids=None) -> Weights:
     return Weights(matrix, ids, "h3_rings", {"kind": "h3_rings", "k": int(k), "outside_links": outside})
 
 
-def _binary_and_ids(w) -> tuple[sp.csr_array, np.ndarray | None]:
+def binary_and_ids(w) -> tuple[sp.csr_array, np.ndarray | None]:
     """The binary adjacency (no diagonal) and the ids of a :class:`Weights`, a libpysal ``W`` /
     ``Graph`` (anything with ``.sparse``) or a bare sparse/dense matrix (ids ``None``)."""
     if isinstance(w, Weights):
