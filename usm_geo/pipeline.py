@@ -24,7 +24,7 @@ import shapely
 
 from usm_geo import __version__, population
 from usm_geo.errors import CRSError, OutputError, StudyError, UsmGeoError
-from usm_geo.export import wide_table
+from usm_geo.area_tables import wide_table
 from usm_geo.io import staged_folder, write_csv, write_json, write_layers
 from usm_geo.intake.boundaries import check_parents, polygons_in, read_boundary_level, utm_of_layer
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs

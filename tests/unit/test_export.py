@@ -59,7 +59,7 @@ def test_os_errors_become_clear_errors(tmp_path, monkeypatch, err, message):
     def fail(*args, **kwargs):
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr("usm_geo.export.tempfile.mkdtemp", fail)
+    monkeypatch.setattr("usm_geo.io.tempfile.mkdtemp", fail)
     with pytest.raises(OutputError, match=message):
         with staged_folder(tmp_path / "out"):
             pass
