@@ -155,7 +155,7 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
     """Read and check every input of STUDY as `run` does — boundaries, incidents, survey, perception,
     population, the periods and the intervention — and print the ledger summary and the file notes;
     write nothing unless --ledger (written even when a check fails)."""
-    from usm_geo.export import write_csv
+    from usm_geo.io import write_csv
     from usm_geo.intake.ledger import Ledger
     from usm_geo.pipeline import keep_failed_ledger, note_lines
     from usm_geo.pipeline import validate as validate_study
@@ -225,7 +225,7 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
     Writes unit_id, [period], [category], count: one row per unit (zeros included for polygons)
     × period × category. Points not assigned are listed in the printed ledger summary.
     """
-    from usm_geo.commands import aggregate_points, write_aggregation
+    from usm_geo.cli_files import aggregate_points, write_aggregation
 
     if (lon is None) != (lat is None) or (x is None) != (y is None):
         raise click.UsageError("give --lon with --lat, and --x with --y")
@@ -267,8 +267,8 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
     to OUT's .json sidecar with every value chosen automatically."""
     import json
 
-    from usm_geo.export import write_json, write_layers
-    from usm_geo.commands import hotspots_from_areas, hotspots_from_points
+    from usm_geo.io import write_json, write_layers
+    from usm_geo.cli_files import hotspots_from_areas, hotspots_from_points
 
     if (areas is None) == (points is None):
         raise click.UsageError("give either AREAS with --value, or --points with --grid")
@@ -321,8 +321,8 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
     """Area-based impact of an intervention: gross and net effect, WDQ and total net effect
     (Bowers & Johnson 2003), WDD with its interval (Wheeler & Ratcliffe 2018), and difference in
     differences — with a plain-language reading. A measure that cannot be computed says why."""
-    from usm_geo.export import write_json
-    from usm_geo.commands import impact_from_files
+    from usm_geo.io import write_json
+    from usm_geo.cli_files import impact_from_files
 
     if control is None:
         raise click.UsageError("--control is required: a comparison area of the same kind as the treated one")

@@ -24,13 +24,14 @@ import shapely
 
 from usm_geo import __version__, population
 from usm_geo.errors import CRSError, OutputError, StudyError, UsmGeoError
-from usm_geo.export import staged_folder, wide_table, write_csv, write_json, write_layers
-from usm_geo.intake.boundaries import check_parents, read_boundary_level
+from usm_geo.area_tables import wide_table
+from usm_geo.io import staged_folder, write_csv, write_json, write_layers
+from usm_geo.intake.boundaries import check_parents, polygons_in, read_boundary_level, utm_of_layer
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows
-from usm_geo.indicators.registry import load_settings, map_categories
+from usm_geo.indicators.registry import incident_harm, load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.counts import read_count_sources
 from usm_geo.intake.perception import read_perception
@@ -229,7 +230,7 @@ def _declared_parents(study: Study) -> dict[str, str]:
 def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Ledger, scheduler):
     """The incidents counted on Dask per unit (polygon levels, city, H3 cells) × period × category."""
     from usm_geo import scale
-    from usm_geo.commands import _polygon_units
+    from usm_geo.units.hierarchy import polygon_units
 
     src = study.incidents
     if len(study.incident_inputs()) > 1:
@@ -249,7 +250,7 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     if not isinstance(src.path, (str, Path)):
         raise UsmGeoError("only Parquet/GeoParquet files are counted on Dask; a database source is read in memory",
                           where="--scheduler", fix="leave out --scheduler (or export the table to Parquet)")
-    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study),
+    units = polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study),
                            nest_tolerance=study.units.nest_tolerance)
     table = harm_table(study)
     job = scale.Job(source=src, ctx=ctx, units=units, h3_resolutions=tuple(study.units.h3_resolution),
@@ -565,16 +566,6 @@ def harm_table(study: Study) -> pd.DataFrame | None:
     return table
 
 
-def incident_harm(incidents: pd.DataFrame, table: pd.DataFrame | None) -> tuple[np.ndarray | None, list[str]]:
-    """(harm weight per incident, categories the table does not weigh); see :func:`_harm_weights`."""
-    if table is not None:
-        from usm_geo.indicators.registry import harm_weights
-
-        w, missing = harm_weights(incidents["category"].to_numpy(dtype=object), table)
-        return np.nan_to_num(w, nan=0.0), missing
-    return (incidents["weight"].to_numpy() if "weight" in incidents else None), []
-
-
 def note_no_harm(ledger: Ledger, missing: list[str]) -> None:
     ledger.note("incidents", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
 
@@ -665,7 +656,7 @@ def run_models(intake: Intake, located: Located, measures: pd.DataFrame, stages:
     """The count model of every level with covariates (usm_geo.models.counts): incidents of the
     current period (category ``all``) against the level's factors, population as exposure.
     Returns ``{level: {"json": …, "units": DataFrame}}``; levels that cannot be modelled say why."""
-    from usm_geo.hotspots.weights import queen
+    from usm_geo.units.weights import queen
     from usm_geo.models.counts import area_count_model
 
     out: dict = {}
@@ -816,7 +807,7 @@ def _sha256(path: Path) -> str:
     relative paths and SHA-256s, in record order."""
     h = hashlib.sha256()
     if Path(path).is_dir():
-        from usm_geo.scale.dataset import dataset_files
+        from usm_geo.intake.datasets import dataset_files
 
         for f in dataset_files(path):
             h.update(f"{f.relative_to(path).as_posix()}\t{_sha256(f)}\n".encode())
@@ -1130,10 +1121,10 @@ def check_intervention(intake: Intake) -> str | None:
                              fix=exc.fix or f"use unit ids of level {iv.level}") from None
         treated = f"{len(iv.units)} unit(s) of {iv.level}"
     else:
-        _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
         treated = Path(iv.path).name
     if iv.control is not None:
-        _polygons_in(iv.control, intake.working_crs, what="control")
+        polygons_in(iv.control, intake.working_crs, what="control")
     first, last = _data_span(intake)
     start, end = study.periods.start or first, study.periods.end or last
     if start is not None and end is not None and not start < iv.start <= end:
@@ -1393,21 +1384,7 @@ def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -
         return run_into(load_study(study_file), stage, stages)
 
 
-def _utm_of_layer(layer: gpd.GeoDataFrame):
-    b = layer.to_crs(WGS84).total_bounds
-    return utm_for(np.array([b[0], b[2]]), np.array([b[1], b[3]]))
-
-
 # --------------------------------------------------------------------------- impact
-
-
-def _polygons_in(path: Path, crs, layer: str | None = None, what: str = "area"):
-    """The union of a polygon file's features, in ``crs``."""
-    raw = read_spatial(Path(path), fmt=detect_format(Path(path)), layer=layer)
-    if raw.crs is None:
-        raise CRSError(f"the {what} layer has no CRS", where=path, fix="add a .prj file or use a GeoPackage")
-    geom = gpd.GeoSeries(raw.frame.geometry.to_numpy(), crs=raw.crs).to_crs(crs).to_numpy()
-    return shapely.union_all(shapely.make_valid(geom))
 
 
 def impact_result(x, y, t, areas, before, after, *, weights=None, population=None) -> dict:
@@ -1441,8 +1418,8 @@ def run_impact(intake: Intake, stages: Stages | None = None, located: Located | 
                                   fix=f"use one of: {', '.join(intake.levels)}")
             treated = impact.areas_from_units(intake.levels[iv.level], list(iv.units))
         else:
-            treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
-        control = _polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
+            treated = polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        control = polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
         t = inc["occurred_at"]
         start = study.periods.start or t.min().date()
         end = study.periods.end or t.max().date()

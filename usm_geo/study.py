@@ -494,6 +494,26 @@ def _resolve(value: str, study_file: Path, key: str, must_exist: bool) -> Path:
     return path
 
 
+def projected_in_metres(setting: str):
+    """The pyproj CRS of ``setting``, refused unless it is projected with axes in metres (a working CRS).
+
+    The same test as :func:`usm_geo.intake.crs.working_crs` makes after reading the inputs; repeated
+    here because the study (floor −1) may not import intake (floor 0), and it must refuse degrees or
+    feet before any input is read.
+    """
+    from pyproj import CRS
+
+    crs = CRS.from_user_input(setting)
+    if not crs.is_projected:
+        raise CRSError(f"the working CRS {crs.name} is not projected: distances and areas need metres",
+                       where="study.working_crs", fix='use "auto" (local UTM) or a projected EPSG code')
+    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+    if unit not in ("metre", "meter"):
+        raise CRSError(f"the working CRS {crs.name} has units of {unit}, not metres", where="study.working_crs",
+                       fix='use "auto" (local UTM) or a projected CRS in metres')
+    return crs
+
+
 def _crs_text(value: str | None, key: str, study_file: Path) -> str | None:
     if value is None or value == "auto":
         return value
@@ -1111,10 +1131,8 @@ def load_study(path: str | Path) -> Study:
         raise st.error("study.timezone", f"is not an IANA time zone: {timezone!r}", 'e.g. timezone = "America/Chicago" or "Europe/London"') from None
     working_crs = _crs_text(st.take("working_crs", str, "auto"), "study.working_crs", file)
     if working_crs != "auto":  # refuse degrees or feet now, not after reading every input
-        from usm_geo.intake.crs import working_crs as _projected_in_metres
-
         try:
-            _projected_in_metres(working_crs)
+            projected_in_metres(working_crs)
         except CRSError as exc:
             raise CRSError(f"'study.working_crs' = {working_crs!r}: {exc.what}", where=file, fix=exc.fix) from None
     seed = st.take("seed", int, 0)

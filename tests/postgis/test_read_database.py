@@ -14,7 +14,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from usm_geo.cli import main
-from usm_geo.export import read_table
+from usm_geo.io import read_table
 from usm_geo.pipeline import run_intake, run_measures, run_units
 from usm_geo.study import load_study
 

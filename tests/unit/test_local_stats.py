@@ -23,7 +23,7 @@ from scipy import stats
 from usm_geo.hotspots.fdr import benjamini_hochberg, bonferroni
 from usm_geo.hotspots.global_stats import getis_ord_global, moran
 from usm_geo.hotspots.local import getis_ord, gistar_bin, local_moran
-from usm_geo.hotspots.weights import from_sparse, knn
+from usm_geo.units.weights import from_sparse, knn
 
 LINE = from_sparse(sp.csr_array(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]])), ids=list("abcd"))
 Y = np.array([1.0, 2.0, 3.0, 6.0])
@@ -275,7 +275,7 @@ def test_gistar_conditional_permutations_are_seeded_and_agree_with_the_analytic_
     import libpysal
 
     from usm_geo.hotspots.local import getis_ord
-    from usm_geo.hotspots.weights import from_sparse
+    from usm_geo.units.weights import from_sparse
 
     w = libpysal.weights.lat2W(12, 12, rook=False)
     matrix, _ = w.full()

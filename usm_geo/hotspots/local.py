@@ -88,7 +88,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from usm_geo.hotspots.fdr import benjamini_hochberg, bonferroni
-from usm_geo.hotspots.weights import _binary_and_ids
+from usm_geo.units.weights import binary_and_ids
 from usm_geo.progressbar import bar
 
 __all__ = ["getis_ord", "gistar_bin", "local_moran"]
@@ -100,7 +100,7 @@ _MAX_DRAWS = 1 << 23
 
 # ----------------------------------------------------------------------------- shared helpers
 def _prepare(y, w, transform: str):
-    matrix, ids = _binary_and_ids(w)
+    matrix, ids = binary_and_ids(w)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     n = matrix.shape[0]
     if y.shape[0] != n:

@@ -890,7 +890,7 @@ def _finish(page: Page, out) -> str | Path:
     html = inline_assets(page.figure.render())  # self-contained: the page links nothing
     if out is None:
         return html
-    from usm_geo.export import write_text
+    from usm_geo.io import write_text
 
     out = Path(out)
     write_text(out, html)

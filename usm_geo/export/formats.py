@@ -1,184 +1,31 @@
-"""Atomic writers: every output is written beside its target and swapped in with ``os.replace``.
+"""Area exports: the formats, the field dictionary and ``export_run``.
 
-An interrupted run leaves the previous outputs intact. A run's output folder is built as a hidden
-temporary sibling and swapped in whole (:func:`staged_folder`), so a folder never mixes two runs.
+Atomic writing and reading a run folder's files live in :mod:`usm_geo.io`; the area tables in a
+profile and :func:`read_run` in :mod:`usm_geo.area_tables` (floor 5). Both are re-exported here.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import shutil
 import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from usm_geo.area_tables import (DEFAULT_K, DEFAULT_MIN_N, IMPACT_COUNT_COLUMNS, PARTS, PROFILES,  # noqa: F401 (re-exported)
+                                 PUBLIC_HOTSPOT_COLUMNS, SMOOTHED, AreaTables, RunFolder, apply_disclosure,
+                                 area_tables, base_id, indicator_ids, kde_bytes, kde_threshold, public_hotspots,
+                                 public_impact_areas, read_run, run_report_card, shown_ids, time_patterns_in_profile,
+                                 wide_table)
 from usm_geo.errors import OutputError
-from usm_geo.progressbar import bar
 from usm_geo.indicators.registry import COUNT_DEFINITION
-from usm_geo.indicators.report_card import BASE_MEASURES
 
-MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
-
-
-_DISK_FULL = ("no space left on device", "disk is full", "disk full")
-
-
-def _os_error(exc: OSError, path: Path) -> OutputError:
-    if exc.errno == errno.ENOSPC or any(t in str(exc).lower() for t in _DISK_FULL):
-        return OutputError("the disk is full", where=path, fix="free some space or choose another --out on a larger disk")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError("permission denied: cannot write here", where=path, fix="choose an --out folder you can write to")
-    return OutputError(f"cannot write: {exc.strerror or exc}", where=path, fix="check the path and free space")
-
-
-@contextmanager
-def atomic_path(target: Path):
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
-    target = Path(target)
-    # the suffix stays last so that GDAL still recognises the format (.x.tmp-ab12.gpkg)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
-    except OSError as exc:
-        raise _os_error(exc, target) from None
-    os.close(fd)
-    tmp = Path(tmp)
-    tmp.unlink()  # writers such as GDAL refuse an existing empty file
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _os_error(exc, target) from None
-    except OutputError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        # GDAL (pyogrio, rasterio) reports a full disk as its own error types, not OSError
-        if any(t in str(exc).lower() for t in _DISK_FULL):
-            raise _os_error(OSError(errno.ENOSPC, str(exc)), target) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def fixed_gdal_date():
-    """Set ``OGR_CURRENT_DATE`` while writing, so GeoPackages embed a fixed date (byte-identical files)."""
-    old = os.environ.get("OGR_CURRENT_DATE")
-    os.environ["OGR_CURRENT_DATE"] = "2000-01-01T00:00:00Z"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["OGR_CURRENT_DATE"]
-        else:
-            os.environ["OGR_CURRENT_DATE"] = old
-
-
-def write_layers(target: Path, layers: dict) -> None:
-    """Write GeoDataFrames as the layers of one GeoPackage, atomically and byte-reproducibly."""
-    with atomic_path(target) as tmp, fixed_gdal_date(), warnings.catch_warnings():
-        # a layer without a CRS is allowed (contiguity needs none) and the run's report says so
-        warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
-        with bar(sum(len(f) for f in layers.values()), f"writing {target.name}", unit="rows") as progress:
-            for layer, frame in layers.items():
-                frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
-                progress.update(len(frame))
-
-
-def write_bytes(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text(target: Path, text: str) -> None:
-    write_bytes(target, text.encode("utf-8"))
-
-
-def write_json(target: Path, obj) -> None:
-    """JSON with sorted keys and a final newline (byte-stable for the same content)."""
-    write_text(target, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
-
-
-def write_csv(target: Path, frame: pd.DataFrame) -> None:
-    """UTF-8 CSV with ``\\n`` line ends and no index, written by pyarrow (~30× faster than pandas).
-
-    Text values are always quoted, numbers use the shortest round-trip form (``73``, ``0.1``),
-    missing values are empty: the same frame always gives the same bytes.
-    """
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    with atomic_path(target) as tmp:
-        pacsv.write_csv(table, tmp)
-
-
-def _remove_stale_stages(target: Path) -> None:
-    """Remove hidden staging folders of ``target`` left by a run that was killed (its process is gone)."""
-    for stale in target.parent.glob(f".{target.name}.tmp-*-*"):
-        try:
-            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-")[0])
-            os.kill(pid, 0)  # still running: leave it alone
-        except ProcessLookupError:
-            shutil.rmtree(stale, ignore_errors=True)
-        except (ValueError, PermissionError, IndexError):
-            continue
-
-
-@contextmanager
-def staged_folder(target: Path):
-    """Build an output folder as a hidden sibling and swap it in whole when the block succeeds.
-
-    Refuses to replace an existing non-empty folder that was not written by usm_geo (it has no
-    ``run.json``), so a mistyped ``--out`` cannot delete someone's documents.
-    """
-    target = Path(target).resolve()
-    if target.exists() and not target.is_dir():
-        raise OutputError("exists and is not a folder", where=target, fix="choose a folder name for --out")
-    if target.is_dir() and any(target.iterdir()) and not (target / MARKER).exists():
-        raise OutputError("is a non-empty folder that usm_geo did not write, so it will not be replaced", where=target,
-                          fix="choose a new or empty folder for --out")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_stages(target)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
-    except OSError as exc:
-        raise _os_error(exc, target) from None
-    try:
-        yield stage
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(stage, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, target)
-    except OSError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise _os_error(exc, target) from None
-    except OutputError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        # name the file as the user will know it (out/measures.csv), not the hidden staging folder
-        if exc.where and exc.where.startswith(str(stage)):
-            raise OutputError(exc.what, where=str(target) + exc.where[len(str(stage)):], fix=exc.fix) from None
-        raise
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
+from usm_geo.io import (MARKER, atomic_path, check_run_folder, fixed_gdal_date, read_layers,  # noqa: F401 (re-exported)
+                        read_table, staged_folder, write_bytes, write_csv, write_json, write_layers, write_text)
 
 # =========================================================================== area exports
 #
@@ -188,70 +35,9 @@ def staged_folder(target: Path):
 # indicator table is built per level, joined to unit geometry and written in each format.
 
 FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif", "html")
-PROFILES = ("public", "internal")
-DEFAULT_K = 5
-DEFAULT_MIN_N = 30
-SMOOTHED = {"": 0, "_eb": 1, "_seb": 2}
-PARTS = ("_lower", "_upper", "_n", "_flags")
-#: The only hot spot columns a public file carries (plus geometry): no counts.
-PUBLIC_HOTSPOT_COLUMNS = ("unit_id", "name", "period", "gistar_z", "gistar_bin", "lisa_quadrant", "hotspot_value",
-                          "significance")
-#: Columns of impact_areas that are counts (left out of public files).
-IMPACT_COUNT_COLUMNS = ("before", "after")
 GPKG_NAME, SHP_NAME, CSV_NAME, MAP_NAME = "areas.gpkg", "shapefiles.zip", "indicators.csv", "map.html"
 DBF_NAME_WIDTH, DBF_TEXT_BYTES, DBF_REAL_WIDTH, DBF_INT_WIDTH, DBF_MAX_FIELDS = 10, 254, 24, 18, 255
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-def _base_id(ind: str) -> tuple[str, str]:
-    for suffix in ("_seb", "_eb"):
-        if ind.endswith(suffix):
-            return ind[: -len(suffix)], suffix
-    return ind, ""
-
-
-def indicator_ids(measures: pd.DataFrame) -> list[str]:
-    """Indicator ids of a measures table (not count/harm/population), each base id followed by its
-    ``_eb`` and ``_seb`` smoothed versions."""
-    ids = [m for m in pd.unique(measures["measure"]) if m not in BASE_MEASURES]
-    return sorted(ids, key=lambda i: (_base_id(i)[0], SMOOTHED[_base_id(i)[1]]))
-
-
-def shown_ids(measures: pd.DataFrame) -> list[str]:
-    """The ids an area table shows: :func:`indicator_ids`, or ``["count"]`` when the measures hold
-    counts but no indicator (no population, no survey), so that such a run still has tables and a map."""
-    ids = indicator_ids(measures)
-    if not ids and (measures["measure"] == "count").any():
-        return ["count"]
-    return ids
-
-
-def wide_table(measures: pd.DataFrame, names: dict, ids: list[str]) -> pd.DataFrame:
-    """The wide table of ``indicators.csv`` (category ``all``): ``level, unit_id, name, period`` and
-    ``<id>, <id>_lower, <id>_upper, <id>_n, <id>_flags`` per id, sorted by level (as listed), unit, period.
-
-    Used by the run (``indicators.csv``) and by exports; kept here, away from the statistics, so a
-    plain export does not import scipy.
-    """
-    key = ["level", "unit_id", "period"]
-    sub = measures[(measures["category"] == "all") & measures["measure"].isin(ids)]
-    if sub.empty:
-        return pd.DataFrame(columns=["level", "unit_id", "name", "period"])
-    piv = sub.set_index(key + ["measure"])[["value", "lower", "upper", "n", "flags"]].unstack("measure")
-    cols = {}
-    for i in ids:
-        if ("value", i) not in piv.columns:
-            continue
-        cols[i] = piv[("value", i)]
-        cols[f"{i}_lower"] = piv[("lower", i)]
-        cols[f"{i}_upper"] = piv[("upper", i)]
-        cols[f"{i}_n"] = piv[("n", i)]
-        cols[f"{i}_flags"] = piv[("flags", i)].fillna("")
-    out = pd.DataFrame(cols, index=piv.index).reset_index()
-    out.insert(2, "name", [names.get(lv, {}).get(u, u) for lv, u in zip(out["level"], out["unit_id"])])
-    order = {lv: k for k, lv in enumerate(pd.unique(measures["level"]))}
-    return (out.assign(_k=out["level"].map(order)).sort_values(["_k", "unit_id", "period"], kind="stable")
-            .drop(columns="_k").reset_index(drop=True))
 
 
 def _safe_name(text: str) -> str:
@@ -260,138 +46,11 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]", "_", str(text)) or "layer"
 
 
-def apply_disclosure(measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str, k: int,
-                     min_n: int = DEFAULT_MIN_N) -> tuple[pd.DataFrame, dict]:
-    """``usm_geo.disclosure.apply_profile`` on the whole measures table (imported lazily)."""
-    from usm_geo.errors import UsmGeoError
-
-    if profile not in PROFILES:
-        raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
-    try:
-        from usm_geo.disclosure import apply_profile
-    except ModuleNotFoundError as exc:
-        if exc.name != "usm_geo.disclosure":
-            raise
-        if profile == "internal":
-            return measures, {"profile": "internal", "suppressed": 0}
-        raise UsmGeoError("the public profile needs usm_geo.disclosure, which this installation lacks",
-                          fix="update usm_geo, or export with --profile internal (not for publication)") from None
-    out, report = apply_profile(measures, crosswalk, profile=profile, k=int(k), min_n=int(min_n))
-    return out, report
-
-
-@dataclass
-class AreaTables:
-    """The wide indicator table of each level joined to its geometry, after the profile."""
-
-    layers: dict  # level → GeoDataFrame (level, unit_id, name, period, <id>…, geometry)
-    ids: list
-    periods: list
-    measures: pd.DataFrame  # the measures after the profile (all levels, periods, categories)
-    profile: str
-    k: int
-    min_n: int
-    report: dict
-    crs: object
-
-
-def area_tables(units_layers: dict, measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *,
-                profile: str = "public", k: int = DEFAULT_K, min_n: int = DEFAULT_MIN_N, indicators=None,
-                levels=None, periods=None, crs=None) -> AreaTables:
-    """Apply the profile to the whole measures table, then build one wide table per level
-    (category ``all``; columns like indicators.csv) with the unit geometry, filtered and reprojected."""
-    import geopandas as gpd
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError as CRSError_
-
-    from usm_geo.errors import UsmGeoError
-
-    out, report = apply_disclosure(measures, crosswalk, profile=profile, k=k, min_n=min_n)
-    ids = _pick(indicators, shown_ids(out), "indicator", "--indicators")
-    all_levels = _pick(levels, list(units_layers), "level", "--levels")
-    names = {lv: dict(zip(layer["unit_id"], layer["name"])) for lv, layer in units_layers.items()}
-    table = wide_table(out[out["level"].isin(all_levels)], names, ids)
-    run_periods = _pick(periods, sorted(set(table["period"])) if len(table) else [], "period", "--periods")
-    if periods:
-        table = table[table["period"].isin(set(run_periods))]
-    target = None
-    if crs is not None:
-        try:
-            target = CRS.from_user_input(crs)
-        except (CRSError_, TypeError, ValueError):
-            raise UsmGeoError(f"'{crs}' is not a coordinate reference system", where="--crs",
-                              fix="use an EPSG code such as EPSG:4326 or EPSG:3857") from None
-    layers = {}
-    for level in all_levels:
-        unit = units_layers[level]
-        rows = table[table["level"] == level].reset_index(drop=True)
-        for i in ids:
-            if f"{i}_n" in rows:
-                rows[f"{i}_n"] = pd.array(pd.to_numeric(rows[f"{i}_n"]).round(), dtype="Int64")
-            for col in (i, f"{i}_lower", f"{i}_upper"):
-                if col in rows and rows[col].dtype == object:  # counts (no rate): all-empty intervals are objects
-                    rows[col] = pd.to_numeric(rows[col], errors="coerce").astype(float)
-        geom = unit.set_index("unit_id").geometry
-        frame = gpd.GeoDataFrame(rows, geometry=geom.reindex(rows["unit_id"]).to_numpy(), crs=unit.crs)
-        if target is not None:
-            frame = _to_crs(frame, target)
-        layers[level] = frame
-    first = next(iter(units_layers.values()), None)
-    return AreaTables(layers=layers, ids=ids, periods=run_periods, measures=out, profile=profile, k=int(k),
-                      min_n=int(min_n), report=report, crs=target if target is not None else (first.crs if first is not None else None))
-
-
-def _pick(asked, have: list, what: str, option: str) -> list:
-    """``have`` (in its order) narrowed to ``asked``, or all of it when nothing is asked; a name the
-    run does not have is an error that lists the choices."""
-    from usm_geo.errors import UsmGeoError
-
-    if not asked:
-        return list(have)
-    unknown = [a for a in asked if a not in have]
-    if unknown:
-        raise UsmGeoError(f"no {what} '{unknown[0]}' in this run", where=option, fix=f"choose from: {', '.join(have)}")
-    return [h for h in have if h in set(asked)]
-
-
-def _to_crs(frame, target):
-    from usm_geo.errors import CRSError
-
-    if frame.crs is None:
-        raise CRSError("the units have no CRS, so they cannot be reprojected", fix="export without --crs")
-    return frame.to_crs(target)
-
-
-def public_hotspots(layer, k: int):
-    """A hot spot layer for the public: unit ids, Gi* z (rounded to 0.1, so that counts cannot be
-    solved back exactly from the z of every unit), the FDR bin and the LISA quadrant, the value
-    analysed and the significance rule. No counts. The bin and the quadrant are re-derived under the
-    public rule (:func:`usm_geo.hotspots.fdr.public_rule`: Benjamini–Hochberg, α ≤ 0.05) from the
-    layer's p-values, so a run made with ``fdr = false`` or before the rule publishes nothing that
-    is not significant after BH."""
-    from usm_geo.hotspots.fdr import public_rule
-
-    layer = public_rule(layer)
-    keep = [c for c in PUBLIC_HOTSPOT_COLUMNS if c in layer.columns]
-    out = layer[keep + [layer.geometry.name]].copy()
-    if "gistar_z" in out:
-        out["gistar_z"] = out["gistar_z"].round(1)
-    return out
-
-
-def public_impact_areas(layer, k: int):
-    """Impact areas for the public: the treated, buffer and control polygons without their before /
-    after counts. Those are multi-period totals over areas that may be unions of units (an
-    intervention named by unit ids), i.e. sums of published unit × period cells: one of them could
-    give a suppressed cell back by differencing, so they stay internal (``impact.json``)."""
-    return layer.drop(columns=[c for c in IMPACT_COUNT_COLUMNS if c in layer.columns])
-
-
 # --------------------------------------------------------------------------- field dictionary
 
 
 def _definition(ind: str, definitions: dict) -> dict:
-    base, _ = _base_id(ind)
+    base, _ = base_id(ind)
     if ind in definitions:
         return definitions[ind]
     if base in definitions:
@@ -412,7 +71,7 @@ def indicator_definitions(ids, definitions: dict | None) -> dict:
     definitions = definitions or {}
     out = {}
     for ind in ids:
-        base, suffix = _base_id(ind)
+        base, suffix = base_id(ind)
         d = dict(_definition(ind, definitions))
         if suffix and ind not in definitions:
             d["derived_from"] = base
@@ -630,58 +289,6 @@ def write_geoparquet(target: Path, frame) -> None:
     """GeoParquet (``geo`` metadata with the CRS as PROJJSON), atomically."""
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False)
-
-
-def kde_threshold(tags: dict, k: int) -> float | None:
-    """Density (in the surface's units per km²) that ``k`` events reach at most at one cell: the peak
-    of the discretised kernel times k. A cell at or above it has at least k events within reach."""
-    try:
-        h, cell = float(tags["BANDWIDTH"]), float(tags["CELL_SIZE"])
-    except (KeyError, ValueError):
-        return None
-    kernel = tags.get("KERNEL", "quartic")
-    if kernel == "quartic":
-        from usm_geo.hotspots.kde import quartic_kernel
-
-        peak = float(quartic_kernel(h / cell).max())
-    elif kernel == "gaussian":
-        sigma = h / cell
-        r = int(4.0 * sigma + 0.5)
-        x = np.arange(-r, r + 1, dtype=float)
-        w = np.exp(-0.5 * (x / sigma) ** 2)
-        peak = float((w / w.sum()).max() ** 2)
-    else:
-        return None
-    return k * peak / (cell * cell / 1e6)
-
-
-def kde_bytes(source: Path, *, profile: str, k: int) -> tuple[bytes | None, dict]:
-    """The KDE GeoTIFF's bytes in ``profile``: as written for ``internal``; for ``public`` the cells
-    below :func:`kde_threshold` become nodata, so no visible bump can come from fewer than k events
-    (one incident's kernel would show where it was). ``None`` when it cannot be published."""
-    if profile != "public":
-        return Path(source).read_bytes(), {"masked_below": None}
-    import rasterio
-    from rasterio.io import MemoryFile
-
-    with rasterio.open(source) as src:
-        tags = src.tags()
-        values = src.read(1)
-        meta = src.profile.copy()
-        desc = src.descriptions[0]
-    threshold = kde_threshold(tags, k)
-    if threshold is None:
-        return None, {"masked_below": None, "skipped": "unknown kernel: not published"}
-    values = np.where(values >= threshold, values, np.nan).astype(np.float32)
-    tags["PUBLIC_MASK"] = f"cells below {threshold!r} (k={k} events at one point) set to nodata"
-    with MemoryFile() as mem:
-        with mem.open(**meta) as dst:
-            dst.write(values, 1)
-            dst.update_tags(**tags)
-            if desc:
-                dst.set_band_description(1, desc)
-        data = mem.read()
-    return data, {"masked_below": threshold}
 
 
 def write_kde(target: Path, source: Path, *, profile: str, k: int) -> dict:
@@ -954,155 +561,6 @@ def write_run_exports(folder: Path, units_layers: dict, measures: pd.DataFrame, 
 
 
 # --------------------------------------------------------------------------- export a run folder
-
-_STRING_COLUMNS = ("level", "unit_id", "period", "category", "measure", "flags", "to_level", "to_unit_id",
-                   "indicator", "baseline", "current", "status", "status_reason", "trend_flags", "change_flags",
-                   "pattern", "month", "source", "reason", "detail", "record_id")
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV written by :func:`write_csv`, with ids and labels kept as text (``"035"``, ``"2019"``)."""
-    import pyarrow.csv as pcsv
-
-    with open(path, "rb") as f:
-        header = f.readline().decode("utf-8").strip()
-    names = [h.strip('"') for h in header.split(",")]
-    types = {c: pa.string() for c in names if c in _STRING_COLUMNS}
-    table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False))
-    frame = table.to_pandas()
-    for c in types:
-        frame[c] = frame[c].astype(object)
-    return frame
-
-
-def _read_layers(path: Path) -> dict:
-    import pyogrio
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*GeoPackage.*")
-        return {str(name): pyogrio.read_dataframe(path, layer=str(name)) for name, _ in pyogrio.list_layers(path)}
-
-
-def check_run_folder(run_dir) -> Path:
-    """``run_dir`` resolved, refusing a folder without ``run.json``."""
-    from usm_geo.errors import OutputError
-
-    run_dir = Path(run_dir).resolve()
-    if not (run_dir / MARKER).is_file():
-        raise OutputError("is not a usm_geo run folder (it has no run.json)", where=run_dir,
-                          fix="give the --out folder of `usm-geo run` or `usm-geo demo`")
-    return run_dir
-
-
-@dataclass
-class RunFolder:
-    """A run folder's outputs read back, with the area tables in one profile (:func:`read_run`)."""
-
-    folder: Path
-    info: dict  # run.json
-    tables: AreaTables
-    raw_hotspots: dict  # level → hotspots.gpkg layer, as the run wrote it (internal)
-    raw_impact_areas: object  # impact_areas.gpkg's layer or None (internal)
-    impact: dict | None  # impact.json
-    kde: Path | None  # the run's kde.tif (internal)
-
-    @property
-    def hotspots(self) -> dict:
-        """The hot spot layers in the tables' profile."""
-        if self.tables.profile != "public":
-            return self.raw_hotspots
-        return {lv: public_hotspots(layer, self.tables.k) for lv, layer in self.raw_hotspots.items()}
-
-    @property
-    def impact_areas(self):
-        """The impact areas in the tables' profile."""
-        if self.raw_impact_areas is None or self.tables.profile != "public":
-            return self.raw_impact_areas
-        return public_impact_areas(self.raw_impact_areas, self.tables.k)
-
-    def table(self, name: str) -> pd.DataFrame | None:
-        """Another CSV of the run folder (``ledger.csv``, ``progress.csv``…) read by :func:`read_table`,
-        as the run wrote it (internal); None when the run has none."""
-        path = self.folder / name
-        return read_table(path) if path.is_file() else None
-
-    def time_patterns(self) -> pd.DataFrame | None:
-        """``time_patterns.csv`` in the tables' profile (public: category ``all`` only, counts 1 … k−1
-        suppressed, see :func:`usm_geo.disclosure.profile_time_patterns`), with a boolean ``suppressed``
-        column; None when the run has none."""
-        table = self.table("time_patterns.csv")
-        if table is None:
-            return None
-        return time_patterns_in_profile(table, self.table("crosswalk.csv"), profile=self.tables.profile, k=self.tables.k)
-
-    def kde_in_profile(self) -> bytes | None:
-        """The KDE GeoTIFF's bytes in the tables' profile (:func:`kde_bytes`)."""
-        if self.kde is None:
-            return None
-        return kde_bytes(self.kde, profile=self.tables.profile, k=self.tables.k)[0]
-
-
-def time_patterns_in_profile(table: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str, k: int) -> pd.DataFrame:
-    """The time-pattern table as ``profile`` publishes it (``count`` nullable, ``suppressed`` column)."""
-    if profile == "internal":
-        out = table.copy()
-        out["count"] = pd.array(pd.to_numeric(out["count"]), dtype="Int64")
-        out["suppressed"] = False
-        return out
-    from usm_geo.disclosure import profile_time_patterns
-
-    return profile_time_patterns(table, crosswalk, profile=profile, k=k)[0]
-
-
-def read_run(run_dir, *, profile: str | None = None, k: int | None = None, indicators=None, levels=None,
-             periods=None, crs=None) -> RunFolder:
-    """Read a run folder's outputs (never its inputs) and build its area tables in ``profile``
-    (default: the run's ``outputs.profile``; ``k`` default: its ``outputs.suppression_threshold``, else 5),
-    filtered by ``indicators``, ``levels`` and ``periods`` and reprojected to ``crs``."""
-    from usm_geo.errors import OutputError, UsmGeoError
-
-    run_dir = check_run_folder(run_dir)
-    for required in ("units.gpkg", "measures.csv"):
-        if not (run_dir / required).is_file():
-            raise OutputError(f"has no {required}", where=run_dir, fix="rerun the study with this version of usm_geo")
-    info = json.loads((run_dir / MARKER).read_text(encoding="utf-8"))
-    outputs = info.get("outputs") or {}
-    profile = profile or outputs.get("profile") or "internal"
-    if profile not in PROFILES:
-        raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
-    if k is None:
-        k = int(outputs.get("suppression_threshold") or DEFAULT_K)
-    if int(k) < 1:
-        raise UsmGeoError(f"k must be at least 1, not {k}", where="--k", fix="e.g. k = 5")
-    min_n = int(outputs.get("min_n") or DEFAULT_MIN_N)
-    units = _read_layers(run_dir / "units.gpkg")
-    measures = read_table(run_dir / "measures.csv")
-    crosswalk = read_table(run_dir / "crosswalk.csv") if (run_dir / "crosswalk.csv").exists() else None
-    tables = area_tables(units, measures, crosswalk, profile=profile, k=k, min_n=min_n, indicators=indicators,
-                         levels=levels, periods=periods, crs=crs)
-    hot = _read_layers(run_dir / "hotspots.gpkg") if (run_dir / "hotspots.gpkg").exists() else {}
-    areas = None
-    if (run_dir / "impact_areas.gpkg").exists():
-        areas = next(iter(_read_layers(run_dir / "impact_areas.gpkg").values()), None)
-    impact = json.loads((run_dir / "impact.json").read_text(encoding="utf-8")) if (run_dir / "impact.json").exists() else None
-    kde = run_dir / "kde.tif" if (run_dir / "kde.tif").exists() else None
-    return RunFolder(folder=run_dir, info=info, tables=tables, raw_hotspots=hot, raw_impact_areas=areas,
-                     impact=impact, kde=kde)
-
-
-def run_report_card(run: RunFolder, indicators=None) -> pd.DataFrame:
-    """The city report card of a run read back, from its area tables' (profiled) measures."""
-    from usm_geo.indicators.report_card import report_card as make_card
-
-    info, folder = run.info, run.folder
-    progress = read_table(folder / "progress.csv") if (folder / "progress.csv").exists() else None
-    period_info = info.get("periods") or {}
-    card = make_card(run.tables.measures, progress, info.get("indicator_definitions"),
-                     baseline=period_info.get("baseline"), current=period_info.get("current"),
-                     city_name=(info.get("study") or {}).get("name") or "city")
-    if indicators:
-        card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
-    return card
 
 
 def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None, periods=None, crs=None,

@@ -479,7 +479,7 @@ def _disk_csr(ordered, order, offsets, values):
     return indptr, indices[:fill].copy(), outside
 
 
-def _binary_and_ids(w) -> tuple[sp.csr_array, np.ndarray | None]:
+def binary_and_ids(w) -> tuple[sp.csr_array, np.ndarray | None]:
     """The binary adjacency (no diagonal) and the ids of a :class:`Weights`, a libpysal ``W`` /
     ``Graph`` (anything with ``.sparse``) or a bare sparse/dense matrix (ids ``None``)."""
     if isinstance(w, Weights):
