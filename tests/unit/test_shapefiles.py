@@ -1,4 +1,4 @@
-"""Shapefile names and layouts (usm_geo.shapefiles) on small hand-made tables, opened with GDAL's ogrinfo."""
+"""Shapefile names and layouts (usm_geo.export.shapefiles) on small hand-made tables, opened with GDAL's ogrinfo."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import shapely
 
 from usm_geo.errors import UsmGeoError
-from usm_geo.shapefiles import field_names, indicator_stems, period_code, shapefile_zip_bytes
+from usm_geo.export.shapefiles import field_names, indicator_stems, period_code, shapefile_zip_bytes
 
 UTM = "EPSG:32633"
 IDS = ["homicide_rate", "homicide_rate_eb", "homicide_rate_seb", "harassment_share", "safe_after_dark_share"]

@@ -423,7 +423,7 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     ``areas.gpkg``            one layer per level, ``hotspots_<level>`` and ``impact_areas`` when present
     ``shapefiles.zip``        ``.shp/.shx/.dbf/.prj/.cpg`` per level and period (``shape="long"``) or per
                               level (``"wide"``), hot spot and impact layers, ``fields.csv``
-                              (:mod:`usm_geo.shapefiles`)
+                              (:mod:`usm_geo.export.shapefiles`)
     ``areas_<level>.geojson`` RFC 7946, EPSG:4326
     ``areas_<level>.parquet`` GeoParquet
     ``indicators.csv``        the wide table of every exported level, no geometry
@@ -454,7 +454,7 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
         written["gpkg"] = [GPKG_NAME]
     shp_fields = None
     if "shp" in formats:
-        from usm_geo.shapefiles import write_shapefiles
+        from usm_geo.export.shapefiles import write_shapefiles
 
         extra_cols = list(dict.fromkeys(c for f in extra.values() for c in f.columns if c != f.geometry.name))
         shp_fields = write_shapefiles(folder / SHP_NAME, tables, extra,
