@@ -497,9 +497,8 @@ def _resolve(value: str, study_file: Path, key: str, must_exist: bool) -> Path:
 def projected_in_metres(setting: str):
     """The pyproj CRS of ``setting``, refused unless it is projected with axes in metres (a working CRS).
 
-    The same test as :func:`usm_geo.intake.crs.working_crs` makes after reading the inputs; repeated
-    here because the study (floor −1) may not import intake (floor 0), and it must refuse degrees or
-    feet before any input is read.
+    It lives here, not in intake, because the study (floor −1) may not import intake (floor 0) and must
+    refuse degrees or feet before any input is read; :func:`usm_geo.intake.crs.working_crs` calls it.
     """
     from pyproj import CRS
 

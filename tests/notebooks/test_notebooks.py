@@ -185,7 +185,11 @@ def test_exporting(demo, tmp_path, monkeypatch):
     with zipfile.ZipFile(public_dir / "shapefiles.zip") as z:
         assert sorted(z.namelist()) == key["shapefile_members"]
     levels = {"city", "district", "neighbourhood", "h3_9"}
-    assert {f"{lv}.{ext}" for lv in levels for ext in ("shp", "shx", "dbf", "prj", "cpg")} | {"fields.csv"} == set(key["shapefile_members"])
+    members = set(key["shapefile_members"])
+    stems = {m.rsplit(".", 1)[0] for m in members if m != "fields.csv"}
+    assert "fields.csv" in members  # long layout: a shapefile per level and period, hot spot and impact layers
+    assert all({f"{s}.{ext}" for ext in ("shp", "shx", "dbf", "prj", "cpg")} <= members for s in stems)
+    assert all(any(s.startswith(f"{lv}_") for s in stems) for lv in levels)
     card = pd.read_csv(public_dir / "report_card.csv")
     assert key["report_card_indicators"] == sorted(card["indicator"])
 

@@ -352,4 +352,6 @@ def test_write_run_exports_public(tmp_path):
     assert set(hs["significance"]) == {"BH FDR q < 0.05"}
     assert list(pyogrio.read_dataframe(tmp_path / "areas.gpkg", layer="impact_areas").columns) == ["area", "geometry"]
     with zipfile.ZipFile(tmp_path / "shapefiles.zip") as z:
-        assert "neighbourhood.dbf" in z.namelist()
+        names = z.namelist()  # long layout (usm_geo.export.shapefiles): a layer per level and period
+    assert {"neighbourhood_2019.dbf", "neighbourhood_2020.dbf", "city_2020.dbf", "hotspots_neighbourhood_2020.dbf",
+            "impact_areas.dbf", "fields.csv"} <= set(names)

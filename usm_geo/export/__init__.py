@@ -28,7 +28,6 @@ from usm_geo.export.formats import (  # noqa: F401
     apply_disclosure,
     area_tables,
     atomic_path,
-    check_dbf_values,
     check_run_folder,
     export_run,
     extra_layers,
@@ -63,3 +62,4 @@ from usm_geo.export.formats import (  # noqa: F401
     write_shapefile_zip,
     write_text,
 )
+from usm_geo.export.shapefiles import check_dbf_values  # noqa: E402,F401

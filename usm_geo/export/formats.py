@@ -172,50 +172,6 @@ def short_field_names(names, width: int = DBF_NAME_WIDTH) -> dict[str, str]:
     return {n: out[n] for n in names}
 
 
-def check_dbf_values(frame, short: dict[str, str], where: str) -> None:
-    """Refuse (:class:`~usm_geo.errors.UsmGeoError`, naming the field) values a DBF field cannot hold:
-    text over 254 UTF-8 bytes, integers over 18 characters, reals wider than 24 characters or not
-    finite. GDAL would otherwise truncate them, or write garbage with only a warning."""
-    from usm_geo.errors import UsmGeoError
-
-    fix = "export this table as GeoPackage, GeoParquet or GeoJSON (no such limits), or shorten the value"
-    ids = frame["unit_id"].to_numpy(dtype=object) if "unit_id" in frame else None
-
-    def fail(col, pos, what):
-        unit = f", unit {ids[pos]}" if ids is not None else ""
-        raise UsmGeoError(f"field '{col}' (shapefile field '{short.get(col, col)}'){unit}: {what}",
-                          where=where, fix=fix)
-
-    geom = frame.geometry.name if hasattr(frame, "geometry") else None
-    for col in frame.columns:
-        if col == geom:
-            continue
-        s = frame[col]
-        if pd.api.types.is_bool_dtype(s):
-            continue
-        if pd.api.types.is_integer_dtype(s):
-            v = pd.to_numeric(s).astype("float64").to_numpy()
-            bad = np.flatnonzero((v >= 10.0 ** DBF_INT_WIDTH) | (v <= -(10.0 ** (DBF_INT_WIDTH - 1))))
-            if len(bad):
-                fail(col, bad[0], f"{s.iloc[bad[0]]} needs more than {DBF_INT_WIDTH} characters")
-        elif pd.api.types.is_float_dtype(s):
-            v = s.to_numpy(dtype=float, na_value=np.nan)
-            inf = np.flatnonzero(np.isinf(v))
-            if len(inf):
-                fail(col, inf[0], f"{v[inf[0]]} is not a finite number")
-            for pos in np.flatnonzero(np.abs(np.nan_to_num(v)) >= 1e22):
-                if len(f"{v[pos]:.0f}") > DBF_REAL_WIDTH:
-                    fail(col, pos, f"{v[pos]!r} needs more than the {DBF_REAL_WIDTH} characters of a DBF number")
-        else:
-            text = s.dropna().astype(str)
-            text = text[text.str.len() > DBF_TEXT_BYTES // 4]  # only these can exceed 254 UTF-8 bytes
-            size = text.str.encode("utf-8").str.len()
-            if len(size) and size.max() > DBF_TEXT_BYTES:
-                pos = frame.index.get_loc(size.idxmax())
-                fail(col, pos, f"a text of {int(size.max())} bytes; a DBF text field holds at most {DBF_TEXT_BYTES} bytes "
-                               "and would be cut silently")
-
-
 def write_shapefile_zip(target: Path, layers: dict, dictionary: pd.DataFrame | None = None) -> pd.DataFrame:
     """One shapefile per layer (``.shp .shx .dbf .prj .cpg``, UTF-8) and ``fields.csv`` in one zip.
 
@@ -228,6 +184,7 @@ def write_shapefile_zip(target: Path, layers: dict, dictionary: pd.DataFrame | N
     import zipfile
 
     from usm_geo.errors import UsmGeoError
+    from usm_geo.export.shapefiles import check_dbf_values
 
     target = Path(target)
     columns: list[str] = []
