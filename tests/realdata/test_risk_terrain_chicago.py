@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from shared_data import CHICAGO_AREAS, CHICAGO_ASSAULTS, REPO, need_shared
+from shared_data import CHICAGO_AREAS, CHICAGO_ASSAULTS, REPO, chicago_rate_inputs, need_shared
 
 pytestmark = pytest.mark.realdata
 CTA = REPO / "tests" / "data" / "chicago-cta-l-stops"
 CELL, BANDWIDTH = 1000.0, 1500.0
-CRS = "EPSG:32616"
+CRS = "EPSG:32616"  # the working CRS of chicago_rate_inputs
 
 
 @pytest.fixture(scope="module")
@@ -31,31 +31,7 @@ def chicago_rtm(tmp_path_factory):
     from usm_geo.study import load_study
 
     base = tmp_path_factory.mktemp("chicago-rtm")
-    cca = need_shared(*CHICAGO_AREAS)
-    (base / "study.toml").write_text(textwrap.dedent(f"""
-        [study]
-        name = "Chicago"
-        timezone = "America/Chicago"
-        working_crs = "{CRS}"
-
-        [inputs.incidents]
-        path = "{need_shared(*CHICAGO_ASSAULTS)}"
-        datetime = "date"
-        lon = "longitude"
-        lat = "latitude"
-
-        [[inputs.boundaries]]
-        level = "community_area"
-        path = "{cca}"
-        id = "area_num_1"
-        name = "community"
-
-        [inputs.population]
-        path = "{cca}"
-        level = "community_area"
-        id = "area_num_1"
-        column = "TOT_POP"
-
+    (base / "study.toml").write_text(chicago_rate_inputs() + textwrap.dedent(f"""
         [[inputs.covariates]]
         name = "cta"
         path = "{CTA / 'cta_l_stations.csv'}"

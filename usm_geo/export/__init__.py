@@ -4,11 +4,6 @@ re-exports their public names so that ``from usm_geo.export import export_run`` 
 from usm_geo.export.formats import (  # noqa: F401
     AreaTables,
     CSV_NAME,
-    DBF_INT_WIDTH,
-    DBF_MAX_FIELDS,
-    DBF_NAME_WIDTH,
-    DBF_REAL_WIDTH,
-    DBF_TEXT_BYTES,
     DEFAULT_K,
     DEFAULT_MIN_N,
     FORMATS,
@@ -24,7 +19,6 @@ from usm_geo.export.formats import (  # noqa: F401
     SHP_NAME,
     SMOOTHED,
     SUPPRESSION_RULE,
-    ZIP_DATE,
     apply_disclosure,
     area_tables,
     atomic_path,
@@ -43,7 +37,6 @@ from usm_geo.export.formats import (  # noqa: F401
     read_run,
     read_table,
     run_report_card,
-    short_field_names,
     shown_ids,
     staged_folder,
     time_patterns_in_profile,
@@ -59,7 +52,6 @@ from usm_geo.export.formats import (  # noqa: F401
     write_map,
     write_report_card,
     write_run_exports,
-    write_shapefile_zip,
     write_text,
 )
 from usm_geo.export.shapefiles import check_dbf_values  # noqa: E402,F401

@@ -6,11 +6,7 @@ profile and :func:`read_run` in :mod:`usm_geo.area_tables` (floor 5). Both are r
 
 from __future__ import annotations
 
-import json
 import shutil
-import tempfile
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +18,8 @@ from usm_geo.area_tables import (DEFAULT_K, DEFAULT_MIN_N, IMPACT_COUNT_COLUMNS,
                                  public_impact_areas, read_run, run_report_card, shown_ids, time_patterns_in_profile,
                                  wide_table)
 from usm_geo.errors import OutputError
+from usm_geo.export.shapefiles import safe_name
 from usm_geo.indicators.registry import COUNT_DEFINITION
-
 from usm_geo.io import (MARKER, atomic_path, check_run_folder, fixed_gdal_date, read_layers,  # noqa: F401 (re-exported)
                         read_table, staged_folder, write_bytes, write_csv, write_json, write_layers, write_text)
 
@@ -36,14 +32,6 @@ from usm_geo.io import (MARKER, atomic_path, check_run_folder, fixed_gdal_date, 
 
 FORMATS = ("gpkg", "shp", "geojson", "parquet", "csv", "tif", "html")
 GPKG_NAME, SHP_NAME, CSV_NAME, MAP_NAME = "areas.gpkg", "shapefiles.zip", "indicators.csv", "map.html"
-DBF_NAME_WIDTH, DBF_TEXT_BYTES, DBF_REAL_WIDTH, DBF_INT_WIDTH, DBF_MAX_FIELDS = 10, 254, 24, 18, 255
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-def _safe_name(text: str) -> str:
-    import re
-
-    return re.sub(r"[^\w.-]", "_", str(text)) or "layer"
 
 
 # --------------------------------------------------------------------------- field dictionary
@@ -138,93 +126,6 @@ def field_dictionary(columns, definitions: dict) -> pd.DataFrame:
         else:
             rows.append((col, f"flags, ';'-separated (docs/outputs.md): {name}", ""))
     return pd.DataFrame(rows, columns=["name", "description", "unit"])
-
-
-# --------------------------------------------------------------------------- shapefiles
-
-
-def short_field_names(names, width: int = DBF_NAME_WIDTH) -> dict[str, str]:
-    """Unique shapefile (DBF) field names of at most ``width`` characters.
-
-    Names that already fit keep themselves; the others are cut to ``width`` characters and, when that
-    collides (case-insensitively, as DBF does), end in a counter: ``incident_rate`` → ``incident_r``,
-    ``incident_rate_lower`` → ``incident_1``. The mapping is written to ``fields.csv``.
-    """
-    import re
-
-    names = list(names)
-    clean = {n: (re.sub(r"[^0-9A-Za-z_]", "_", n) or "field") for n in names}
-    out, used = {}, set()
-    for n in names:
-        if clean[n] == n and len(n) <= width and n.casefold() not in used:
-            out[n] = n
-            used.add(n.casefold())
-    for n in names:
-        if n in out:
-            continue
-        base = clean[n]
-        cand, i = base[:width], 0
-        while cand.casefold() in used:
-            i += 1
-            cand = base[: width - len(str(i))] + str(i)
-        out[n] = cand
-        used.add(cand.casefold())
-    return {n: out[n] for n in names}
-
-
-def write_shapefile_zip(target: Path, layers: dict, dictionary: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One shapefile per layer (``.shp .shx .dbf .prj .cpg``, UTF-8) and ``fields.csv`` in one zip.
-
-    Field names are shortened by :func:`short_field_names`; ``fields.csv`` lists ``short_name, name,
-    description, unit`` for every field. Entries are sorted and dated 1980-01-01 and DBF headers carry
-    the same date, so the same tables give the same bytes. Returns the field table.
-    """
-    import csv
-    import io
-    import zipfile
-
-    from usm_geo.errors import UsmGeoError
-    from usm_geo.export.shapefiles import check_dbf_values
-
-    target = Path(target)
-    columns: list[str] = []
-    for frame in layers.values():
-        columns += [c for c in frame.columns if c != frame.geometry.name and c not in columns]
-    if len(columns) > DBF_MAX_FIELDS:
-        raise UsmGeoError(f"{len(columns)} fields; a shapefile holds at most {DBF_MAX_FIELDS}", where=target,
-                          fix="export fewer indicators (--indicators) or use GeoPackage")
-    short = short_field_names(columns)
-    for level, frame in layers.items():
-        check_dbf_values(frame, short, f"{target.name}: layer {level}")
-    info = dictionary.set_index("name") if dictionary is not None else None
-    fields = pd.DataFrame({
-        "short_name": [short[c] for c in columns], "name": columns,
-        "description": [info.at[c, "description"] if info is not None and c in info.index else "" for c in columns],
-        "unit": [info.at[c, "unit"] if info is not None and c in info.index else "" for c in columns],
-    })
-    entries: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix=f".{target.stem}.shp-", dir=target.parent) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
-        for level, frame in layers.items():
-            stem = _safe_name(level)
-            frame.rename(columns=short).to_file(
-                Path(tmp) / f"{stem}.shp", driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8",
-                layer_options={"DBF_DATE_LAST_UPDATE": "1980-01-01"})
-            for part in sorted(Path(tmp).glob(f"{stem}.*")):
-                entries[part.name] = part.read_bytes()
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(fields.columns)
-    w.writerows(fields.itertuples(index=False))
-    entries["fields.csv"] = buf.getvalue().encode("utf-8")
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w") as z:
-        for name in sorted(entries):
-            zi = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-            zi.compress_type = zipfile.ZIP_DEFLATED
-            zi.create_system = 3
-            zi.external_attr = 0o100644 << 16
-            z.writestr(zi, entries[name], compresslevel=6)
-    return fields
 
 
 # --------------------------------------------------------------------------- other formats
@@ -420,13 +321,13 @@ def write_area_outputs(folder: Path, tables: AreaTables, formats=("gpkg", "shp")
     if "geojson" in formats:
         written["geojson"] = []
         for level, frame in tables.layers.items():
-            name = f"areas_{_safe_name(level)}.geojson"
+            name = f"areas_{safe_name(level)}.geojson"
             write_geojson(folder / name, frame)
             written["geojson"].append(name)
     if "parquet" in formats:
         written["parquet"] = []
         for level, frame in tables.layers.items():
-            name = f"areas_{_safe_name(level)}.parquet"
+            name = f"areas_{safe_name(level)}.parquet"
             write_geoparquet(folder / name, frame)
             written["parquet"].append(name)
     if "csv" in formats:
@@ -536,7 +437,7 @@ def export_run(run_dir, out, *, formats=("gpkg",), indicators=None, levels=None,
     """
     import time
 
-    from usm_geo.errors import OutputError, UsmGeoError
+    from usm_geo.errors import UsmGeoError
 
     t0 = time.perf_counter()
     run_dir, out = check_run_folder(run_dir), Path(out).resolve()

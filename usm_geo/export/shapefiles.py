@@ -229,7 +229,8 @@ def check_dbf_values(frame, short: dict[str, str], where: str) -> None:
                                "bytes and would be cut silently")
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """A file-name-safe layer stem (letters, digits, ``_ . -``)."""
     return re.sub(r"[^\w.-]", "_", str(text)) or "layer"
 
 
@@ -276,10 +277,10 @@ def shapefile_layers(layers: dict, extra: dict, ids, *, shape: str = DEFAULT_SHA
             if has_period:
                 for period in sorted(pd.unique(frame["period"])):
                     part = frame[frame["period"] == period].sort_values("unit_id", kind="stable")
-                    rows = [(f"{_safe(name)}_{_safe(period)}", s, c, "") for c, s in names.items()]
-                    out[f"{_safe(name)}_{_safe(period)}"] = (part.rename(columns=names), rows, names)
+                    rows = [(f"{safe_name(name)}_{safe_name(period)}", s, c, "") for c, s in names.items()]
+                    out[f"{safe_name(name)}_{safe_name(period)}"] = (part.rename(columns=names), rows, names)
             else:
-                out[_safe(name)] = (frame.rename(columns=names), [(_safe(name), s, c, "") for c, s in names.items()], names)
+                out[safe_name(name)] = (frame.rename(columns=names), [(safe_name(name), s, c, "") for c, s in names.items()], names)
             continue
         ps = sorted(pd.unique(frame["period"]))
         wide = _wide(frame.sort_values("unit_id", kind="stable"), ps)
@@ -290,7 +291,7 @@ def shapefile_layers(layers: dict, extra: dict, ids, *, shape: str = DEFAULT_SHA
         names, rows = {}, []
         for c in fixed:
             names[c] = base[c]
-            rows.append((_safe(name), base[c], c, ""))
+            rows.append((safe_name(name), base[c], c, ""))
         used = {n.casefold() for n in names.values()}
         for c in wide.columns:
             if not isinstance(c, tuple):
@@ -303,8 +304,8 @@ def shapefile_layers(layers: dict, extra: dict, ids, *, shape: str = DEFAULT_SHA
                                   fix="export with --shape long")
             used.add(short.casefold())
             names[c] = short
-            rows.append((_safe(name), short, c[0], c[1]))
-        out[_safe(name)] = (wide.rename(columns=names), rows, {(k if isinstance(k, str) else k[0]): v
+            rows.append((safe_name(name), short, c[0], c[1]))
+        out[safe_name(name)] = (wide.rename(columns=names), rows, {(k if isinstance(k, str) else k[0]): v
                                                               for k, v in names.items()})
     return out, codes
 
@@ -356,18 +357,10 @@ def write_shapefiles(target: Path, tables, extra: dict, dictionary: pd.DataFrame
     """Write ``shapefiles.zip`` for an export's area tables (``tables.layers``, ``tables.ids``) and its
     hot spot and impact layers (``extra``, already in the profile), atomically (a temporary file beside
     ``target``, then ``os.replace``). Returns the ``fields.csv`` table."""
-    import os
+    from usm_geo.io import write_bytes
 
     target = Path(target)
     data, fields = shapefile_zip_bytes(tables.layers, extra, tables.ids, dictionary, shape=shape,
                                        where=target.name, workdir=target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(target, data)
     return fields
