@@ -211,7 +211,7 @@ def _point_key(lat_deg, lng_deg, frame, scale, trig, face_tiles):
             elif d > d2:
                 d2 = d
         # squared chords to the two nearest centres differ by 2 (d1 − d2)
-        if 2.0 * (d1 - d2) <= 1e-12:
+        if 2.0 * (d1 - d2) <= FACE_GAP:
             return np.int64(-1)
     sqd = (px - frame[best, 0]) ** 2 + (py - frame[best, 1]) ** 2 + (pz - frame[best, 2]) ** 2
     inv = scale / d1
@@ -233,7 +233,7 @@ def _point_key(lat_deg, lng_deg, frame, scale, trig, face_tiles):
               abs(r2 - r1 / 2.0), abs(r2 - (2.0 * r1 - 1.0)))
     # decided only if gap > GAP_FACTOR · ERROR_FACTOR · S · ε · (1 + 1/chord), chord = sqrt(sqd):
     # (gap − K) · chord > K, squared to avoid the root
-    k = 8.0 * 64.0 * 2.220446049250313e-16 * scale
+    k = GAP_FACTOR * ERROR_FACTOR * 2.220446049250313e-16 * scale
     over = gap - k
     if not (over > 0.0 and over * over * sqd > k * k):
         return np.int64(-1)
