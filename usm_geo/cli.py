@@ -13,7 +13,7 @@ import click
 
 from usm_geo import __version__
 from usm_geo.errors import UsmGeoError
-from usm_geo.progressbar import showing, silence
+from usm_geo.io import showing, silence
 
 EXIT_USER_ERROR = 2
 
@@ -195,7 +195,7 @@ def init(files: tuple[Path, ...], out: Path, force: bool) -> None:
     ids, unit codes, population) and the CRS of bare projected x/y (the candidate that puts most
     points inside the boundaries) are detected. Every guessed key is marked `# guessed: …, check`;
     check them, then run `usm-geo validate`."""
-    from usm_geo.init import write_study
+    from usm_geo.intake.draft import write_study
 
     path, guesses = write_study(list(files), out, force=force)
     for g in guesses:
@@ -225,7 +225,7 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
     Writes unit_id, [period], [category], count: one row per unit (zeros included for polygons)
     × period × category. Points not assigned are listed in the printed ledger summary.
     """
-    from usm_geo.cli_files import aggregate_points, write_aggregation
+    from usm_geo.pipeline import aggregate_points, write_aggregation
 
     if (lon is None) != (lat is None) or (x is None) != (y is None):
         raise click.UsageError("give --lon with --lat, and --x with --y")
@@ -268,7 +268,7 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
     import json
 
     from usm_geo.io import write_json, write_layers
-    from usm_geo.cli_files import hotspots_from_areas, hotspots_from_points
+    from usm_geo.pipeline import hotspots_from_areas, hotspots_from_points
 
     if (areas is None) == (points is None):
         raise click.UsageError("give either AREAS with --value, or --points with --grid")
@@ -322,7 +322,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
     (Bowers & Johnson 2003), WDD with its interval (Wheeler & Ratcliffe 2018), and difference in
     differences — with a plain-language reading. A measure that cannot be computed says why."""
     from usm_geo.io import write_json
-    from usm_geo.cli_files import impact_from_files
+    from usm_geo.pipeline import impact_from_files
 
     if control is None:
         raise click.UsageError("--control is required: a comparison area of the same kind as the treated one")
@@ -370,7 +370,7 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
     if to is not None:
         from click.core import ParameterSource
 
-        from usm_geo.postgis_export import export_run_to_database
+        from usm_geo.export.postgis import export_run_to_database
 
         if schema is None:
             raise click.UsageError("--to needs --schema NAME")

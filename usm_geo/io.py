@@ -1,20 +1,31 @@
-"""Ground floor: atomic writing, and reading a run folder's files back as written.
+"""Ground floor: atomic writing, reading a run folder's files back as written, and progress bars.
 
 Every writer in usm_geo goes through this module. A file is written beside its target and swapped
 in with ``os.replace`` (an interrupted run leaves the previous file intact); a run's output folder
 is built as a hidden temporary sibling and swapped in whole (:func:`staged_folder`), so a folder
 never mixes two runs. Reading applies no profile: :func:`usm_geo.disclosure.read_run` does that.
 Paths are file-system paths; no CRS is changed here (layers keep the CRS they were written with).
+
+Progress bars inside long steps (reading, assignment, grids, permutations, writing) are drawn by
+tqdm on **stderr**, and only when all of these hold: the caller switched them on with
+:func:`showing` (the ``usm-geo`` commands do, unless ``--quiet``); stderr is a terminal (a pipe, a
+log file, a notebook cell or a CI job gets nothing); the step is still running after
+:data:`DELAY_S` seconds. Library code only calls :func:`bar` around the chunks it already works in;
+it never prints, and stdout (the ledger summary, JSON) is never touched. Nothing there changes a result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +34,75 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from usm_geo.errors import OutputError
-from usm_geo.progressbar import bar
+
+# ---- progress bars on stderr (used by readers and writers alike) ----
+#: seconds a step runs before its bar appears
+DELAY_S = 2.0
+
+_SHOW: contextvars.ContextVar[bool] = contextvars.ContextVar("usm_geo_progress", default=False)
+
+
+@contextlib.contextmanager
+def showing(on: bool = True) -> Iterator[None]:
+    """Within this block, :func:`bar` draws on stderr when it is a terminal (``on=False``: never)."""
+    token = _SHOW.set(bool(on))
+    try:
+        yield
+    finally:
+        _SHOW.reset(token)
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def bar(total: int | float | None, desc: str, unit: str = "it", stream=None):
+    """A bar for ``total`` units of work named ``desc``; call ``.update(n)`` as chunks finish.
+
+    ``stream`` defaults to ``sys.stderr`` (looked up at call time, so tests can replace it).
+    """
+    stream = sys.stderr if stream is None else stream
+    if not _SHOW.get() or not _is_terminal(stream):
+        yield _Silent()
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, file=stream, delay=DELAY_S, leave=False,
+              mininterval=0.5, dynamic_ncols=True, unit_scale=unit != "it") as t:
+        yield t
+
+
+class Steps:
+    """A bar over the named phases of one step, for code that is a sequence of phases rather than a
+    loop (reading a file: parse, locate, dates, duplicates). ``advance()`` after each phase; ``close()``
+    at the end (a bar left open by an exception is closed when it is garbage-collected)."""
+
+    def __init__(self, total: int, desc: str, stream=None):
+        self._cm = bar(total, desc, unit="steps", stream=stream)
+        self._bar = self._cm.__enter__()
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or not a real stream
+        return False
+
+
+def silence() -> None:
+    """No bars from here to the end of the enclosing :func:`showing` block (``--quiet``)."""
+    _SHOW.set(False)
+
+
+# ---- atomic writing ----
 
 MARKER = "run.json"  # a folder holding this was written by usm_geo and may be replaced
 

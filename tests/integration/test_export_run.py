@@ -27,7 +27,8 @@ import pytest
 import shapely
 from shared_data import IN_CI
 
-from usm_geo.export import FORMATS, export_run, read_table
+from usm_geo.export import FORMATS, export_run
+from usm_geo.io import read_table
 from usm_geo.indicators.report_card import COLUMNS as CARD_COLUMNS
 
 GDAL_ENV = {**os.environ, "GDAL_PAM_ENABLED": "NO"}  # never write .aux.xml files beside the outputs
@@ -98,7 +99,6 @@ PUBLIC_FORMATS = tuple(f for f in FORMATS if f != "geojson")
 @pytest.fixture(scope="module")
 def public(run_dir, tmp_path_factory):
     """Every format but GeoJSON, public profile (the default), every period, working CRS."""
-    pytest.importorskip("usm_geo.disclosure")
     out = tmp_path_factory.mktemp("export") / "public"
     t0 = time.perf_counter()
     res = export_run(run_dir, out, formats=PUBLIC_FORMATS)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from shared_data import CHICAGO_AREAS, CHICAGO_ASSAULTS, need_shared
 from usm_geo.cli import main
-from usm_geo.init import classify, guess_crs
+from usm_geo.intake.draft import classify, guess_crs
 
 VANCOUVER = Path(__file__).resolve().parents[1] / "data" / "vancouver"
 VAN_CSV = VANCOUVER / "crimedata_csv_AllNeighbourhoods_2022.csv.gz"

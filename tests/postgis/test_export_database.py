@@ -18,7 +18,8 @@ import shapely
 from click.testing import CliRunner
 
 from pg_helpers import ogr_dsn, ogr_summary
-from usm_geo import postgis_export
+from usm_geo import database
+from usm_geo.export import postgis as postgis_export
 from usm_geo.cli import main
 from usm_geo.errors import UsmGeoError
 from usm_geo.export import export_run
@@ -133,7 +134,7 @@ def test_a_failure_midway_leaves_every_previous_table_as_it_was(internal, pg, mo
     run_dir, url, _ = internal
     before = _snapshot(pg, "usm_internal")
     assert before["h3_9"][0] == 6753 * 5 and before["neighbourhood"][0] == 300
-    real, calls = postgis_export.write_table, []
+    real, calls = database.write_table, []
 
     def failing(*args, **kwargs):
         calls.append(args[2])
@@ -141,7 +142,7 @@ def test_a_failure_midway_leaves_every_previous_table_as_it_was(internal, pg, mo
             raise RuntimeError("the disk is full")  # after two tables were replaced in the transaction
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(postgis_export, "write_table", failing)
+    monkeypatch.setattr(database, "write_table", failing)
     with pytest.raises(RuntimeError, match="disk is full"):
         postgis_export.export_run_to_database(run_dir, url, "usm_internal", profile="internal", periods=["2023"])
     assert calls == ["h3_9", "neighbourhood", "district"]
@@ -179,5 +180,5 @@ def test_export_refuses_a_password_in_the_url_and_mixed_options(demo):
 def test_export_to_a_database_without_postgis_is_refused(pg_url):
     plain = pg_url.rsplit("/", 1)[0] + "/usm_plain"
     with pytest.raises(UsmGeoError, match="has no PostGIS extension") as err:
-        postgis_export.write_tables(plain, "s", {})
+        database.write_tables(plain, "s", {})
     assert "CREATE EXTENSION postgis" in err.value.fix

@@ -16,7 +16,7 @@ from usm_geo.database import DatabaseSource
 from usm_geo.errors import StudyError, UsmGeoError
 from usm_geo.intake.files import read_records
 from usm_geo.intake.ledger import Ledger
-from usm_geo.postgis_export import write_tables
+from usm_geo.database import write_tables
 from usm_geo.study import load_study
 
 HOSTILE = 'x"; DROP TABLE inj.incidents; --'

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from usm_geo.cli import main
 from usm_geo.database import DatabaseSource, split_table_name
 from usm_geo.errors import StudyError, UsmGeoError
-from usm_geo.intake import database
+from usm_geo import database
 from usm_geo.intake.files import read_records
 from usm_geo.intake.ledger import Ledger
 from usm_geo.study import load_study
@@ -72,7 +72,7 @@ def test_names_postgresql_would_cut_are_refused_before_connecting():
     import geopandas as gpd
     import shapely
 
-    from usm_geo.postgis_export import write_tables
+    from usm_geo.database import write_tables
 
     layer = gpd.GeoDataFrame({"a": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32633")
     nowhere = "postgresql://usm@127.0.0.1:9/none"

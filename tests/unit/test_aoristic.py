@@ -113,7 +113,7 @@ def test_hour_of_week_weights_by_hand():
     r0: Friday 18:00 → Monday 08:00 = 62 h: 1/62 in each of Fri 18–23, Sat, Sun, Mon 0–7.
     r1: Tuesday 2021-01-05 10:30 → 12:00: 0.5 h of 1.5 in Tue 10, 1 h in Tue 11 → 1/3, 2/3.
     r2: 8 days from Wednesday 2021-01-06 00:00: every hour once (1/192), Wednesday's hours twice (2/192)."""
-    from usm_geo.time_patterns import aoristic_hour_weights
+    from usm_geo.hotspots.time_patterns import aoristic_hour_weights
 
     w = aoristic_hour_weights(ts("2021-01-01T18:00", "2021-01-05T10:30", "2021-01-06"),
                               ts("2021-01-04T08:00", "2021-01-05T12:00", "2021-01-14"))

@@ -5,7 +5,8 @@ import json
 
 import pyogrio
 
-from usm_geo.export import area_tables, write_run_exports
+from usm_geo.disclosure import area_tables
+from usm_geo.export import write_run_exports
 from usm_geo.indicators.report_card import report_card
 
 from test_export_formats import _crosswalk, _measures, _units

@@ -536,7 +536,7 @@ def test_the_audit_widens_a_bridge_that_the_rounds_accept():
     """A 4 × 4 table with row and column totals: two suppressed 2 × 2 rectangles joined by one cell.
     Each row and column holds 0 or ≥ 2 suppressed cells, so the per-relation rounds accept it; the
     audit finds the joining cell determined and suppresses more until nothing is."""
-    from usm_geo.disclosure import _audit, _complete, _widen
+    from usm_geo.disclosure.profiles import _audit, _complete, _widen
 
     value = np.concatenate([np.full(16, 10.0), np.full(8, 40.0)])  # cells, 4 row totals, 4 column totals
     rel, node, parent = [], [], []

@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import sys
 import zipfile
 from types import SimpleNamespace
 
@@ -15,12 +14,11 @@ import pytest
 import shapely
 
 from usm_geo.errors import UsmGeoError
+from usm_geo.disclosure import area_tables, kde_threshold
 from usm_geo.export import (
-    area_tables,
     check_dbf_values,
     field_dictionary,
     indicator_definitions,
-    kde_threshold,
     write_area_outputs,
     write_geojson,
     write_run_exports,
@@ -112,13 +110,6 @@ def test_crs_reprojection():
     assert 4_000_000 < nb.geometry.iloc[0].centroid.x < 5_000_000  # LAEA Europe metres, not UTM
     with pytest.raises(UsmGeoError, match="not a coordinate reference system"):
         _internal(crs="EPSG:999999")
-
-
-def test_public_profile_without_disclosure_module_is_refused(monkeypatch):
-    monkeypatch.setitem(sys.modules, "usm_geo.disclosure", None)  # as if it were not installed
-    with pytest.raises(UsmGeoError, match="public profile needs usm_geo.disclosure"):
-        area_tables(_units(), _measures(), _crosswalk(), profile="public")
-    assert _internal().profile == "internal"  # internal needs no suppression
 
 
 # --------------------------------------------------------------------------- shapefiles
@@ -316,7 +307,6 @@ def test_write_run_exports_internal(tmp_path):
 
 
 def test_write_run_exports_public(tmp_path):
-    pytest.importorskip("usm_geo.disclosure")
     card = report_card(_measures(), PROGRESS, DEFINITIONS, baseline="2019", current="2020", city_name="Toy")
     impact = gpd.GeoDataFrame({"area": ["treated"], "before": [3], "after": [2]}, geometry=[shapely.box(0, 0, 1, 1)],
                               crs=UTM)

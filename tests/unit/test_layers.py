@@ -8,7 +8,8 @@ The test fails on
 - an import from a room on a lower floor into a room on a higher floor,
 - two rooms on the same floor importing each other (directly or round a circle on that floor),
 - ``from x import _private`` across rooms (a function another room needs is public),
-- a module that belongs to no room of :data:`FLOORS` (add it to the table, and to DESIGN.md).
+- a module that belongs to no room of :data:`FLOORS` (the rooms are exactly DESIGN.md's: a new
+  module goes into the room whose job it does).
 
 When ``../shared/DESIGN.md`` is present, its floors table must agree with :data:`FLOORS`; absent,
 that check is skipped (a failure under CI=true, like ``shared_data.need_shared``).
@@ -43,17 +44,6 @@ FLOORS = {
     "errors": GROUND, "io": GROUND, "periods": GROUND, "database": GROUND,
 }
 
-#: Rooms that exist in the package but not (yet) in DESIGN.md's table: each needs a row there.
-NOT_IN_DESIGN = {
-    "cli_files": 9,       # the commands that take files instead of a study (aggregate, hotspots, impact)
-    "init": 9,            # `usm-geo init`: drafts a study.toml from the files it is given
-    "postgis_export": 6,  # `usm-geo export --to postgresql://…`: a run's tables into PostGIS
-    "area_tables": 5,     # a run's area tables in a profile (read_run): what maps, reports and exports read
-    "time_patterns": 4,   # hour × weekday and month patterns from the incidents
-    "progressbar": GROUND,  # progress on stderr, used by readers and writers alike
-}
-
-ALL_FLOORS = {**FLOORS, **NOT_IN_DESIGN}
 
 
 def _modules() -> dict[str, tuple[object, bool]]:
@@ -116,7 +106,7 @@ def room(module: str) -> str:
 
 def floor(module: str) -> int:
     # usm_geo/__init__.py re-exports lazily (importlib) and imports only errors: ground floor
-    return GROUND if module == "usm_geo" else ALL_FLOORS[room(module)]
+    return GROUND if module == "usm_geo" else FLOORS[room(module)]
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -175,7 +165,7 @@ def test_cycle_finder_finds_a_circle():
 
 
 def test_every_module_has_a_floor():
-    unknown = sorted({room(m) for m in MODULES if m != "usm_geo"} - set(ALL_FLOORS))
+    unknown = sorted({room(m) for m in MODULES if m != "usm_geo"} - set(FLOORS))
     assert not unknown, f"rooms without a floor (add them to FLOORS and to shared/DESIGN.md): {unknown}"
 
 
@@ -237,8 +227,6 @@ def test_floor_map_agrees_with_design():
             pytest.fail(message + " (CI=true: .ci/run must provide ../shared)")
         pytest.skip(message)
     design = _design_floors(DESIGN.read_text(encoding="utf-8"))
-    # rooms DESIGN has gained since NOT_IN_DESIGN was written must leave it (and be in FLOORS)
-    assert {r: f for r, f in design.items() if r in NOT_IN_DESIGN} == {}, "move these rooms from NOT_IN_DESIGN to FLOORS"
     assert design == FLOORS
     missing = sorted(r for r in FLOORS if not (PACKAGE / r).is_dir() and not (PACKAGE / f"{r}.py").is_file())
     assert missing == [], f"rooms of DESIGN.md that the package lacks: {missing}"

@@ -219,7 +219,7 @@ def test_layers_per_level_gistar_impact_and_layer_control():
 def test_public_tables_without_counts():
     """What a public export holds: suppressed values (flag, no value, no n), hot spots without
     counts or p, impact areas without before/after counts. The map shows no count it was not given."""
-    from usm_geo.export import public_hotspots, public_impact_areas
+    from usm_geo.disclosure import public_hotspots, public_impact_areas
 
     inputs = grid_inputs()
     table = inputs.table.copy()

@@ -1,7 +1,7 @@
 """Progress bars (issue 20 item 7) and the hot spot grid budget (`usm-geo hotspots --max-cells`).
 
 Bars go to stderr only when a command turned them on, stderr is a terminal and the step outlasts
-usm_geo.progressbar.DELAY_S; `--quiet` turns them off and never hides the ledger summary.
+usm_geo.io.DELAY_S; `--quiet` turns them off and never hides the ledger summary.
 The terminal is a real pseudo-terminal (os.openpty), the command a real `usm-geo` process.
 """
 
@@ -22,7 +22,7 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from usm_geo import progressbar
+from usm_geo import io as progressbar
 from usm_geo.cli import main
 from usm_geo.hotspots.grids import h3_cells_estimate
 
@@ -82,7 +82,7 @@ def test_reading_a_file_shows_its_phases(monkeypatch, tmp_path):
 def _run_in_terminal(args: list[str], tmp_path: Path) -> tuple[int, str, str]:
     """Run `usm-geo ARGS` with stderr on a pseudo-terminal (bars appear at once: DELAY_S = 0);
     return (exit code, stdout, what the terminal received)."""
-    code = ("import sys, usm_geo.progressbar as p; p.DELAY_S = 0.0; from usm_geo.cli import main; "
+    code = ("import sys, usm_geo.io as p; p.DELAY_S = 0.0; from usm_geo.cli import main; "
             "main(sys.argv[1:], prog_name='usm-geo')")
     primary, secondary = os.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
@@ -125,7 +125,7 @@ def test_usm_geo_hotspots_shows_permutation_bar_on_a_terminal_and_not_with_quiet
 
 
 def test_usm_geo_hotspots_no_bar_when_stderr_is_not_a_terminal(tmp_path):
-    code = ("import sys, usm_geo.progressbar as p; p.DELAY_S = 0.0; from usm_geo.cli import main; "
+    code = ("import sys, usm_geo.io as p; p.DELAY_S = 0.0; from usm_geo.cli import main; "
             "main(sys.argv[1:], prog_name='usm-geo')")
     proc = subprocess.run([sys.executable, "-c", code, *HOTSPOT_ARGS, "--out", "c.gpkg"],
                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from usm_geo.time_patterns import time_patterns
+from usm_geo.hotspots.time_patterns import time_patterns
 
 
 def _example():

@@ -1,57 +1,17 @@
-"""Area exports (``usm-geo export`` and a run's area outputs), one module per job; this package
-re-exports their public names so that ``from usm_geo.export import export_run`` keeps working."""
+"""Floor 6: the files a run's area tables are handed on in, one module per job.
 
-from usm_geo.export.formats import (  # noqa: F401
-    AreaTables,
-    CSV_NAME,
-    DEFAULT_K,
-    DEFAULT_MIN_N,
-    FORMATS,
-    GPKG_NAME,
-    IMPACT_COUNT_COLUMNS,
-    LAYER_FIELDS,
-    MAP_NAME,
-    MARKER,
-    PARTS,
-    PROFILES,
-    PUBLIC_HOTSPOT_COLUMNS,
-    RunFolder,
-    SHP_NAME,
-    SMOOTHED,
-    SUPPRESSION_RULE,
-    apply_disclosure,
-    area_tables,
-    atomic_path,
-    check_run_folder,
-    export_run,
-    extra_layers,
-    field_dictionary,
-    fixed_gdal_date,
-    indicator_definitions,
-    indicator_ids,
-    kde_bytes,
-    kde_threshold,
-    public_hotspots,
-    public_impact_areas,
-    read_layers,
-    read_run,
-    read_table,
-    run_report_card,
-    shown_ids,
-    staged_folder,
-    time_patterns_in_profile,
-    wide_table,
-    write_area_outputs,
-    write_bytes,
-    write_csv,
-    write_geojson,
-    write_geoparquet,
-    write_json,
-    write_kde,
-    write_layers,
-    write_map,
-    write_report_card,
-    write_run_exports,
-    write_text,
-)
-from usm_geo.export.shapefiles import check_dbf_values  # noqa: E402,F401
+``fields``      the field dictionary (what each column means, its unit, its definition)
+``formats``     one writer per format (GeoJSON, GeoParquet, KDE GeoTIFF, map, report card)
+``shapefiles``  the shapefile zip (short field names, a layer per level and period, fields.csv)
+``run_export``  a run's area exports in one layout: :func:`export_run`, :func:`write_run_exports`
+``postgis``     a run's tables into PostgreSQL/PostGIS (``usm-geo export --to``)
+
+The tables themselves, in a profile, come from :mod:`usm_geo.disclosure`; atomic writing from
+:mod:`usm_geo.io`. This package re-exports its own public names.
+"""
+
+from usm_geo.export.fields import LAYER_FIELDS, field_dictionary, indicator_definitions  # noqa: F401
+from usm_geo.export.formats import (CSV_NAME, FORMATS, GPKG_NAME, MAP_NAME, SHP_NAME, write_geojson,  # noqa: F401
+                                    write_geoparquet, write_kde, write_map, write_report_card)
+from usm_geo.export.run_export import export_run, extra_layers, write_area_outputs, write_run_exports  # noqa: F401
+from usm_geo.export.shapefiles import check_dbf_values, write_shapefiles  # noqa: F401

@@ -34,7 +34,7 @@ import numpy as np
 import shapely
 
 from usm_geo.errors import CRSError, UsmGeoError
-from usm_geo.progressbar import bar
+from usm_geo.io import bar
 
 __all__ = [
     "count_points_square",

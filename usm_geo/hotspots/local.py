@@ -89,7 +89,7 @@ from scipy.special import ndtr
 
 from usm_geo.hotspots.fdr import benjamini_hochberg, bonferroni
 from usm_geo.units.weights import binary_and_ids
-from usm_geo.progressbar import bar
+from usm_geo.io import bar
 
 __all__ = ["getis_ord", "gistar_bin", "local_moran"]
 

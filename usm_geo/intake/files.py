@@ -59,9 +59,10 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
     its rows come back like a CSV file's (every column as text) plus its geometry, if any.
     """
     if isinstance(path, DatabaseSource):
-        from usm_geo.intake.database import read_database
+        from usm_geo.database import read_rows
 
-        return read_database(path)
+        got = read_rows(path)
+        return RawRecords(frame=got.frame, rows=np.arange(1, got.read + 1, dtype=np.int64), read=got.read, crs=got.crs)
     path = Path(path)
     if not path.exists():
         raise InputFileError("file not found", where=path, fix="check the path in the study file")

@@ -1,7 +1,7 @@
 """The records of one input as read, before any check: what every reader returns.
 
 Its own module so that the readers (:mod:`usm_geo.intake.files`, :mod:`usm_geo.intake.datasets`,
-:mod:`usm_geo.intake.database`) can share it without importing one another.
+and the database rows of :func:`usm_geo.database.read_rows`) can share it without importing one another.
 """
 
 from __future__ import annotations

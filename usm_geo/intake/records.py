@@ -32,7 +32,7 @@ from usm_geo.intake.crs import WGS84, same_crs, transformer, utm_for
 from usm_geo.intake.dates import parse_date_parts, parse_dates
 from usm_geo.intake.files import RawRecords, read_records
 from usm_geo.intake.ledger import Ledger
-from usm_geo.progressbar import Steps
+from usm_geo.io import Steps
 from usm_geo.study import Periods, RecordSource
 
 MISSING_TEXT = ("", "na", "n/a", "nan", "null", "none", "-")

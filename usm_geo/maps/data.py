@@ -217,7 +217,7 @@ def load_run(folder, profile: str | None = None, k: int | None = None) -> MapInp
     ``outputs.profile``; ``"public"`` suppresses as :func:`usm_geo.export.export_run` does).
     ``units.gpkg`` and ``measures.csv`` are required; ``run.json``, ``crosswalk.csv``,
     ``hotspots.gpkg``, ``impact_areas.gpkg``, ``impact.json`` and ``kde.tif`` are used when present."""
-    from usm_geo.area_tables import read_run
+    from usm_geo.disclosure.area_tables import read_run
 
     run = read_run(folder, profile=profile, k=k)
     return from_area_tables(run.tables, hotspots=run.hotspots, impact_areas=run.impact_areas, impact=run.impact,

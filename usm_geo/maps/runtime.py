@@ -111,7 +111,7 @@ JS = r"""
     if (s.tp) { h += timeChart(data(s.tp), i); }
     return h + "</div>";
   }
-  // a unit's time patterns (usm_geo.time_patterns): hour × weekday heat grid and month-of-year bars,
+  // a unit's time patterns (usm_geo.hotspots.time_patterns): hour × weekday heat grid and month-of-year bars,
   // each scaled to the unit's own busiest cell; a suppressed cell (null) is grey and holds no number
   var HEAT = ["#ffffb2", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026"];
   var DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

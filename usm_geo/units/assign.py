@@ -67,7 +67,7 @@ import numpy as np
 import shapely
 
 from usm_geo.errors import BoundaryError, UsmGeoError
-from usm_geo.progressbar import bar
+from usm_geo.io import bar
 
 __all__ = ["PolygonIndex", "assign_points", "default_threads"]
 

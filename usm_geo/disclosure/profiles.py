@@ -104,6 +104,19 @@ from usm_geo.errors import UsmGeoError
 from usm_geo.measures import COLUMNS
 
 PROFILES = ("internal", "public")
+
+#: what each profile withholds, in words (metadata.json, GeoPackage and PostGIS comments, the report)
+SUPPRESSION_RULE = {
+    "public": ("counts 1 … k-1 are suppressed and flagged, with complementary suppression across levels and "
+               "categories so that no suppressed value can be recovered by differencing; rates and intervals on "
+               "suppressed counts and survey values below the minimum (effective) n are suppressed too; no "
+               "incident points or coordinates; hot spot layers without counts (Gi* z rounded to 0.1); impact areas "
+               "without counts; KDE cells below k events masked; report card change and trend withheld when a "
+               "value they depend on is suppressed, its values rounded to 4 significant digits (changes and trends to 0.001); time "
+               "patterns (category all) with counts 1 … k-1 suppressed in the same way, along the time axis and across "
+               "units; month of year for the city only"),
+    "internal": "none: exact values, for the city's own staff; not for publication",
+}
 ALL = "all"
 KNOWN_FLAGS = frozenset({
     "small_count", "small_denominator", "no_denominator", "no_count", "population_missing", "population_zero",
@@ -856,7 +869,7 @@ def _report(k, min_n, table, suppressed, reason, dropped_columns, removed, by_ce
 
 def profile_time_patterns(table: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str = "public",
                           k: int = 5) -> tuple[pd.DataFrame, dict]:
-    """``time_patterns.csv`` (:mod:`usm_geo.time_patterns`) in an output profile.
+    """``time_patterns.csv`` (:mod:`usm_geo.hotspots.time_patterns`) in an output profile.
 
     The public profile publishes category ``all`` only, and protects it with :func:`apply_profile`
     by seeing each pattern as a two-way table of units × time cells with both margins known:

@@ -1,6 +1,6 @@
 """``usm-geo init``: a first, commented ``study.toml`` written from the user's own files.
 
-Floor 0 (beside :mod:`usm_geo.intake`): files are read only through the intake readers, nothing
+Floor 0 (in :mod:`usm_geo.intake`): files are read only through the intake readers, nothing
 is computed beyond what the guesses need, and nothing below the CLI imports this module.
 
 Each file is classified by its content (:func:`classify`):

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from usm_geo.indicators.report_card import BASE_MEASURES
+from usm_geo.disclosure.profiles import PROFILES, apply_profile, profile_time_patterns
 from usm_geo.io import MARKER, check_run_folder, read_layers, read_table
 
-PROFILES = ("public", "internal")
 DEFAULT_K = 5
 DEFAULT_MIN_N = 30
 SMOOTHED = {"": 0, "_eb": 1, "_seb": 2}
@@ -85,22 +85,12 @@ def wide_table(measures: pd.DataFrame, names: dict, ids: list[str]) -> pd.DataFr
 
 def apply_disclosure(measures: pd.DataFrame, crosswalk: pd.DataFrame | None, *, profile: str, k: int,
                      min_n: int = DEFAULT_MIN_N) -> tuple[pd.DataFrame, dict]:
-    """``usm_geo.disclosure.apply_profile`` on the whole measures table (imported lazily)."""
+    """:func:`usm_geo.disclosure.profiles.apply_profile` on the whole measures table."""
     from usm_geo.errors import UsmGeoError
 
     if profile not in PROFILES:
         raise UsmGeoError(f"unknown profile '{profile}'", where="--profile", fix="use public or internal")
-    try:
-        from usm_geo.disclosure import apply_profile
-    except ModuleNotFoundError as exc:
-        if exc.name != "usm_geo.disclosure":
-            raise
-        if profile == "internal":
-            return measures, {"profile": "internal", "suppressed": 0}
-        raise UsmGeoError("the public profile needs usm_geo.disclosure, which this installation lacks",
-                          fix="update usm_geo, or export with --profile internal (not for publication)") from None
-    out, report = apply_profile(measures, crosswalk, profile=profile, k=int(k), min_n=int(min_n))
-    return out, report
+    return apply_profile(measures, crosswalk, profile=profile, k=int(k), min_n=int(min_n))
 
 
 @dataclass
@@ -317,7 +307,6 @@ def time_patterns_in_profile(table: pd.DataFrame, crosswalk: pd.DataFrame | None
         out["count"] = pd.array(pd.to_numeric(out["count"]), dtype="Int64")
         out["suppressed"] = False
         return out
-    from usm_geo.disclosure import profile_time_patterns
 
     return profile_time_patterns(table, crosswalk, profile=profile, k=k)[0]
 
