@@ -1434,9 +1434,14 @@ def run_reconciliation(intake: Intake, located: Located, measures: pd.DataFrame 
         primary, second = study.records, ("health" if study.records == "police" else "police")
         result, notes = reconcile_records((intake.incidents, located.incidents, primary), (other, other_loc, second),
                                           levels, periods, study.periods.frequency, settings.link, settings.alpha)
-        published, report = reconciliation_in_profile(result, units.crosswalk, measures, profile=study.outputs.profile,
+        # crosswalk.csv's nested pairs (the relations `usm-geo export` protects); the run's own public files
+        # are made from the crosswalk without them (run_into), so a inherits the measures' suppression under both
+        nested = units.crosswalk.assign(nested=[units.nested.get((f, c), False) for f, c in
+                                                zip(units.crosswalk["level"], units.crosswalk["to_level"])])
+        published, report = reconciliation_in_profile(result, nested, measures, profile=study.outputs.profile,
                                                       k=study.outputs.suppression_threshold,
-                                                      min_n=int((study.indicators or {}).get("min_n", 30)))
+                                                      min_n=int((study.indicators or {}).get("min_n", 30)),
+                                                      measures_crosswalks=(units.crosswalk, nested))
     counted = [s.name for s in study.primary_inputs()]
     reconciled = [s.name for s in study.reconcile_inputs()]
     totals = intake.ledger.totals()
@@ -1452,14 +1457,17 @@ def run_reconciliation(intake: Intake, located: Located, measures: pd.DataFrame 
 
 
 def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, measures: pd.DataFrame | None = None, *,
-                              profile: str = "public", k: int = 5, min_n: int = 30) -> tuple[pd.DataFrame, dict]:
+                              profile: str = "public", k: int = 5, min_n: int = 30,
+                              measures_crosswalks: tuple[pd.DataFrame, ...] | None = None) -> tuple[pd.DataFrame, dict]:
     """``reconciliation.csv`` in an output profile. Internal: as it is. Public: ``a``, ``b`` and ``m``
     are counts, each protected as :func:`usm_geo.disclosure.apply_profile` protects the measures'
     counts (1 … k−1 suppressed, complementary suppression over nested levels and the city, per period);
     ``a`` (the primary records, also the measures' ``count`` of ``all``) is withheld as well wherever the
     public measures withhold that count, so the two files together reveal no more than the measures alone.
     What derives from a withheld count goes with it: difference, ratio, interval and p with ``a`` or
-    ``b``; Chapman's ``total_*`` with ``a``, ``b`` or ``m``. Withheld rows gain the flag ``suppressed``."""
+    ``b``; Chapman's ``total_*`` with ``a``, ``b`` or ``m``. Withheld rows gain the flag ``suppressed``.
+    ``measures_crosswalks``: the crosswalks the measures are published under (default ``crosswalk``);
+    ``a`` is withheld wherever any of them withholds the count."""
     from usm_geo.disclosure import apply_profile
 
     if profile != "public":
@@ -1476,8 +1484,9 @@ def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, mea
         return out["value"].isna().to_numpy().copy()
 
     hid = {c: hidden(c) for c in ("a", "b", "m") if c in result}
-    if measures is not None:  # the primary counts also as the public measures withhold them
-        pub, _ = apply_profile(measures, crosswalk, profile="public", k=k, min_n=min_n)
+    for xw_m in (measures_crosswalks or (crosswalk,)) if measures is not None else ():
+        # the primary counts also as the public measures withhold them (suppressing more never reveals more)
+        pub, _ = apply_profile(measures, xw_m, profile="public", k=k, min_n=min_n)
         cnt = pub[(pub["measure"] == "count") & (pub["category"] == "all")]
         gone = pd.MultiIndex.from_frame(cnt.loc[cnt["value"].isna(), keys].astype(str))
         hid["a"] = hid["a"] | pd.MultiIndex.from_frame(result[keys].astype(str)).isin(gone)
