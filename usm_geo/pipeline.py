@@ -1465,7 +1465,8 @@ def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, mea
     ``a`` (the primary records, also the measures' ``count`` of ``all``) is withheld as well wherever the
     public measures withhold that count, so the two files together reveal no more than the measures alone.
     What derives from a withheld count goes with it: difference, ratio, interval and p with ``a`` or
-    ``b``; Chapman's ``total_*`` with ``a``, ``b`` or ``m``. Withheld rows gain the flag ``suppressed``.
+    ``b``; Chapman's ``total_*`` with ``a``, ``b`` or ``m``. A row whose ``a`` or ``b`` is withheld is
+    flagged ``suppressed`` alone (its ``sources_differ`` would bound the hidden counts).
     ``measures_crosswalks``: the crosswalks the measures are published under (default ``crosswalk``);
     ``a`` is withheld wherever any of them withholds the count."""
     from usm_geo.disclosure import apply_profile
@@ -1492,7 +1493,7 @@ def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, mea
         hid["a"] = hid["a"] | pd.MultiIndex.from_frame(result[keys].astype(str)).isin(gone)
     either = hid["a"] | hid["b"]
     out = result.copy()
-    for col in ("a", "b"):
+    for col in ("a", "b"):  # nullable integers: a withheld count is blank, the others stay whole numbers
         out[col] = pd.array(np.where(hid[col], np.nan, out[col].to_numpy(float)), dtype="Float64").round().astype("Int64")
     out["difference"] = pd.array(np.where(either, np.nan, result["difference"].to_numpy(float)),
                                  dtype="Float64").round().astype("Int64")
@@ -1505,8 +1506,8 @@ def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, mea
         for col in [c for c in result.columns if c.startswith("total_") and c != "total_flags"]:
             out.loc[allm, col] = np.nan
         withheld = allm
-    flags = out["flags"].astype(str).to_numpy(dtype=object)
-    out["flags"] = np.where(withheld, np.where(flags == "", "suppressed", flags + ";suppressed"), flags)
+    # a withheld row says only that: "sources_differ" would bound the counts it hides
+    out["flags"] = np.where(either, "suppressed", out["flags"].astype(str).to_numpy(dtype=object))
     report = {"profile": "public", "k": int(k), "rows_suppressed": int(withheld.sum()),
               "rule": "a, b and m are counts: 1 … k−1 suppressed with complementary suppression over nested levels and "
                       "the city; a also wherever the public measures withhold the count of all; what derives from a "
