@@ -92,6 +92,11 @@ def _finish(info: dict, out: Path) -> None:
         click.echo(f"counts {note}")
     for note in info.get("hotspots", {}).get("notes", []):  # value analysed, significance rule, too_few_units
         click.echo(f"hot spots {note}")
+    recon = info.get("reconciliation")
+    if recon:  # police and health records in one study: which ones the indicators count
+        click.echo(f"reconciliation: {recon['rule']}")
+        for level, n in recon["units_differing"].items():
+            click.echo(f"reconciliation: {level}: {n} unit-periods where the sources differ beyond chance")
     for note in (info.get("hierarchy") or {}).get("notes", []):  # coded parents the geometry disagrees with
         click.echo(f"hierarchy: {note}")
     for level, cmp in (info.get("population_notes") or {}).items():  # two tables that disagree

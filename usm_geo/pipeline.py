@@ -28,7 +28,7 @@ import shapely
 from pyproj import CRS
 
 from usm_geo import __version__, population
-from usm_geo.errors import CRSError, OutputError, StudyError, UsmGeoError
+from usm_geo.errors import CRSError, InputFileError, OutputError, StudyError, UsmGeoError
 from usm_geo.disclosure.area_tables import wide_table
 from usm_geo.io import staged_folder, write_csv, write_json, write_layers
 from usm_geo.intake.boundaries import check_parents, polygons_in, read_boundary_level, utm_of_layer
@@ -99,6 +99,8 @@ class Intake:
     # area-coded counts ([[inputs.counts]]): the tidy table of usm_geo.intake.counts, instead of incidents
     counts: pd.DataFrame | None = None
     count_report: dict | None = None  # set by run_measures: levels reached, levels not, units not in source
+    # [reconcile]: the used incidents of the other records (not the primary ones), read only for reconciliation
+    reconcile_incidents: pd.DataFrame | None = None
 
     def categories(self) -> list[str]:
         """The categories of the used incidents (or area-coded counts), sorted."""
@@ -171,7 +173,7 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     if study.units.snap > 0:  # [units] snap: onto the finest unit (the one the index tests), else the study area
         ctx.snap = study.units.snap
         ctx.snap_geoms = next(iter(levels.values())).geometry.to_numpy() if index is not None else None
-    incidents = survey = counted = None
+    incidents = survey = counted = other_records = None
     if study.incidents is not None and scheduler is not None:
         with stages("incidents (dask)"):
             counted = _count_incidents(study, levels, area, ctx, index, ledger, scheduler)
@@ -179,6 +181,7 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         with stages("incidents"):
             # one table from every incident file (one file: as read); sets ctx.working_crs if "auto"
             incidents = read_incident_sources(study.incident_inputs(), ledger, ctx)
+            incidents, other_records = split_records(study, incidents)
     if study.survey is not None:
         with stages("survey"):
             survey = read_point_records(study.survey, ledger, ctx, survey=True)
@@ -193,8 +196,24 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     covariates = read_covariate_tables(study, ledger, unit_ids, stages, ctx=ctx, levels=levels)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
-                  counted=counted, counts=counts, covariates=covariates,
+                  counted=counted, counts=counts, covariates=covariates, reconcile_incidents=other_records,
                   features=covariates.attrs.get("features", {}) if hasattr(covariates, "attrs") else {})
+
+
+def split_records(study: Study, incidents: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """With police and health records in one study ([reconcile]): the used incidents of the primary
+    records (every later stage counts these) and those of the other records (only reconciled), split by
+    each row's ``source`` file. Without: ``(incidents, None)``."""
+    if study.reconcile is None:
+        return incidents, None
+    other = incidents["source"].isin({s.name for s in study.reconcile_inputs()}).to_numpy()
+    primary = incidents[~other].reset_index(drop=True)
+    if primary.empty:
+        names = ", ".join(s.name for s in study.primary_inputs())
+        raise InputFileError(f"no usable {study.records} records: every row of {names} was dropped", where="inputs.incidents",
+                             fix="see the ledger reasons; the run counts the primary records ([reconcile] primary = "
+                                 f'"{study.records}"), so they must not all be dropped')
+    return primary, incidents[other].reset_index(drop=True)
 
 
 class _Covariates(dict):
@@ -892,6 +911,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     models = run_models(intake, located, measures, stages)
     sppt, sppt_summary = run_sppt(intake, located, measures, stages)
     measures = sort_measures(pd.concat([measures, indicators.rows], ignore_index=True))
+    recon = run_reconciliation(intake, located, measures, stages)  # police and health records: [reconcile]
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
                                              for lv, layer in located.units.levels.items()})
@@ -916,6 +936,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         write_models(folder, models, study.outputs.profile)
         if sppt is not None:
             write_csv(folder / "sppt.csv", sppt)
+        write_reconciliation(folder, recon, located.units, study)
     timings = dict(stages.timings)
     timings["total"] = round(time.perf_counter() - t0, 3)
     info = run_info(intake, timings, started)
@@ -938,6 +959,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         info["models"] = {lv: {k: m["json"][k] for k in ("status", "period", "n_units", "notes")} for lv, m in models.items()}
     if sppt_summary is not None:
         info["sppt"] = sppt_summary
+    if recon is not None:
+        info["reconciliation"] = recon.summary
     if intake.count_report is not None:
         info["counts"] = intake.count_report
         if study.intervention is not None:
@@ -1274,9 +1297,9 @@ def reconcile_studies(study_a: Study, study_b: Study, out: Path, *, link: tuple[
     same boundaries, count them per unit (polygon levels and the city) and period, compare the two
     sources (usm_geo.reconcile) and, with ``link`` (``("date", "unit")``: the same day in the same
     finest unit; ``("id",)``: the same record id), estimate the total by capture–recapture.
-    Writes ``reconciliation.csv`` and ``reconciliation.json`` (summary), plus each study's ledger."""
-    from usm_geo.reconcile import CAPTURE_RECAPTURE_CAVEAT, reconcile_tables
-
+    Writes ``reconciliation.csv`` and ``reconciliation.json`` (summary), plus each study's ledger.
+    The counting and linking are :func:`reconcile_records`, which ``run`` uses for a study holding
+    both police and health records (:func:`run_reconciliation`)."""
     link = tuple(link)
     if link not in ((), ("date", "unit"), ("unit", "date"), ("id",)):
         raise UsmGeoError(f"unknown link {','.join(link)!r}", where="--link", fix="use date,unit or id")
@@ -1308,69 +1331,227 @@ def reconcile_studies(study_a: Study, study_b: Study, out: Path, *, link: tuple[
     periods = [p for p in pa if p in set(pb)]
     if not periods:
         raise StudyError("the two studies share no period", where=study_b.path, fix="give both the same [periods] start and end")
-    freq = study_a.periods.frequency
-
-    def table(intake, located):
-        frame = located.incidents[list(levels)].copy()
-        frame["period"] = period_labels(intake.incidents["occurred_at"].to_numpy(), freq)
-        return frame
-
-    ta, tb = table(ia, la), table(ib, lb)
-    keys = (None, None)
-    notes = []
-    if link:
-        if link == ("id",):
-            for intake, study in ((ia, study_a), (ib, study_b)):
-                if "record_id" not in intake.incidents:
-                    raise StudyError("linking by id needs an id column", where=study.path, fix='add id = "COLUMN" to [inputs.incidents]')
-            # a record without an id (police.uk anti-social behaviour) is never linked
-            keys = tuple(intake.incidents["record_id"].astype(str).where(lambda v: v.str.strip() != "", None)
-                         .to_numpy(dtype=object) for intake in (ia, ib))
-        else:
-            finest = next(n for n in levels if n != "city")
-            for intake, study in ((ia, study_a), (ib, study_b)):
-                if (intake.incidents.get("date_precision", pd.Series(["day"])) .isin(["month", "year"])).any():
-                    notes.append(f"{study.name}: some records are dated to the month or year only, so same-day linking misses them")
-            keys = tuple((pd.to_datetime(intake.incidents["occurred_at"]).dt.strftime("%Y-%m-%d") + "|"
-                          + located.incidents[finest].astype(str)).where(located.incidents[finest].notna(), None)
-                         .to_numpy(dtype=object) for intake, located in sides)  # outside every unit: never linked
-            notes.append(f"records linked when on the same day in the same {finest} unit, one to one")
-        notes.append(CAPTURE_RECAPTURE_CAVEAT)
+    if link == ("id",):
+        for intake, study in ((ia, study_a), (ib, study_b)):
+            if "record_id" not in intake.incidents:
+                raise StudyError("linking by id needs an id column", where=study.path, fix='add id = "COLUMN" to [inputs.incidents]')
     with stages("reconcile"):
-        result = reconcile_tables(ta, tb, levels, periods, link_key_a=keys[0], link_key_b=keys[1])
-    summary = {"a": {"study": study_a.name, "records": study_a.incidents.records, "used": int(len(ta))},
-               "b": {"study": study_b.name, "records": study_b.incidents.records, "used": int(len(tb))},
+        result, notes = reconcile_records((ia.incidents, la.incidents, study_a.name), (ib.incidents, lb.incidents, study_b.name),
+                                          levels, periods, study_a.periods.frequency, link)
+    summary = {"a": {"study": study_a.name, "records": study_a.incidents.records, "used": int(len(ia.incidents))},
+               "b": {"study": study_b.name, "records": study_b.incidents.records, "used": int(len(ib.incidents))},
                "levels": list(levels), "periods": periods, "link": list(link),
-               "units_differing": {lv: int((result[(result["level"] == lv)]["flags"] == "sources_differ").sum())
-                                   for lv in levels},
-               "notes": notes}
+               "units_differing": units_differing(result, levels), "notes": notes}
     with staged_folder(Path(out).resolve()) as stage:
         write_csv(stage / "reconciliation.csv", result)
         write_json(stage / "reconciliation.json", summary)
-        _reconciliation_map(stage / "reconciliation.html", result, la.units, levels, study_a, study_b)
+        _reconciliation_map(stage / "reconciliation.html", result, la.units, levels,
+                            f"{study_a.name} ({study_a.incidents.records}) minus {study_b.name} ({study_b.incidents.records})",
+                            f"Reconciling {study_a.name} and {study_b.name}")
         write_csv(stage / "ledger_a.csv", ia.ledger.to_frame())
         write_csv(stage / "ledger_b.csv", ib.ledger.to_frame())
     return summary
 
 
-def _reconciliation_map(target: Path, result: pd.DataFrame, units: UnitSet, levels: dict, study_a: Study,
-                        study_b: Study) -> None:
-    """``reconciliation.html``: per polygon level and period, A's count minus B's, with the units
-    where they differ beyond chance flagged in the tooltip (self-contained, no basemap)."""
+def units_differing(result: pd.DataFrame, levels) -> dict[str, int]:
+    """level → the unit-periods flagged ``sources_differ`` in a reconciliation table."""
+    return {lv: int((result[result["level"] == lv]["flags"] == "sources_differ").sum()) for lv in levels}
+
+
+def reconcile_records(side_a: tuple, side_b: tuple, levels: dict, periods: list[str], frequency: str,
+                      link: tuple[str, ...] = (), alpha: float = 0.05) -> tuple[pd.DataFrame, list[str]]:
+    """The reconciliation table of two sources (:func:`usm_geo.reconcile.reconcile_tables`) and its notes.
+
+    Each side is ``(incidents, located, label)``: the used records (``occurred_at``, optional
+    ``record_id`` and ``date_precision``), their unit per level (:func:`run_units`' ``located.incidents``,
+    same rows) and a name for the notes. ``levels``: level → every unit id (polygon levels and the city).
+    ``link``: ``("id",)`` (the same non-empty record id), ``("date", "unit")`` (the same local day in the
+    same unit of the finest polygon level; a record outside every unit is never linked), or empty."""
+    from usm_geo.reconcile import CAPTURE_RECAPTURE_CAVEAT, reconcile_tables
+
+    link = tuple(sorted(link)) if set(link) == {"date", "unit"} else tuple(link)
+    tables = []
+    for incidents, located, _ in (side_a, side_b):
+        frame = located[list(levels)].reset_index(drop=True)
+        frame["period"] = period_labels(incidents["occurred_at"].to_numpy(), frequency)
+        tables.append(frame)
+    keys: list = [None, None]
+    notes: list[str] = []
+    if link == ("id",):
+        for incidents, _, label in (side_a, side_b):
+            if "record_id" not in incidents:
+                raise UsmGeoError(f"{label}: linking by id needs an id column", where="reconcile.link",
+                                  fix='add id = "COLUMN" to its [[inputs.incidents]]')
+        # a record without an id (police.uk anti-social behaviour) is never linked
+        keys = [inc["record_id"].astype(str).where(lambda v: v.str.strip() != "", None).to_numpy(dtype=object)
+                for inc, _, _ in (side_a, side_b)]
+    elif link:
+        finest = next(n for n in levels if n != "city")
+        for incidents, _, label in (side_a, side_b):
+            if incidents.get("date_precision", pd.Series(["day"])).isin(["month", "year"]).any():
+                notes.append(f"{label}: some records are dated to the month or year only, so same-day linking misses them")
+        # outside every unit of the finest level: never linked
+        keys = [(pd.to_datetime(inc["occurred_at"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object) + "|"
+                 + loc[finest].astype(str).to_numpy(dtype=object)) for inc, loc, _ in (side_a, side_b)]
+        keys = [np.where(pd.notna(loc[finest]).to_numpy(), k, None) for k, (_, loc, _) in zip(keys, (side_a, side_b))]
+        notes.append(f"records linked when on the same day in the same {finest} unit, one to one")
+    if link:
+        notes.append(CAPTURE_RECAPTURE_CAVEAT)
+    result = reconcile_tables(tables[0], tables[1], levels, periods, link_key_a=keys[0], link_key_b=keys[1], alpha=alpha)
+    return result, notes
+
+
+# --------------------------------------------------------------------------- reconciliation inside one study
+
+
+@dataclass
+class Reconciliation:
+    """The in-study reconciliation (``[reconcile]``): the internal table, the one the study's profile
+    may publish, and run.json's ``reconciliation`` section."""
+
+    table: pd.DataFrame
+    published: pd.DataFrame
+    summary: dict
+
+
+def run_reconciliation(intake: Intake, located: Located, measures: pd.DataFrame | None = None,
+                       stages: Stages | None = None) -> Reconciliation | None:
+    """A study with police and health records: the primary records (those the run counts, ``a``)
+    against the others (``b``, read only for this) per polygon-level unit and the city × period
+    (:func:`reconcile_records`), with ``[reconcile] link`` Chapman's estimate of the total. In the
+    public profile the counts follow :func:`reconciliation_in_profile` (``measures``: the run's
+    measures table, whose public suppression the primary counts inherit). None without ``[reconcile]``."""
+    study = intake.study
+    other = intake.reconcile_incidents
+    if study.reconcile is None or other is None or intake.incidents is None:
+        return None
+    stages = stages or Stages()
+    settings = study.reconcile
+    with stages("reconcile"):
+        units = located.units
+        levels = {n: units.levels[n]["unit_id"].to_numpy(dtype=object) for n in units.names if units.kinds[n] != "h3"}
+        # the other records' units: polygon levels and the city only (no H3: they are not compared there);
+        # a record in no unit is in the ledger under its own file as outside_units, like the primary ones
+        poly = dataclasses.replace(units, levels={n: units.levels[n] for n in levels})
+        other_loc = locate_points(other, poly, None, intake.ledger, "incidents")
+        times = pd.concat([intake.incidents["occurred_at"], other["occurred_at"]], ignore_index=True)
+        periods = study_periods(study, times)
+        primary, second = study.records, ("health" if study.records == "police" else "police")
+        result, notes = reconcile_records((intake.incidents, located.incidents, primary), (other, other_loc, second),
+                                          levels, periods, study.periods.frequency, settings.link, settings.alpha)
+        # crosswalk.csv's nested pairs (the relations `usm-geo export` protects); the run's own public files
+        # are made from the crosswalk without them (run_into), so a inherits the measures' suppression under both
+        nested = units.crosswalk.assign(nested=[units.nested.get((f, c), False) for f, c in
+                                                zip(units.crosswalk["level"], units.crosswalk["to_level"])])
+        published, report = reconciliation_in_profile(result, nested, measures, profile=study.outputs.profile,
+                                                      k=study.outputs.suppression_threshold,
+                                                      min_n=int((study.indicators or {}).get("min_n", 30)),
+                                                      measures_crosswalks=(units.crosswalk, nested))
+    counted = [s.name for s in study.primary_inputs()]
+    reconciled = [s.name for s in study.reconcile_inputs()]
+    totals = intake.ledger.totals()
+    used = lambda names: sum(totals.get(n, {}).get("used", 0) for n in names)  # noqa: E731
+    rule = (f"indicators, hot spots and impact count the {primary} records only ({', '.join(counted)}: "
+            f"{used(counted):,} used); the {second} records ({', '.join(reconciled)}: {used(reconciled):,} used) "
+            "feed only reconciliation.csv, so no incident is counted twice")
+    summary = {"rule": rule, "primary": primary, "a": {"records": primary, "sources": counted, "used": int(len(intake.incidents))},
+               "b": {"records": second, "sources": reconciled, "used": int(len(other))},
+               "levels": list(levels), "periods": periods, "link": list(settings.link), "alpha": settings.alpha,
+               "units_differing": units_differing(result, levels), "notes": notes, "profile": report}
+    return Reconciliation(table=result, published=published, summary=summary)
+
+
+def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, measures: pd.DataFrame | None = None, *,
+                              profile: str = "public", k: int = 5, min_n: int = 30,
+                              measures_crosswalks: tuple[pd.DataFrame, ...] | None = None) -> tuple[pd.DataFrame, dict]:
+    """``reconciliation.csv`` in an output profile. Internal: as it is. Public: ``a``, ``b`` and ``m``
+    are counts, each protected as :func:`usm_geo.disclosure.apply_profile` protects the measures'
+    counts (1 … k−1 suppressed, complementary suppression over nested levels and the city, per period);
+    ``a`` (the primary records, also the measures' ``count`` of ``all``) is withheld as well wherever the
+    public measures withhold that count, so the two files together reveal no more than the measures alone.
+    What derives from a withheld count goes with it: difference, ratio, interval and p with ``a`` or
+    ``b``; Chapman's ``total_*`` with ``a``, ``b`` or ``m``. A row whose ``a`` or ``b`` is withheld is
+    flagged ``suppressed`` alone (its ``sources_differ`` would bound the hidden counts).
+    ``measures_crosswalks``: the crosswalks the measures are published under (default ``crosswalk``);
+    ``a`` is withheld wherever any of them withholds the count."""
+    from usm_geo.disclosure import apply_profile
+
+    if profile != "public":
+        return result.copy(), {"profile": profile, "rows_suppressed": 0}
+    keys = ["level", "unit_id", "period"]
+    levels = set(result["level"])
+    xw = crosswalk[crosswalk["level"].isin(levels) & crosswalk["to_level"].isin(levels)]
+
+    def hidden(column: str) -> np.ndarray:
+        v = result[column].to_numpy(float)
+        frame = result[keys].assign(category="all", measure="count", numerator=v, denominator=np.nan, value=v,
+                                    lower=np.nan, upper=np.nan, n=v, flags="")
+        out, _ = apply_profile(frame, xw, profile="public", k=k, min_n=min_n)
+        return out["value"].isna().to_numpy().copy()
+
+    hid = {c: hidden(c) for c in ("a", "b", "m") if c in result}
+    for xw_m in (measures_crosswalks or (crosswalk,)) if measures is not None else ():
+        # the primary counts also as the public measures withhold them (suppressing more never reveals more)
+        pub, _ = apply_profile(measures, xw_m, profile="public", k=k, min_n=min_n)
+        cnt = pub[(pub["measure"] == "count") & (pub["category"] == "all")]
+        gone = pd.MultiIndex.from_frame(cnt.loc[cnt["value"].isna(), keys].astype(str))
+        hid["a"] = hid["a"] | pd.MultiIndex.from_frame(result[keys].astype(str)).isin(gone)
+    either = hid["a"] | hid["b"]
+    out = result.copy()
+    for col in ("a", "b"):  # nullable integers: a withheld count is blank, the others stay whole numbers
+        out[col] = pd.array(np.where(hid[col], np.nan, out[col].to_numpy(float)), dtype="Float64").round().astype("Int64")
+    out["difference"] = pd.array(np.where(either, np.nan, result["difference"].to_numpy(float)),
+                                 dtype="Float64").round().astype("Int64")
+    for col in ("ratio", "ratio_lower", "ratio_upper", "p", "p_fdr"):
+        out.loc[either, col] = np.nan
+    withheld = either
+    if "m" in result:
+        allm = either | hid["m"]
+        out["m"] = pd.array(np.where(allm, np.nan, result["m"].to_numpy(float)), dtype="Float64").round().astype("Int64")
+        for col in [c for c in result.columns if c.startswith("total_") and c != "total_flags"]:
+            out.loc[allm, col] = np.nan
+        withheld = allm
+    # a withheld row says only that: "sources_differ" would bound the counts it hides
+    out["flags"] = np.where(either, "suppressed", out["flags"].astype(str).to_numpy(dtype=object))
+    report = {"profile": "public", "k": int(k), "rows_suppressed": int(withheld.sum()),
+              "rule": "a, b and m are counts: 1 … k−1 suppressed with complementary suppression over nested levels and "
+                      "the city; a also wherever the public measures withhold the count of all; what derives from a "
+                      "withheld count is withheld with it"}
+    return out, report
+
+
+def write_reconciliation(folder: Path, recon: Reconciliation | None, units: UnitSet, study: Study) -> list[str]:
+    """``reconciliation.csv`` (the study's profile) and ``reconciliation.html`` (a − b per unit, the
+    last period; self-contained) into the run folder."""
+    if recon is None:
+        return []
+    write_csv(folder / "reconciliation.csv", recon.published)
+    s = recon.summary
+    levels = [lv for lv in s["levels"]]
+    _reconciliation_map(folder / "reconciliation.html", recon.published, units, levels,
+                        f"{s['a']['records']} minus {s['b']['records']} records", f"{study.name}: {s['a']['records']} and "
+                        f"{s['b']['records']} records reconciled")
+    return ["reconciliation.csv", "reconciliation.html"]
+
+
+def _reconciliation_map(target: Path, result: pd.DataFrame, units: UnitSet, levels, label: str, title: str) -> None:
+    """``reconciliation.html``: per polygon level and period, A's count minus B's (``label``), with the
+    units where they differ beyond chance flagged in the tooltip (self-contained, no basemap). A
+    withheld difference (public profile) is shown as no data."""
     from usm_geo.maps import MapInputs, build_map
 
     key = "source_difference"
     poly = [lv for lv in levels if lv != "city"]
     names = {lv: dict(zip(units.levels[lv]["unit_id"], units.levels[lv]["name"])) for lv in poly}
     rows = result[result["level"].isin(poly)]
+    n = (pd.to_numeric(rows["a"]).astype(float) + pd.to_numeric(rows["b"]).astype(float)).to_numpy()
     wide = pd.DataFrame({"level": rows["level"], "unit_id": rows["unit_id"],
                          "name": [names[lv].get(u, u) for lv, u in zip(rows["level"], rows["unit_id"])],
-                         "period": rows["period"], key: rows["difference"].astype(float),
-                         f"{key}_n": (rows["a"] + rows["b"]).astype(np.int64), f"{key}_flags": rows["flags"]})
-    definitions = {key: {"name": f"{study_a.name} ({study_a.incidents.records}) minus {study_b.name} "
-                                 f"({study_b.incidents.records}): recorded incidents", "kind": "", "lower_is_better": True}}
+                         "period": rows["period"], key: pd.to_numeric(rows["difference"]).astype(float),
+                         f"{key}_n": n, f"{key}_flags": rows["flags"]})
+    definitions = {key: {"name": f"{label}: recorded incidents", "kind": "", "lower_is_better": True}}
     inputs = MapInputs(units={lv: units.levels[lv][["unit_id", "name", "geometry"]] for lv in poly}, table=wide,
-                       definitions=definitions, title=f"Reconciling {study_a.name} and {study_b.name}")
+                       definitions=definitions, title=title)
     build_map(inputs, target, indicator=key, period=str(sorted(set(rows["period"]))[-1]), palette="PuOr",
               hotspots=False, kde=False, impact=False)
 

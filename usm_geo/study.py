@@ -218,6 +218,25 @@ class CountSource:
         return self.periods is not None
 
 
+RECONCILE_LINKS = (("date", "unit"), ("id",))
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """``[reconcile]``: police and health records of one study compared (usm_geo.reconcile).
+
+    ``primary``: the records the run's indicators, hot spots and impact count (default: the first
+    incident file's records); the other records feed only ``reconciliation.csv``, so nothing is
+    counted twice. ``link``: how a record found in both is recognised — ``("date", "unit")`` (the same
+    day in the same finest polygon unit) or ``("id",)`` (the same record id; every file needs ``id``);
+    empty: no linking, no capture–recapture estimate. ``alpha``: the false discovery rate of the
+    ``sources_differ`` flag."""
+
+    primary: str | None = None
+    link: tuple[str, ...] = ()
+    alpha: float = 0.05
+
+
 @dataclass(frozen=True)
 class Periods:
     frequency: str = "year"
@@ -307,13 +326,27 @@ class Study:
     covariates: tuple[CovariateSource, ...] = ()  # [[inputs.covariates]]: area tables of risk/resilience factors
     # area-coded counts ([[inputs.counts]]), one entry per file; a study has these or point incidents
     counts: tuple[CountSource, ...] = ()
+    # [reconcile]: set when the incident files hold both police and health records (else None)
+    reconcile: ReconcileSettings | None = None
 
     @property
     def records(self) -> str:
-        """The kind of incident records, ``police`` or ``health`` (of the incidents or the counts)."""
+        """The kind of incident records the run counts, ``police`` or ``health`` (of the incidents or
+        the counts); with both kinds, ``[reconcile] primary`` (see :meth:`primary_inputs`)."""
+        if self.reconcile is not None and self.reconcile.primary is not None:
+            return self.reconcile.primary
         if self.incidents is not None:
             return self.incidents.records
         return self.counts[0].records if self.counts else "police"
+
+    def primary_inputs(self) -> tuple[RecordSource, ...]:
+        """The incident sources the run's indicators count: every one, or with both police and health
+        records only those of :attr:`records` (the others are in :meth:`reconcile_inputs`)."""
+        return tuple(s for s in self.incident_inputs() if self.reconcile is None or s.records == self.records)
+
+    def reconcile_inputs(self) -> tuple[RecordSource, ...]:
+        """The incident sources of the other records, read only for ``reconciliation.csv``."""
+        return tuple(s for s in self.incident_inputs() if self.reconcile is not None and s.records != self.records)
     # several population entries (repeated [[inputs.population]]): all of them, the first also in
     # ``population``; empty with one. Read them through :meth:`population_inputs`.
     population_sources: tuple[PopulationSource, ...] = ()
@@ -676,14 +709,13 @@ def _incident_sources(inc, file: Path) -> tuple[RecordSource, ...]:
 
 def _name_incident_sources(sources: list[RecordSource], file: Path) -> list[RecordSource]:
     """Readable, unique ledger names for several incident files; they must agree on what the
-    pipeline reads as one table (the kind of records, harm weights)."""
+    pipeline reads as one table (harm weights). Police and health files may be mixed: the run counts
+    the primary records and reconciles the others ([reconcile], :func:`_reconcile`)."""
     names = [f"incidents/{s.path.name}" if isinstance(s.path, Path) else None for s in sources]
     shared = {n for n in names if n is not None and names.count(n) > 1}
     names = [n if n is not None and n not in shared else f"incidents[{i}]" for i, n in enumerate(names, 1)]
     for what, values, fix in (
-            ("records", {s.records for s in sources}, 'give every incident file the same records = "police" (or "health"); '
-             "police and health records are separate studies"),
-            ("weight", {s.weight is not None for s in sources}, "name a weight column in every incident file, or in none")):
+            ("weight", {s.weight is not None for s in sources}, "name a weight column in every incident file, or in none"),):
         if len(values) > 1:
             raise StudyError(f"the incident files disagree on '{what}'", where=file, fix=fix)
     return [replace(s, name=n) for s, n in zip(sources, names)]
@@ -973,6 +1005,36 @@ def _model(table, file: Path, covariates: tuple[CovariateSource, ...]) -> ModelS
     return ModelSettings(risk_terrain=True, cell_size=cell, features=tuple(feats))
 
 
+def _reconcile(table, file: Path, sources: tuple[RecordSource, ...]) -> ReconcileSettings | None:
+    """``[reconcile]`` checked against the incident files: it needs both police and health records;
+    with both and no ``[reconcile]``, the defaults (primary = the first file's records, no linking)."""
+    kinds = list(dict.fromkeys(s.records for s in sources))
+    if table is None:
+        return ReconcileSettings(primary=kinds[0]) if len(kinds) > 1 else None
+    r = _Reader(table, "reconcile", file)
+    primary = r.take("primary", str, kinds[0] if kinds else "police", ("police", "health"))
+    link = r.take("link", list, [])
+    alpha = float(r.take("alpha", float, 0.05))
+    r.done()
+    if len(kinds) < 2:
+        have = f"every incident file holds {kinds[0]} records" if kinds else "the study has no point incidents"
+        raise r.error("reconcile", f"is set, but {have}: there is nothing to reconcile",
+                      'add an [[inputs.incidents]] with records = "health" (and one with records = "police"), '
+                      "or remove [reconcile]")
+    if not all(isinstance(v, str) for v in link) or (link and tuple(sorted(link)) not in {tuple(sorted(x)) for x in RECONCILE_LINKS}):
+        raise r.error("reconcile.link", f"must be [\"date\", \"unit\"] or [\"id\"], not {link!r}",
+                      'link = ["date", "unit"] (the same day in the same finest unit) or link = ["id"] (a shared record id)')
+    link = ("date", "unit") if len(link) == 2 else tuple(link)
+    if link == ("id",):
+        for i, s in enumerate(sources, 1):
+            if s.id is None:
+                raise r.error("reconcile.link", f'= ["id"], but inputs.incidents[{i}] ({s.name}) names no id column',
+                              f'add id = "COLUMN" to inputs.incidents[{i}], or link = ["date", "unit"]')
+    if not 0.0 < alpha < 1.0:
+        raise r.error("reconcile.alpha", f"must be between 0 and 1, not {alpha}", "e.g. alpha = 0.05")
+    return ReconcileSettings(primary=primary, link=link, alpha=alpha)
+
+
 def _periods(table, file: Path) -> Periods:
     r = _Reader(table, "periods", file)
     p = Periods(
@@ -1179,6 +1241,7 @@ def load_study(path: str | Path) -> Study:
     indicators = top.take("indicators", dict, {})
     hotspots = _hotspots(top.take("hotspots", dict, {}), file)
     model = _model(top.take("model", dict, {}), file, covariates)
+    reconcile = _reconcile(top.take("reconcile", dict, None), file, incident_sources)
     top.done()
 
     return Study(
@@ -1204,4 +1267,5 @@ def load_study(path: str | Path) -> Study:
         covariates=covariates,
         counts=counts,
         model=model,
+        reconcile=reconcile,
     )
