@@ -202,3 +202,5 @@ def test_the_map_shows_the_model_based_indicator(fh_run):
     html = build_map(out, indicator="safe_after_dark_share_fh")
     assert "model-based (Fay–Herriot)" in html
     assert "model-based estimate (Fay–Herriot), not a direct survey share" in html  # the flag in words
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "<b>Model-based estimates</b> (“model-based (Fay–Herriot)”, flag model_based)" in report

@@ -109,13 +109,14 @@ def _one_model(sub: pd.DataFrame, ids: np.ndarray, x: np.ndarray, factors: list[
     for term, b in zip(terms, fit.beta):
         table[f"beta_{term}"] = float(b)
     if fit.sigma2_truncated:
-        notes.append("σ²_u estimated at 0: the factors explain the differences between units, so every unit gets "
-                     "its synthetic estimate (γ = 0)")
+        notes.append("σ²_u estimated at 0: given the factors, the units differ no more than sampling error explains, "
+                     "so every unit gets its synthetic estimate (γ = 0)")
     if not fit.converged:
         notes.append(f"REML did not converge in {fit.iterations} iterations")
     summary = {**info, "status": "fitted", "sigma2_u": fit.sigma2_u, "sigma2_truncated": fit.sigma2_truncated,
-               "converged": fit.converged, "iterations": fit.iterations, "beta": dict(zip(terms, map(float, fit.beta))),
-               "notes": notes}
+               "converged": fit.converged, "iterations": fit.iterations, "notes": notes}
+    # β̂ stays in small_area.csv, out of run.json (which an export copies): with β̂, the covariates and γ
+    # a suppressed direct share could be solved for (docs/methods.md "Publishing")
     return rows, table, summary
 
 
