@@ -204,3 +204,28 @@ def test_the_map_shows_the_model_based_indicator(fh_run):
     assert "model-based estimate (Fay–Herriot), not a direct survey share" in html  # the flag in words
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "<b>Model-based estimates</b> (“model-based (Fay–Herriot)”, flag model_based)" in report
+
+
+def test_a_public_run_publishes_fh_and_hides_suppressed_direct_shares(fh_run, tmp_path):
+    import geopandas as gpd
+
+    out, inputs, _, _ = fh_run
+    text = (inputs / "fh_study.toml").read_text(encoding="utf-8")
+    study = inputs / "fh_public.toml"
+    study.write_text(text.replace("[indicators]", '[outputs]\nprofile = "public"\n\n[indicators]'), encoding="utf-8")
+    pub = tmp_path / "public"
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(pub), "--quiet"])
+    assert result.exit_code == 0, result.output
+    internal = _read(out / "small_area.csv")
+    public = _read(pub / "small_area.csv")
+    measures = _read(out / "measures.csv")
+    direct = measures[(measures["measure"] == "safe_after_dark_share") & (measures["level"] == "neighbourhood")]
+    hidden = (direct["n"] >= 1) & ((direct["n"] < 30) | direct["flags"].fillna("").str.contains("small_n|small_eff_n"))
+    keys = set(zip(direct.loc[hidden, "unit_id"], direct.loc[hidden, "period"]))
+    blank = public["direct"].isna()
+    assert len(keys) > 10 and set(zip(public.loc[blank, "unit_id"], public.loc[blank, "period"])) == keys
+    assert public.loc[blank, ["n", "direct_var", "gamma", "g1", "g3"]].isna().all().all()
+    np.testing.assert_array_equal(public["eblup"], internal["eblup"])
+    layer = gpd.read_file(pub / "areas.gpkg", layer="neighbourhood")
+    assert layer["safe_after_dark_share_fh"].notna().all() and layer["safe_after_dark_share_fh_n"].isna().all()
+    assert layer["safe_after_dark_share"].isna().sum() == len(keys)
