@@ -36,6 +36,7 @@ from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows
+from usm_geo.indicators.small_area_rows import small_area_definitions, small_area_rows
 from usm_geo.indicators.registry import incident_harm, load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.counts import read_count_sources
@@ -602,6 +603,7 @@ class Indicators:
     unmapped_categories: list[str]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # progress, concentration, gap
     definitions: dict[str, dict] = field(default_factory=dict)  # indicator id → its definition (run.json)
+    small_area: dict | None = None  # run.json "small_area" ([indicators] small_area = true)
 
 
 def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, stages: Stages | None = None) -> Indicators:
@@ -623,10 +625,15 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
                                                  per={i: d.per for i, d in settings.indicators.items()})]
         else:
             skipped.update({i: "no incidents in the study" for i, d in settings.indicators.items() if d.kind == "rate"})
+        small_area = None
         if intake.survey is not None:
             rows, why = share_rows(intake.survey, located.survey, located.units, settings, study.periods.frequency,
-                                   {q.id for q in study.survey.questions})
-            frames.append(rows)
+                                   {q.id for q in study.survey.questions}, with_variance=settings.small_area)
+            if settings.small_area:
+                small_area = run_small_area(intake, located, rows, settings)
+                rows = rows.drop(columns="design_variance", errors="ignore")
+                skipped.update(small_area.skipped)
+            frames += [rows] + ([small_area.rows] if small_area is not None else [])
             skipped.update(why)
         else:
             skipped.update({i: "no survey in the study" for i, d in settings.indicators.items() if d.kind == "share"})
@@ -648,8 +655,19 @@ def run_indicators(intake: Intake, located: Located, measures: pd.DataFrame, sta
     targets = {i: dataclasses.asdict(t) for i, t in settings.targets.items()}
     for i, t in targets.items():
         definitions[i]["target"] = t
+    if small_area is not None:
+        tables["small_area"] = small_area.table
+        definitions.update(small_area_definitions(definitions, ids))
     return Indicators(rows=rows, wide=table, skipped=skipped, unmapped_categories=unmapped, tables=tables,
-                      definitions=definitions)
+                      definitions=definitions, small_area=small_area.summary if small_area is not None else None)
+
+
+def run_small_area(intake: Intake, located: Located, share: pd.DataFrame, settings):
+    """``[indicators] small_area``: Fay–Herriot estimates of the share rows (with ``design_variance``)
+    at every level with covariates (:func:`usm_geo.indicators.small_area_rows.small_area_rows`)."""
+    ids = {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in intake.covariates}
+    return small_area_rows(share, intake.covariates, ids, use=settings.small_area_covariates,
+                           profile=intake.study.outputs.profile, min_n=settings.min_n)
 
 
 @dataclass
@@ -953,6 +971,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     info["indicators"] = {"computed": sorted(set(indicators.rows["measure"])) if len(indicators.rows) else [],
                           "not_computed": indicators.skipped, "unmapped_categories": indicators.unmapped_categories}
     info["indicator_definitions"] = indicators.definitions
+    if indicators.small_area is not None:
+        info["small_area"] = indicators.small_area
     if patterns_summary is not None:
         info["time_patterns"] = patterns_summary
     if models:

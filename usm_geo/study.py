@@ -965,6 +965,27 @@ def _point_covariates(table: dict, key: str, ledger_name: str, file: Path) -> Co
                            feature=feature, measures=tuple(measures))
 
 
+def _check_small_area(indicators: dict, covariates: tuple[CovariateSource, ...], survey, file: Path) -> None:
+    """``[indicators] small_area = true`` needs a survey (the direct shares) and area covariates (the model's
+    factors); ``small_area_covariates`` must name factors of ``[[inputs.covariates]]``. The option's types
+    are checked with the rest of ``[indicators]`` (usm_geo.indicators.registry.small_area_option)."""
+    if not isinstance(indicators, dict) or indicators.get("small_area") is not True:
+        return
+    if survey is None:
+        raise StudyError("'indicators.small_area' is true, but the study has no survey", where=file,
+                         fix="Fay–Herriot estimates refine survey shares: add [inputs.survey], or remove small_area")
+    if not covariates:
+        raise StudyError("'indicators.small_area' is true, but the study has no [[inputs.covariates]]", where=file,
+                         fix="the Fay–Herriot model needs area factors: add [[inputs.covariates]] with path, unit, "
+                             'unit_level and columns = ["…"] (one row per unit of a boundary level), or remove small_area')
+    names = indicators.get("small_area_covariates") or []
+    known = [c for src in covariates for c in src.columns]
+    unknown = [c for c in names if isinstance(c, str) and c not in known] if isinstance(names, list) else []
+    if unknown:
+        raise StudyError(f"'indicators.small_area_covariates' names '{unknown[0]}', which is no factor of "
+                         "[[inputs.covariates]]", where=file, fix=f"use some of: {', '.join(known)}")
+
+
 def _model(table, file: Path, covariates: tuple[CovariateSource, ...]) -> ModelSettings:
     """``[model]``: the risk terrain option (``risk_terrain``, ``cell_size`` metres, ``features``)."""
     r = _Reader(table, "model", file)
@@ -1243,6 +1264,7 @@ def load_study(path: str | Path) -> Study:
     model = _model(top.take("model", dict, {}), file, covariates)
     reconcile = _reconcile(top.take("reconcile", dict, None), file, incident_sources)
     top.done()
+    _check_small_area(indicators, covariates, survey, file)
 
     return Study(
         path=file,

@@ -84,6 +84,15 @@ or from its neighbours (spatial prior), so it is a function of the suppressed co
 public profile, ``_eb`` / ``_seb`` rows are published only for a level × indicator × category ×
 period in which no count is suppressed; otherwise the whole group is suppressed.
 
+**Model-based estimates.** ``<id>_fh`` rows (Fay–Herriot EBLUPs of survey shares, flag
+``model_based``) are published for every unit, also where the unit's direct share is suppressed: the
+``min_n`` rule guards the precision of a direct estimate from few respondents, and the model-based
+estimate, which borrows strength from the covariates and the other units, is the small-area answer to
+it (its interval comes from the MSE). Their ``n`` (the unit's respondents) is blanked, as a suppressed
+direct share hides it. Not covered: with the model's β̂ (``small_area.csv``, not exported), the
+covariates and the interval width, one could approximately undo the shrinkage and recover a
+suppressed direct share (docs/methods.md).
+
 **Columns and flags.** Only the standard measures columns are kept (the measures table holds no
 coordinates or free text; anything else is dropped). ``flags`` keeps only the known flag words
 (:data:`KNOWN_FLAGS`); unknown words are removed and counted in the report. A suppressed row gets
@@ -123,7 +132,10 @@ KNOWN_FLAGS = frozenset({
     "population_partial", "population_conflict", "small_n", "small_eff_n", "no_respondents", "zero_weight",
     "no_df", "all_same_answer", "zero_variance", "no_sample_size", "missing", "smoothed", "prior_variance_zero",
     "no_neighbours", "rolled_up", "edge_cell", "suppressed", "not_in_source", "partial",
+    "model_based", "synthetic", "no_design_variance", "no_covariates", "clipped",
 })
+#: model-based (Fay–Herriot) estimates of survey shares: published for every unit, ``n`` blanked
+MODEL_BASED_SUFFIX = "_fh"
 REVEALING_FLAGS = frozenset({"small_count"})  # say something about a hidden count: dropped when suppressed
 SMOOTHED_SUFFIXES = ("_eb", "_seb")
 SUPPRESSED_COLUMNS = ["numerator", "value", "lower", "upper", "n"]
@@ -412,7 +424,9 @@ class _RowKinds:
         self.is_harm = measure == "harm"
         self.internal = np.isin(measure, INTERNAL_ONLY_MEASURES)
         self.is_rate = np.isin(measure, [m for m in uniq if _is_rate(m)])
-        self.is_share = np.isin(measure, [m for m in uniq if _is_share(m) and not _is_rate(m)])
+        # a Fay–Herriot estimate is a model's, not a small sample's: not a share cell (docstring)
+        self.is_model = np.isin(measure, [m for m in uniq if str(m).endswith(MODEL_BASED_SUFFIX)])
+        self.is_share = np.isin(measure, [m for m in uniq if _is_share(m) and not _is_rate(m)]) & ~self.is_model
         self.levels = list(pd.unique(table["level"]))
         city_units = pd.unique(table.loc[table["level"] == "city", "unit_id"])
         self.city_unit = str(city_units[0]) if len(city_units) == 1 else None
@@ -839,6 +853,8 @@ def _finish(table: pd.DataFrame, suppressed: np.ndarray, is_share: np.ndarray) -
         out.loc[share_rows, c] = np.nan
     flags, removed = _clean_flags(out["flags"], suppressed)
     out["flags"] = flags
+    # model-based rows: the respondents of a unit whose direct share may be suppressed
+    out.loc[out["measure"].astype(str).str.endswith(MODEL_BASED_SUFFIX).to_numpy(), "n"] = np.nan
     out["n"] = out["n"].round().astype("Int64")
     return out, removed
 

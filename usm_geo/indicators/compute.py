@@ -183,11 +183,14 @@ def perception_rows(table: pd.DataFrame, level: str, scores) -> pd.DataFrame:
 
 
 def share_rows(survey: pd.DataFrame, located: pd.DataFrame, units, settings: IndicatorSettings, frequency: str,
-               questions: set[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+               questions: set[str], *, with_variance: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
     """Survey share indicators per level × unit × period (domain estimation on the full design).
 
     Periods are the study's periods holding at least one interview (survey waves); every unit of a
     polygon level is listed for each of them, with ``no_respondents`` where nobody answered.
+    ``with_variance``: add the column ``design_variance`` (the square of the survey module's
+    Taylor-linearised standard error, proportion², not re-derived from the interval), which the
+    Fay–Herriot model takes as its known sampling variance; not a measures-table column.
     """
     from usm_geo.indicators.survey import answer_share
     from usm_geo.periods import labels as period_labels
@@ -231,6 +234,7 @@ def share_rows(survey: pd.DataFrame, located: pd.DataFrame, units, settings: Ind
                 "measure": ind.id, "numerator": est["numerator"].to_numpy(float), "denominator": est["denominator"].to_numpy(float),
                 "value": est["value"].to_numpy(float), "lower": est["lower"].to_numpy(float), "upper": est["upper"].to_numpy(float),
                 "n": est["n"].fillna(0).to_numpy().astype(np.int64), "flags": flags,
+                **({"design_variance": est["se"].to_numpy(float) ** 2} if with_variance else {}),
             }))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     return rows, skipped

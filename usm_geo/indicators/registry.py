@@ -66,6 +66,8 @@ class IndicatorSettings:
     min_n: int = 30
     min_eff_n: float = 30.0
     small_count: int = 10
+    small_area: bool = False  # Fay–Herriot estimates of every share indicator (usm_geo.indicators.small_area_rows)
+    small_area_covariates: tuple[str, ...] = ()  # the factors the model uses; () = every factor of the level
 
 
 def _data(name: str):
@@ -135,7 +137,8 @@ def load_settings(section: dict, study_file: Path, base: Path | None = None) -> 
     """Validate a study's ``[indicators]`` section against the shipped registry."""
     section = dict(section or {})
     base = base or Path(study_file).parent
-    allowed = {"use", "define", "categories", "harm", "targets", "min_n", "min_eff_n", "small_count"}
+    allowed = {"use", "define", "categories", "harm", "targets", "min_n", "min_eff_n", "small_count", "small_area",
+               "small_area_covariates"}
     unknown = sorted(set(section) - allowed)
     if unknown:
         raise StudyError(f"'indicators.{unknown[0]}' is not a known key", where=study_file, fix=f"known keys: {', '.join(sorted(allowed))}")
@@ -166,9 +169,30 @@ def load_settings(section: dict, study_file: Path, base: Path | None = None) -> 
             raise StudyError(f"'indicators.targets.{ind_id}' needs year and either change (e.g. -0.5 to halve) or value",
                              where=study_file, fix=f"[indicators.targets.{ind_id}]\nyear = 2030\nchange = -0.5")
         targets[ind_id] = Target(ind_id, int(raw["year"]), raw.get("change"), raw.get("value"))
+    small_area, small_area_covariates = small_area_option(section, study_file)
     return IndicatorSettings(indicators=indicators, categories=categories, harm=harm, targets=targets,
                              min_n=int(section.get("min_n", 30)), min_eff_n=float(section.get("min_eff_n", 30)),
-                             small_count=int(section.get("small_count", 10)))
+                             small_count=int(section.get("small_count", 10)), small_area=small_area,
+                             small_area_covariates=small_area_covariates)
+
+
+def small_area_option(section: dict, study_file) -> tuple[bool, tuple[str, ...]]:
+    """``[indicators] small_area`` (true/false) and ``small_area_covariates`` (factor names), checked
+    for their types here; whether the study has the covariates and the survey they need is checked by
+    :func:`usm_geo.study.load_study`, which knows the inputs."""
+    section = section or {}
+    on = section.get("small_area", False)
+    if not isinstance(on, bool):
+        raise StudyError(f"'indicators.small_area' must be true or false, not {on!r}", where=study_file,
+                         fix="small_area = true (Fay–Herriot estimates of every survey share, docs/study.md)")
+    names = section.get("small_area_covariates", [])
+    if not isinstance(names, list) or not all(isinstance(c, str) and c for c in names) or len(set(names)) != len(names):
+        raise StudyError(f"'indicators.small_area_covariates' must be a list of distinct factor names, not {names!r}",
+                         where=study_file, fix='e.g. small_area_covariates = ["deprivation"] (columns of [[inputs.covariates]])')
+    if names and not on:
+        raise StudyError("'indicators.small_area_covariates' is set, but small_area is not", where=study_file,
+                         fix="add small_area = true under [indicators], or remove small_area_covariates")
+    return on, tuple(names)
 
 
 def map_categories(labels, table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

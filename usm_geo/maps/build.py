@@ -61,6 +61,11 @@ FLAG_TEXT = {
     "missing": "no value in the input",
     "not_in_source": "not reported: the count files have no row for this area",
     "partial": "partly reported: some areas inside are not in the count files (a lower bound)",
+    "model_based": "model-based estimate (Fay–Herriot), not a direct survey share",
+    "synthetic": "no usable direct share: estimated from the covariates alone",
+    "no_design_variance": "all respondents gave the same answer: estimated from the covariates alone",
+    "no_covariates": "no covariate value: no model-based estimate",
+    "clipped": "the model's estimate fell outside 0–100 % and was set to the limit",
 }
 NOT_REPORTED = "not reported"  # the no-value class where area-coded count files have no row
 GISTAR_LABELS = ["Cold spot, 99 % confidence", "Cold spot, 95 % confidence", "Cold spot, 90 % confidence",
@@ -185,6 +190,8 @@ def describe(indicator: str, definitions: dict) -> Indicator:
     if smooth:
         name = f"{name}, {smooth}"
         units = f"{units}, {smooth}"
+    if d.get("estimate"):  # a model-based (Fay–Herriot) share: its definition's name already says so
+        units = f"% of residents, {d['estimate']} estimate"
     return Indicator(id=indicator, name=name, kind=kind, units=units, percent=kind == "share",
                      lower_is_better=bool(d.get("lower_is_better", True)), n_label=n_label, notes=notes)
 

@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
+from usm_geo.indicators.small_area_rows import LABEL
 from usm_geo.maps import classify
 from usm_geo.maps.build import GISTAR_LABELS, class_ranges, describe, level_label, shown_number
 from usm_geo.maps.escape import esc
@@ -419,6 +420,11 @@ def methods_section(run) -> str:
         "95 % intervals. Larger areas add up the counts and populations of their parts; rates are never averaged.",
         "<b>Survey shares</b> are weighted proportions with design-based 95 % intervals; shares from fewer than "
         f"{esc((info.get('outputs') or {}).get('min_n'))} respondents are not shown in public outputs.",
+        *([f"<b>Model-based estimates</b> (“{esc(LABEL)}”, flag model_based) of survey shares combine each unit's "
+           "direct share with a regression on area covariates, weighted by their precision (Fay–Herriot EBLUP, "
+           "REML, Prasad–Rao MSE, 95 % normal intervals); they are shown as indicators of their own, never mixed "
+           "with the direct shares, and are published also where a direct share is withheld."]
+          if info.get("small_area") else []),
         "<b>Change and targets.</b> Change is current ÷ baseline − 1 with an exact conditional rate-ratio interval; "
         "the trend is a quasi-Poisson regression over every period; a target is on track when the trend reaches it by "
         "the target year.",
