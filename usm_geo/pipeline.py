@@ -904,6 +904,14 @@ def run_info(intake: Intake, timings: dict[str, float], started_at: str) -> dict
 REPORT_NAME = "report.html"
 
 
+def crosswalk_table(units: UnitSet) -> pd.DataFrame:
+    """The crosswalk with its ``nested`` column (``crosswalk.csv``): which level pairs nest, so that
+    the public profile protects Σ children = parent there. Every public file of a run is made from
+    this table, as ``usm-geo export`` makes them from crosswalk.csv."""
+    cw = units.crosswalk
+    return cw.assign(nested=[units.nested.get((a, b), False) for a, b in zip(cw["level"], cw["to_level"])])
+
+
 def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.datetime | None = None,
              scheduler=None, ledger: Ledger | None = None) -> dict:
     """Run every stage and write the outputs into ``folder`` (an existing, empty staging folder).
@@ -933,8 +941,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
     with stages("write"):
         write_layers(folder / "units.gpkg", {lv: layer[["unit_id", "name", "parent_id", "geometry"]]
                                              for lv, layer in located.units.levels.items()})
-        write_csv(folder / "crosswalk.csv", located.units.crosswalk.assign(
-            nested=[located.units.nested.get((a, b), False) for a, b in zip(located.units.crosswalk["level"], located.units.crosswalk["to_level"])]))
+        write_csv(folder / "crosswalk.csv", crosswalk_table(located.units))
         if hot.layers:
             write_layers(folder / "hotspots.gpkg", hot.layers)
         if hot.kde is not None:
@@ -1006,7 +1013,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         card = report_card(measures, indicators.tables.get("progress"), indicators.definitions,
                            baseline=study.periods.baseline, current=study.periods.current, city_name=study.name)
         write_run_exports(folder, {lv: layer[["unit_id", "name", "parent_id", "geometry"]] for lv, layer in located.units.levels.items()},
-                          measures, located.units.crosswalk, profile=study.outputs.profile,
+                          measures, crosswalk_table(located.units), profile=study.outputs.profile,
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
                           hotspots=hot.layers, impact_areas=impact_layer, definitions=indicators.definitions, info=info,
                           impact=impact_json, kde=folder / "kde.tif" if hot.kde is not None else None,
@@ -1459,14 +1466,11 @@ def run_reconciliation(intake: Intake, located: Located, measures: pd.DataFrame 
         primary, second = study.records, ("health" if study.records == "police" else "police")
         result, notes = reconcile_records((intake.incidents, located.incidents, primary), (other, other_loc, second),
                                           levels, periods, study.periods.frequency, settings.link, settings.alpha)
-        # crosswalk.csv's nested pairs (the relations `usm-geo export` protects); the run's own public files
-        # are made from the crosswalk without them (run_into), so a inherits the measures' suppression under both
-        nested = units.crosswalk.assign(nested=[units.nested.get((f, c), False) for f, c in
-                                                zip(units.crosswalk["level"], units.crosswalk["to_level"])])
-        published, report = reconciliation_in_profile(result, nested, measures, profile=study.outputs.profile,
+        # the nested pairs of crosswalk.csv: the relations the run's public files and `usm-geo export` protect
+        published, report = reconciliation_in_profile(result, crosswalk_table(units), measures,
+                                                      profile=study.outputs.profile,
                                                       k=study.outputs.suppression_threshold,
-                                                      min_n=int((study.indicators or {}).get("min_n", 30)),
-                                                      measures_crosswalks=(units.crosswalk, nested))
+                                                      min_n=int((study.indicators or {}).get("min_n", 30)))
     counted = [s.name for s in study.primary_inputs()]
     reconciled = [s.name for s in study.reconcile_inputs()]
     totals = intake.ledger.totals()
@@ -1482,8 +1486,7 @@ def run_reconciliation(intake: Intake, located: Located, measures: pd.DataFrame 
 
 
 def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, measures: pd.DataFrame | None = None, *,
-                              profile: str = "public", k: int = 5, min_n: int = 30,
-                              measures_crosswalks: tuple[pd.DataFrame, ...] | None = None) -> tuple[pd.DataFrame, dict]:
+                              profile: str = "public", k: int = 5, min_n: int = 30) -> tuple[pd.DataFrame, dict]:
     """``reconciliation.csv`` in an output profile. Internal: as it is. Public: ``a``, ``b`` and ``m``
     are counts, each protected as :func:`usm_geo.disclosure.apply_profile` protects the measures'
     counts (1 … k−1 suppressed, complementary suppression over nested levels and the city, per period);
@@ -1491,9 +1494,7 @@ def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, mea
     public measures withhold that count, so the two files together reveal no more than the measures alone.
     What derives from a withheld count goes with it: difference, ratio, interval and p with ``a`` or
     ``b``; Chapman's ``total_*`` with ``a``, ``b`` or ``m``. A row whose ``a`` or ``b`` is withheld is
-    flagged ``suppressed`` alone (its ``sources_differ`` would bound the hidden counts).
-    ``measures_crosswalks``: the crosswalks the measures are published under (default ``crosswalk``);
-    ``a`` is withheld wherever any of them withholds the count."""
+    flagged ``suppressed`` alone (its ``sources_differ`` would bound the hidden counts)."""
     from usm_geo.disclosure import apply_profile
 
     if profile != "public":
@@ -1510,9 +1511,9 @@ def reconciliation_in_profile(result: pd.DataFrame, crosswalk: pd.DataFrame, mea
         return out["value"].isna().to_numpy().copy()
 
     hid = {c: hidden(c) for c in ("a", "b", "m") if c in result}
-    for xw_m in (measures_crosswalks or (crosswalk,)) if measures is not None else ():
+    if measures is not None:
         # the primary counts also as the public measures withhold them (suppressing more never reveals more)
-        pub, _ = apply_profile(measures, xw_m, profile="public", k=k, min_n=min_n)
+        pub, _ = apply_profile(measures, crosswalk, profile="public", k=k, min_n=min_n)
         cnt = pub[(pub["measure"] == "count") & (pub["category"] == "all")]
         gone = pd.MultiIndex.from_frame(cnt.loc[cnt["value"].isna(), keys].astype(str))
         hid["a"] = hid["a"] | pd.MultiIndex.from_frame(result[keys].astype(str)).isin(gone)
