@@ -123,7 +123,6 @@ def worker(method: str, data: Path, m: int, repeat: int, loop_points: int, threa
         out["by_threads"] = {str(k): {"run_s": med[k], "runs": times[k]} for k in threads}
         out["cell_size"] = index.cell_size
         out["index_mb"] = index.stats["index_bytes"] / 1e6
-        out["band_rows"] = index.stats.get("band_rows", 0)
         for k in threads:
             np.save(data / f"usm{k}_{m}.npy", labels[k])
     elif method == "sjoin":
@@ -251,8 +250,8 @@ def main(argv=None) -> None:
                 r = res[meth]
                 same = np.array_equal(np.load(data / f"{meth}_{m}.npy"), one)
                 ratio = res[f"usm{args.threads[0]}"]["run_s"] / r["run_s"]
-                note = (f"cell {r['cell_size']:g} m, index {r['index_mb']:.0f} MB, bands of "
-                        f"{r['band_rows']} rows, jit/cache load {r['jit_s']:.1f} s; runs "
+                note = (f"cell {r['cell_size']:g} m, index {r['index_mb']:.0f} MB, "
+                        f"jit/cache load {r['jit_s']:.1f} s; runs "
                         f"{' '.join(f'{v:.3f}' for v in r['runs'])}; run {ratio:.2f}× vs "
                         f"{args.threads[0]} thr; same as {args.threads[0]} thr: {same}; differ from "
                         f"sjoin at {r['differ']} points, {r['differ_off_boundary']} off a boundary")
