@@ -101,7 +101,8 @@ _PROGRESS_CHUNK = 2_000_000  # points per kernel call (progress bar steps)
 #: Points per work item of the threaded path. Threads take the next item from a shared counter as
 #: they finish the last one (dynamic scheduling): on a machine whose cores are shared with other
 #: processes a thread that is descheduled simply takes fewer items, where a static half-and-half
-#: split (numba ``prange``, used before) makes the whole call wait for the slower half. Measured
+#: split (numba ``prange``, used before) has to wait for the slower half (a likely, not a proven,
+#: reason why it scaled so little). Measured
 #: back to back in one process, 10 M points, median of 3, 2-core machine at load 0.1 (1 thread /
 #: 2 threads): ``prange`` 1.05× (1,000 Voronoi polygons) and 1.09× (10,000); these chunks 1.35× and
 #: 1.57× (benchmarks/bench_assign.py ``--threads 1 2`` times both counts the same way).
