@@ -8,7 +8,11 @@ neighbourhood layers. Each method runs in its own subprocess so that its peak RS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, includes imports and the loaded input arrays) is its
 own. Run by hand, not by CI::
 
-    python benchmarks/bench_assign.py --points 10000000 --polygons 1000 10000
+    python benchmarks/bench_assign.py --points 10000000 --polygons 1000 10000 --threads 1 2
+
+The usm_geo thread counts (``--threads``) run in one worker process, interleaved (1, 2, 1, 2, …),
+so that the thread ratio is measured back to back under the same machine load; ``uptime`` is
+printed before and after.
 """
 
 from __future__ import annotations
@@ -82,29 +86,45 @@ def _median_time(fn, repeat):
     return float(np.median(times)), result
 
 
-def worker(method: str, data: Path, m: int, repeat: int, loop_points: int) -> dict:
+def _interleaved(fns: dict, repeat: int) -> tuple[dict, dict, dict]:
+    """Median time, last result and all times of each function, run in turns (a, b, a, b, …)."""
+    times = {k: [] for k in fns}
+    results = {}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            results[k] = fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}, results, times
+
+
+def worker(method: str, data: Path, m: int, repeat: int, loop_points: int, threads=(1, 2)) -> dict:
     """Run one method in this (fresh) process; save its result; return timings and peak RSS."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     out: dict = {"method": method, "polygons": m}
-    if method in ("usm", "usm-1thread", "sjoin"):
+    if method in ("usm", "sjoin"):
         x = np.load(data / "x.npy")
         y = np.load(data / "y.npy")
         polygons = make_voronoi(m)
         out["rss_loaded_gb"] = _peak_rss_gb()
-    if method in ("usm", "usm-1thread"):
+    if method == "usm":
         from usm_geo.units.assign import PolygonIndex
 
-        # Load the numba kernels from the on-disk cache (compiles on the very first run only).
+        # Load the numba kernels from the on-disk cache (compiles on the very first run only):
+        # a full-size call on each thread count, so every kernel variant is loaded.
         t = time.perf_counter()
-        PolygonIndex.build(polygons[:3]).assign(x[:10], y[:10], parallel=True)
-        PolygonIndex.build(polygons[:3]).assign(x[:10], y[:10], parallel=False)
+        index = PolygonIndex.build(polygons)
+        for k in threads:
+            index.assign(x[:1_000_000], y[:1_000_000], threads=k)
         out["jit_s"] = time.perf_counter() - t
-        parallel = method == "usm"
         out["setup_s"], index = _median_time(lambda: PolygonIndex.build(polygons), repeat)
-        out["run_s"], labels = _median_time(lambda: index.assign(x, y, parallel=parallel), repeat)
+        med, labels, times = _interleaved(
+            {k: (lambda k=k: index.assign(x, y, threads=k)) for k in threads}, repeat)
+        out["by_threads"] = {str(k): {"run_s": med[k], "runs": times[k]} for k in threads}
         out["cell_size"] = index.cell_size
         out["index_mb"] = index.stats["index_bytes"] / 1e6
-        np.save(data / f"{method}_{m}.npy", labels)
+        for k in threads:
+            np.save(data / f"usm{k}_{m}.npy", labels[k])
     elif method == "sjoin":
         import geopandas as gpd
 
@@ -153,9 +173,10 @@ def worker(method: str, data: Path, m: int, repeat: int, loop_points: int) -> di
     return out
 
 
-def _spawn(method, data, m, repeat, loop_points) -> dict:
+def _spawn(method, data, m, repeat, loop_points, threads=(1, 2)) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, "--data", str(data), "--m", str(m),
-           "--repeat", str(repeat), "--loop-points", str(loop_points)]
+           "--repeat", str(repeat), "--loop-points", str(loop_points),
+           "--threads", *map(str, threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{proc.stderr}")
@@ -171,12 +192,16 @@ def main(argv=None) -> None:
     ap.add_argument("--loop-points", type=int, default=1_000_000,
                     help="points timed for the h3 Python loop; extrapolated to --points")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="usm_geo thread counts, timed interleaved in one process")
+    ap.add_argument("--skip-h3", action="store_true", help="skip the lon/lat → H3 rows")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--m", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, Path(args.data), args.m, args.repeat, args.loop_points)))
+        print(json.dumps(worker(args.worker, Path(args.data), args.m, args.repeat, args.loop_points,
+                                tuple(args.threads))))
         return
 
     import pyproj
@@ -185,7 +210,8 @@ def main(argv=None) -> None:
     n = args.points
     print(f"# bench_assign: {n:,} points (70 % in 200 Gaussian hotspots, 30 % uniform, 30 × 30 km, "
           f"{CRS}); Voronoi layers {args.polygons}; {os.cpu_count()} CPUs; "
-          f"median of {args.repeat} runs for usm_geo and h3ronpy, 1 run for sjoin and the h3 loop")
+          f"median of {args.repeat} runs for usm_geo and h3ronpy, 1 run for sjoin and the h3 loop; "
+          f"uptime: {_uptime()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_assign_") as tmp:
         data = Path(tmp)
@@ -198,10 +224,14 @@ def main(argv=None) -> None:
         del lon, lat
 
         for m in args.polygons:
-            res = {meth: _spawn(meth, data, m, args.repeat, args.loop_points)
-                   for meth in ("sjoin", "usm", "usm-1thread")}
+            res = {meth: _spawn(meth, data, m, args.repeat, args.loop_points, args.threads)
+                   for meth in ("sjoin", "usm")}
+            usm = res.pop("usm")
+            for k in args.threads:
+                res[f"usm{k}"] = {**usm, **usm["by_threads"][str(k)]}
             base = np.load(data / f"sjoin_{m}.npy")
-            for meth in ("usm", "usm-1thread"):
+            for k in args.threads:
+                meth = f"usm{k}"
                 got = np.load(data / f"{meth}_{m}.npy")
                 diff = np.flatnonzero(got != base)
                 # Points where the answers differ must lie on a boundary (sjoin's "within" puts a
@@ -214,14 +244,22 @@ def main(argv=None) -> None:
                 res[meth]["differ_off_boundary"] = len(diff) - len(on_edge)
             b = res["sjoin"]["run_s"]
             rows.append((f"point→polygon, {m:,} polygons", "gpd.sjoin(within) [baseline]", res["sjoin"], b, ""))
-            for meth, label in (("usm", "usm_geo build + assign (numba, 2 thr)"),
-                                ("usm-1thread", "usm_geo build + assign (numba, 1 thr)")):
+            one = np.load(data / f"usm{args.threads[0]}_{m}.npy")
+            for k in args.threads:
+                meth = f"usm{k}"
                 r = res[meth]
-                note = (f"cell {r['cell_size']:g} m, index {r['index_mb']:.0f} MB, jit/cache load "
-                        f"{r['jit_s']:.1f} s; results differ at {r['differ']} points, "
-                        f"{r['differ_off_boundary']} off a boundary")
-                rows.append(("", label, r, b, note))
+                same = np.array_equal(np.load(data / f"{meth}_{m}.npy"), one)
+                ratio = res[f"usm{args.threads[0]}"]["run_s"] / r["run_s"]
+                note = (f"cell {r['cell_size']:g} m, index {r['index_mb']:.0f} MB, "
+                        f"jit/cache load {r['jit_s']:.1f} s; runs "
+                        f"{' '.join(f'{v:.3f}' for v in r['runs'])}; run {ratio:.2f}× vs "
+                        f"{args.threads[0]} thr; same as {args.threads[0]} thr: {same}; differ from "
+                        f"sjoin at {r['differ']} points, {r['differ_off_boundary']} off a boundary")
+                rows.append(("", f"usm_geo build + assign (numba, {k} thr)", r, b, note))
 
+        if args.skip_h3:
+            _print(rows, n)
+            return
         h3r = _spawn("h3ronpy", data, 0, args.repeat, args.loop_points)
         loop = _spawn("h3loop", data, 0, args.repeat, args.loop_points)
         same = np.array_equal(np.load(data / "h3ronpy.npy"), np.load(data / "h3loop.npy"))
@@ -231,6 +269,14 @@ def main(argv=None) -> None:
         rows.append(("", "usm_geo points_to_cells (hex PIP, exact)", h3r, loop["run_s"],
                      f"identical to the loop on the first {k:,} points: {same}"))
 
+    _print(rows, n)
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _print(rows, n) -> None:
     head = (f"{'task':<30} {'method':<40} {'setup s':>8} {'run s':>8} {'total s':>8} "
             f"{'peak RSS GB':>12} {'× total':>8} {'× run':>8}  notes")
     print(head)
@@ -242,6 +288,7 @@ def main(argv=None) -> None:
     print(f"peak RSS (ru_maxrss, GiB) includes the interpreter, imports and the loaded input arrays "
           f"({16 * n / 2**30:.3f} GiB of float64 coordinates); × total = baseline time / (setup + run), "
           "× run = baseline time / run.")
+    print(f"uptime after: {_uptime()}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ of the point. No shapely point objects are created; per point only the int64 res
 Building is linear in the number of edges and grid cells (no GEOS predicates), typically
 0.1–0.5 s.
 
+Threads: the points are cut into chunks of 131,072 that ``threads`` Python threads take in turn
+as each finishes its last one; the kernel releases the GIL, so the threads run on separate cores
+and a thread slowed down by other processes simply takes fewer chunks. Every point gets the same
+arithmetic whichever thread handles it, so the result is identical, bit for bit, for any thread
+count (``USM_GEO_THREADS`` or ``threads=``; default: the CPUs this process may use).
+
 Boundary rule (one point, one polygon)
 --------------------------------------
 A point ``(px, py)`` is inside a polygon when a ray from it towards +x crosses the polygon's rings an
@@ -58,6 +64,7 @@ odd number of times, where an edge ``(x1, y1) → (x2, y2)`` counts when ``(y1 >
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -88,12 +95,18 @@ DEFAULT_SIZE_FACTOR = 0.25
 DEFAULT_EDGE_FACTOR = 4.0
 
 _PARALLEL_MIN_POINTS = 200_000
+
 _PROGRESS_CHUNK = 2_000_000  # points per kernel call (progress bar steps)
 
-# numba's fallback "workqueue" threading layer aborts the process when two Python threads launch
-# parallel kernels at once (e.g. under dask's threaded scheduler); each launch already uses every
-# core, so serialising launches costs nothing.
-_PARALLEL_LOCK = threading.Lock()
+#: Points per work item of the threaded path. Threads take the next item from a shared counter as
+#: they finish the last one (dynamic scheduling): on a machine whose cores are shared with other
+#: processes a thread that is descheduled simply takes fewer items, where a static half-and-half
+#: split (numba ``prange``, used before) has to wait for the slower half (a likely, not a proven,
+#: reason why it scaled so little). Measured
+#: back to back in one process, 10 M points, median of 3, 2-core machine at load 0.1 (1 thread /
+#: 2 threads): ``prange`` 1.05× (1,000 Voronoi polygons) and 1.09× (10,000); these chunks 1.35× and
+#: 1.57× (benchmarks/bench_assign.py ``--threads 1 2`` times both counts the same way).
+_THREAD_CHUNK = 131_072
 
 
 def _as_geometry_array(polygons) -> np.ndarray:
@@ -141,9 +154,12 @@ def _default_cell_size(geoms: np.ndarray) -> float:
     area = width * height
     # Ring length (exterior + holes) is shapely.length of a polygon.
     length = float(np.nansum(shapely.length(geoms)))
-    # Edges = vertices - rings (each ring repeats its first vertex).
+    # Edges = vertices - rings (each ring repeats its first vertex). Only MultiPolygons are split
+    # into parts (get_parts copies every geometry: 30 ms for 10,000 polygons, once is enough).
+    multi = shapely.get_type_id(geoms) == 6
+    parts = np.concatenate([geoms[~multi], shapely.get_parts(geoms[multi])]) if multi.any() else geoms
     n_edges = int(shapely.get_num_coordinates(geoms).sum()) - int(
-        shapely.get_num_interior_rings(shapely.get_parts(geoms)).sum() + len(shapely.get_parts(geoms)))
+        shapely.get_num_interior_rings(parts).sum() + len(parts))
     by_spacing = DEFAULT_SIZE_FACTOR * area / length if length > 0 else math.inf
     by_edges = DEFAULT_EDGE_FACTOR * length / n_edges if n_edges > 0 else math.inf
     by_cap = math.sqrt(area / MAX_DEFAULT_CELLS)
@@ -317,7 +333,8 @@ class PolygonIndex:
             ``False`` forces the single-threaded kernel, ``True`` the threaded one (when more than
             one thread is allowed). Default: threads when there are at least 200,000 points.
         threads : int, optional
-            Number of numba threads for the parallel kernel. Default: :func:`default_threads`
+            Number of threads sharing the points (chunks of 131,072 points handed out as threads
+            become free; the numba kernel releases the GIL). Default: :func:`default_threads`
             (``USM_GEO_THREADS`` if set, else the CPUs this process may run on), never more than
             numba's per-thread limit (``numba.get_num_threads()``; 1 inside a dask worker).
             ``1`` runs the single-threaded kernel. The result does not depend on it, bit for bit.
@@ -341,26 +358,22 @@ class PolygonIndex:
         parallel = bool(parallel) and n_threads > 1
         ny, nx = self.shape
         n = xf.shape[0]
-        # chunks only so that a progress bar can move on tens of millions of points; the kernels are
-        # element-wise, so the result is the same for any chunking
+        grid = (self.origin[0], self.origin[1], self.cell_size, nx, ny, self._cell_label, self._block)
+
+        def run(lo, hi):
+            # the numba kernel releases the GIL: several of these run at once on separate cores
+            _assign_serial(xf[lo:hi], yf[lo:hi], out[lo:hi], *grid)
+
+        # The kernel is element-wise, so the result is the same bit for bit for any chunking and
+        # any thread count; chunks exist for the progress bar and for sharing work between threads.
         with bar(n if n > _PROGRESS_CHUNK else None, "assigning points", unit="points") as progress:
-            for lo in range(0, n, _PROGRESS_CHUNK):
-                hi = min(n, lo + _PROGRESS_CHUNK)
-                args = (xf[lo:hi], yf[lo:hi], out[lo:hi], self.origin[0], self.origin[1], self.cell_size, nx, ny,
-                        self._cell_label, self._block)
-                if parallel:
-                    with _PARALLEL_LOCK:
-                        # numba's thread count is a per-calling-thread setting: set it for this launch
-                        # only and put the caller's value back (a dask worker keeps its 1).
-                        before = numba.get_num_threads()
-                        numba.set_num_threads(n_threads)
-                        try:
-                            _assign_parallel(*args)
-                        finally:
-                            numba.set_num_threads(before)
-                else:
-                    _assign_serial(*args)  # releases the GIL: safe and concurrent from several threads
-                progress.update(hi - lo)
+            if parallel:
+                _run_threaded(run, n, n_threads, progress)
+            else:
+                for lo in range(0, n, _PROGRESS_CHUNK):
+                    hi = min(n, lo + _PROGRESS_CHUNK)
+                    run(lo, hi)
+                    progress.update(hi - lo)
         return out.reshape(shape)
 
 
@@ -390,6 +403,47 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _run_threaded(run, n: int, n_threads: int, progress) -> None:
+    """Call ``run(lo, hi)`` over ``[0, n)`` in chunks of ``_THREAD_CHUNK`` from ``n_threads``
+    threads (this one included), each taking the next chunk when it finishes one. ``run`` must
+    release the GIL (a nogil numba kernel) and write only its own slice. The first error raised in
+    a thread is re-raised here after all threads stop."""
+    chunks = itertools.count()
+    n_chunks = -(-n // _THREAD_CHUNK)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    done = [0]
+
+    def work():
+        try:
+            while not errors:
+                c = next(chunks)  # atomic under the GIL
+                if c >= n_chunks:
+                    return
+                lo = c * _THREAD_CHUNK
+                hi = min(n, lo + _THREAD_CHUNK)
+                run(lo, hi)
+                with lock:  # the progress bar is not thread-safe; step it in whole 2M-point steps
+                    done[0] += hi - lo
+                    if done[0] >= _PROGRESS_CHUNK:
+                        progress.update(done[0])
+                        done[0] = 0
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=work, name=f"usm_geo-assign-{k}", daemon=True)
+               for k in range(n_threads - 1)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    if done[0]:
+        progress.update(done[0])
+    if errors:
+        raise errors[0]
+
+
 def _resolve_threads(threads) -> int:
     """The thread count to launch with: the request (or the default), capped by numba's limit for
     the calling thread (NUMBA_NUM_THREADS, or lower after ``numba.set_num_threads``)."""
@@ -415,7 +469,13 @@ def _flatten_edges(geoms: np.ndarray):
     """All ring edges of all polygons as arrays ``(x1, y1, x2, y2, polygon)``, each edge oriented
     upwards (``y1 <= y2``). Zero-length edges (repeated vertices) are dropped.
     """
-    parts, part_poly = shapely.get_parts(geoms, return_index=True)
+    multi = shapely.get_type_id(geoms) == 6
+    if multi.any():
+        parts, part_poly = shapely.get_parts(geoms, return_index=True)
+    else:  # Polygons only: no copies (get_parts clones every geometry)
+        usable = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        part_poly = np.flatnonzero(usable)
+        parts = geoms[part_poly]
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     xy, coord_ring = shapely.get_coordinates(rings, return_index=True)
     same_ring = coord_ring[1:] == coord_ring[:-1]
@@ -506,13 +566,24 @@ def _pack_blocks(cand_cell, cand_poly, lo, hi, fields):
     block[header] = np.diff(np.append(np.flatnonzero(first), n_pairs))
     block[content] = cand_poly
     block[content + 1] = count
-    n_edges = int(count.sum())
-    within = np.arange(n_edges, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-    take = np.repeat(lo, count) + within
-    dest = np.repeat(content + 2, count) + 5 * within
-    for f, values in enumerate(fields):
-        block[dest + f] = values[take]
+    _copy_edges(block, content, lo, count, *fields)
     return block, mixed_cells, header
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_edges(block, content, lo, count, f0, f1, f2, f3, f4):
+    """Copy each candidate's edges (``count[p]`` edges from ``lo[p]``, five fields each) into its
+    block after its (polygon, n_edges) header. One pass in numba: the numpy version (repeat +
+    fancy-index scatter per field) was half of the build time for 10,000 polygons."""
+    for p in range(content.shape[0]):
+        d = content[p] + 2
+        for e in range(lo[p], lo[p] + count[p]):
+            block[d] = f0[e]
+            block[d + 1] = f1[e]
+            block[d + 2] = f2[e]
+            block[d + 3] = f3[e]
+            block[d + 4] = f4[e]
+            d += 5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -632,17 +703,30 @@ def _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, x0, y0, cs, n
 
 # --------------------------------------------------------------------------- kernel
 @numba.njit(cache=True, nogil=True, inline="always")
-def _locate(px, py, x0, y0, cs, nx, ny, cell_label, block):
+def _cell_code(px, py, x0, y0, cs, nx, ny, cell_label):
+    """The grid's answer for one point: a polygon position, ``-1`` (empty cell, outside the grid,
+    NaN/inf), or ``-2 - q`` for a mixed cell whose block starts at ``q``."""
     if not (math.isfinite(px) and math.isfinite(py)):
         return -1
     fx = (px - x0) / cs
     fy = (py - y0) / cs
     if fx < 0.0 or fy < 0.0 or fx >= nx or fy >= ny:
         return -1
-    lab = cell_label[int(fy) * nx + int(fx)]
+    return cell_label[int(fy) * nx + int(fx)]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _locate(px, py, x0, y0, cs, nx, ny, cell_label, block):
+    lab = _cell_code(px, py, x0, y0, cs, nx, ny, cell_label)
     if lab >= -1:
         return lab
-    q = -lab - 2
+    return _test_block(px, py, -lab - 2, block)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _test_block(px, py, q, block):
+    """Crossing-number test of one point against the candidates of the mixed cell whose block
+    starts at ``q``: the first (lowest-position) candidate containing it, else ``-1``."""
     n_cand = int(block[q])
     q += 1
     for _ in range(n_cand):
@@ -678,10 +762,4 @@ def _locate(px, py, x0, y0, cs, nx, ny, cell_label, block):
 @numba.njit(cache=True, nogil=True)
 def _assign_serial(x, y, out, x0, y0, cs, nx, ny, cell_label, block):
     for i in range(x.shape[0]):
-        out[i] = _locate(x[i], y[i], x0, y0, cs, nx, ny, cell_label, block)
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _assign_parallel(x, y, out, x0, y0, cs, nx, ny, cell_label, block):
-    for i in numba.prange(x.shape[0]):
         out[i] = _locate(x[i], y[i], x0, y0, cs, nx, ny, cell_label, block)
