@@ -228,7 +228,7 @@ def main(argv=None) -> None:
         k = loop["measured_points"]
         extrap = f"timed on {k:,} points, extrapolated ×{n / k:g}" if k < n else "all points"
         rows.append(("lon/lat → H3 r9", "[h3.latlng_to_cell loop] [baseline]", loop, loop["run_s"], extrap))
-        rows.append(("", "usm_geo points_to_cells (h3ronpy)", h3r, loop["run_s"],
+        rows.append(("", "usm_geo points_to_cells (hex PIP, exact)", h3r, loop["run_s"],
                      f"identical to the loop on the first {k:,} points: {same}"))
 
     head = (f"{'task':<30} {'method':<40} {'setup s':>8} {'run s':>8} {'total s':>8} "

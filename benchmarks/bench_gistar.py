@@ -79,7 +79,7 @@ def main() -> None:
     import scipy.sparse as sp
 
     from usm_geo.hotspots.local import getis_ord
-    from usm_geo.hotspots.weights import h3_rings, with_self
+    from usm_geo.units.weights import h3_rings, with_self
 
     cells = make_cells(args.radius)
     y = make_counts(cells)

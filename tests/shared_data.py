@@ -39,19 +39,13 @@ def chicago_study_text(*, study: str = "", inputs: str | None = None) -> str:
             "[periods]\nstart = 2010-01-01\nend = 2019-12-31\n")
 
 
-def chicago_rate_run(folder: Path, first_year: int, *, category: bool = False, h3_resolution: int | None = None,
-                     extra_inputs: str = "") -> Path:
-    """Run the Chicago assault-rate study (incident_rate per community area, population from the
-    areas' TOT_POP, EPSG:32616, yearly from ``first_year`` to 2019, baseline ``first_year``) into
-    ``folder/out`` and return that folder. ``category`` counts per ``loc_cat``; ``h3_resolution`` adds
-    an H3 level; ``extra_inputs`` adds study tables (e.g. [inputs.perception])."""
+def chicago_rate_inputs(*, category: bool = False) -> str:
+    """[study] (EPSG:32616) and the inputs of the Chicago assault-rate study: the assaults (lon/lat,
+    ``date``; ``category`` counts per ``loc_cat``), the 77 community areas and their TOT_POP."""
     import textwrap
 
-    from usm_geo.pipeline import run
-    from usm_geo.study import load_study
-
     cca = need_shared(*CHICAGO_AREAS)
-    text = textwrap.dedent(f"""
+    return textwrap.dedent(f"""
         [study]
         name = "Chicago"
         timezone = "America/Chicago"
@@ -75,7 +69,21 @@ def chicago_rate_run(folder: Path, first_year: int, *, category: bool = False, h
         level = "community_area"
         id = "area_num_1"
         column = "TOT_POP"
-    """) + textwrap.dedent(extra_inputs) + textwrap.dedent(f"""
+    """)
+
+
+def chicago_rate_run(folder: Path, first_year: int, *, category: bool = False, h3_resolution: int | None = None,
+                     extra_inputs: str = "") -> Path:
+    """Run the Chicago assault-rate study (incident_rate per community area, population from the
+    areas' TOT_POP, EPSG:32616, yearly from ``first_year`` to 2019, baseline ``first_year``) into
+    ``folder/out`` and return that folder. ``category`` counts per ``loc_cat``; ``h3_resolution`` adds
+    an H3 level; ``extra_inputs`` adds study tables (e.g. [inputs.perception])."""
+    import textwrap
+
+    from usm_geo.pipeline import run
+    from usm_geo.study import load_study
+
+    text = chicago_rate_inputs(category=category) + textwrap.dedent(extra_inputs) + textwrap.dedent(f"""
         {f"[units]{chr(10)}h3_resolution = [{h3_resolution}]" if h3_resolution else ""}
 
         [periods]

@@ -30,7 +30,7 @@ _LAZY = {
     "run_hotspots": ("usm_geo.pipeline", "run_hotspots"),
     "run_impact": ("usm_geo.pipeline", "run_impact"),
     "run_demo": ("usm_geo.pipeline", "run_demo"),
-    "aggregate_points": ("usm_geo.commands", "aggregate_points"),
+    "aggregate_points": ("usm_geo.cli_files", "aggregate_points"),
     "export_run": ("usm_geo.export", "export_run"),
     "build_map": ("usm_geo.maps", "build_map"),
     "build_before_after": ("usm_geo.maps", "build_before_after"),

@@ -155,7 +155,7 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
     """Read and check every input of STUDY as `run` does — boundaries, incidents, survey, perception,
     population, the periods and the intervention — and print the ledger summary and the file notes;
     write nothing unless --ledger (written even when a check fails)."""
-    from usm_geo.export import write_csv
+    from usm_geo.io import write_csv
     from usm_geo.intake.ledger import Ledger
     from usm_geo.pipeline import keep_failed_ledger, note_lines
     from usm_geo.pipeline import validate as validate_study
@@ -225,7 +225,7 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
     Writes unit_id, [period], [category], count: one row per unit (zeros included for polygons)
     × period × category. Points not assigned are listed in the printed ledger summary.
     """
-    from usm_geo.commands import aggregate_points, write_aggregation
+    from usm_geo.cli_files import aggregate_points, write_aggregation
 
     if (lon is None) != (lat is None) or (x is None) != (y is None):
         raise click.UsageError("give --lon with --lat, and --x with --y")
@@ -267,8 +267,8 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
     to OUT's .json sidecar with every value chosen automatically."""
     import json
 
-    from usm_geo.export import write_json, write_layers
-    from usm_geo.commands import hotspots_from_areas, hotspots_from_points
+    from usm_geo.io import write_json, write_layers
+    from usm_geo.cli_files import hotspots_from_areas, hotspots_from_points
 
     if (areas is None) == (points is None):
         raise click.UsageError("give either AREAS with --value, or --points with --grid")
@@ -321,8 +321,8 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
     """Area-based impact of an intervention: gross and net effect, WDQ and total net effect
     (Bowers & Johnson 2003), WDD with its interval (Wheeler & Ratcliffe 2018), and difference in
     differences — with a plain-language reading. A measure that cannot be computed says why."""
-    from usm_geo.export import write_json
-    from usm_geo.commands import impact_from_files
+    from usm_geo.io import write_json
+    from usm_geo.cli_files import impact_from_files
 
     if control is None:
         raise click.UsageError("--control is required: a comparison area of the same kind as the treated one")
@@ -342,8 +342,12 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--indicators", default=None, help="Comma-separated indicator ids (default: all).")
 @click.option("--levels", default=None, help="Comma-separated levels (default: all).")
 @click.option("--periods", default=None, help="Comma-separated period labels (default: all).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif", "html"]),
-              default=("gpkg",), show_default=True, help="Repeat for several formats.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["gpkg", "shp", "geojson", "parquet", "csv", "tif", "html"],
+              case_sensitive=False), default=("gpkg",), show_default=True,
+              help="Repeat for several formats; any case (SHP, Gpkg).")
+@click.option("--shape", type=click.Choice(["long", "wide"], case_sensitive=False), default="long", show_default=True,
+              help="Shapefiles: long = one layer per level and period; wide = one layer per level with a column "
+                   "per period (letters a, b, … listed in fields.csv).")
 @click.option("--crs", default=None, help="Reproject to this CRS (GeoJSON is always EPSG:4326).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
               help="public: small counts and what would reveal them suppressed; no incident points.")
@@ -354,7 +358,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--tiles", default=None, help="With --format html: a basemap for map.html (osm, carto-light, an xyzservices "
               "name or a tile URL; default none: the map makes no network request).")
 @click.pass_context
-def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema, tiles) -> None:
+def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out, to, schema, tiles, shape) -> None:
     """Export a run's areas for others: GeoPackage, zipped shapefiles with a field dictionary,
     GeoJSON, GeoParquet, CSV, the KDE GeoTIFF, the map (html), the city report card and metadata.json —
     or, with
@@ -383,7 +387,7 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
     from usm_geo.export import export_run
 
     result = export_run(run_dir, out, formats=tuple(formats), indicators=split(indicators), levels=split(levels),
-                        periods=split(periods), crs=crs, profile=profile, tiles=tiles)
+                        periods=split(periods), crs=crs, profile=profile, tiles=tiles, shape=shape.lower())
     click.echo(f"{profile} export → {out}")
     for key, val in (result or {}).items():
         if isinstance(val, (str, int, float)) or (isinstance(val, (list, tuple)) and len(val) < 20):
@@ -436,12 +440,13 @@ def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> No
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv and ledger.csv (created or replaced).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
 @quiet_option
 def model(study: Path, out: Path, quiet: bool) -> None:
     """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
     against each factor, population as exposure (negative binomial). Prints each factor's rate ratio
-    with its 95 % interval and the residual Moran's I. Associations, not causes."""
+    with its 95 % interval and the residual Moran's I; with [model] risk_terrain = true also the risk
+    terrain model on grid cells (relative-risk GeoTIFF, rate ratio per risk feature). Associations, not causes."""
     from usm_geo.pipeline import model_study
     from usm_geo.study import load_study
 
@@ -460,6 +465,11 @@ def model(study: Path, out: Path, quiet: bool) -> None:
                        + ("space is left unexplained" if r["p_norm"] < 0.05 else "no clear spatial pattern left"))
         for note in m["notes"]:
             click.echo(f"  note: {note}")
+    rtm = info.get("risk_terrain")
+    if rtm:
+        click.echo(f"risk terrain, {rtm['period']}: {rtm['cells']:,} grid cells (risk_terrain.tif, risk_terrain.csv)")
+        for r in rtm["rate_ratios"]:
+            click.echo(f"  {r['term']}: rate ratio {r['rate_ratio']:.3g} ({r['rr_lower']:.3g} to {r['rr_upper']:.3g}) {r['units']}")
     click.echo(f"({info['caveat']}) → {out}")
 
 

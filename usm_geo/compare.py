@@ -319,7 +319,7 @@ def comparison_html(table: pd.DataFrame, *, rank: bool = False) -> str:
 def compare(inputs: list[Path], out: Path, *, profile: str = "public", rank: bool = False) -> dict:
     """Read the cards, write ``comparison.csv`` and ``comparison.html`` into ``out`` (atomically);
     return a summary (cities, indicators, comparable and not comparable counts, files)."""
-    from usm_geo.export import write_csv, write_text
+    from usm_geo.io import write_csv, write_text
 
     cards = [load_card(Path(p)) for p in inputs]
     table = compare_cards(cards, profile=profile, rank=rank)

@@ -95,6 +95,8 @@ The ``internal`` profile returns an unchanged copy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -315,161 +317,280 @@ def _match_subset(target: pd.Series, pivot: pd.DataFrame, cats: list[str]) -> li
 
 
 def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int) -> tuple[pd.DataFrame, dict]:
+    """The public profile, one named step per rule: cells from counts, harm, rates and survey
+    shares; primary suppression; the relations (categories, composites, harm, levels); complementary
+    suppression with the attacker's audit; smoothed groups and internal-only measures; the report."""
     dropped_columns = [c for c in measures.columns if c not in COLUMNS]
+    table = _typed_table(measures)
+    rows = _RowKinds(table)
+    cells = _Cells()
+    cats = _count_cells(table, rows, cells)
+    own_families: set[str] = set()
+    _harm_cells(table, rows, cells, cats, own_families)
+    linked, composites = _rate_cells(table, rows, cells, cats, own_families)
+    _share_cells(table, rows, cells, min_n)
+
+    if not cells.frames:
+        out, removed = _finish(table, rows.internal, np.zeros(len(table), bool))
+        return out, _report(k, min_n, table, rows.internal, np.where(rows.internal, "internal_only", "").astype(object),
+                            dropped_columns, removed, {}, 0, {}, {}, 0)
+
+    rowcells, nodes = _nodes(cells)
+    value, kind, primary = _primary(nodes, k)
+    rels = _Relations()
+    _category_relations(rels, nodes, own_families)
+    _composite_relations(rels, nodes, composites)
+    _harm_relations(rels, nodes, own_families)
+    _level_relations(rels, nodes, table, crosswalk, rows.city_unit)
+    rel, mnode, mpar, rrange, rforced, rkind = rels.arrays()
+    sup, rounds, unresolved, audits = _complementary(primary, value, kind, rel, mnode, mpar, rrange, rforced,
+                                                     rels.count, k)
+
+    row_sup, row_primary = _rows_of_cells(len(table), rowcells, sup, primary)
+    group_sup = _smoothed_groups(table, rows, row_sup)
+    reason = np.where(row_primary & row_sup, "primary", np.where(row_sup, "complementary",
+                                                                  np.where(group_sup, "smoothed_group", "")))
+    # measures kept for internal use only: withheld whole from the public profile
+    reason = np.where(rows.internal, "internal_only", reason)
+    group_sup |= rows.internal
+    out, removed = _finish(table, row_sup | group_sup, rows.is_share)
+
+    cell_levels = nodes["level"].to_numpy(dtype=object)
+    by_cells: dict[str, dict[str, int]] = {}
+    for lv in rows.levels:
+        here = cell_levels == lv
+        by_cells[lv] = {"cells": int(here.sum()), "primary": int((primary & sup & here).sum()),
+                        "complementary": int((~primary & sup & here).sum())}
+    rel_counts = pd.Series(rkind[np.unique(rel)]).value_counts().sort_index() if len(rel) else pd.Series(dtype=int)
+    relations = {str(a): int(b) for a, b in rel_counts.items()}
+    link_report = {key_: val for key_, val in sorted(linked.items())}
+    report = _report(k, min_n, table, row_sup | group_sup, reason, dropped_columns, removed, by_cells, rounds,
+                     relations, link_report, unresolved)
+    report["audit"] = {"passes": len(audits), "exposed_per_pass": audits}
+    if crosswalk is None or not len(crosswalk):
+        report["warnings"] = [("no crosswalk: only the relations of every level to the city were protected, "
+                               "not those between nested levels")]
+    return out, report
+
+
+_KEY = ["level", "unit_id", "period"]
+
+
+def _typed_table(measures: pd.DataFrame) -> pd.DataFrame:
+    """The measures' columns of :data:`COLUMNS`, labels as text and numbers as floats, index 0…n−1."""
     table = measures[COLUMNS].copy()
     table.index = pd.RangeIndex(len(table))
     for c in ("level", "unit_id", "period", "category", "measure"):
         table[c] = table[c].astype(str).to_numpy(dtype=object)
     for c in ("numerator", "denominator", "value", "lower", "upper", "n"):
         table[c] = pd.to_numeric(table[c], errors="coerce").astype(float)
+    return table
 
-    measure = table["measure"].to_numpy(dtype=object)
-    uniq = pd.unique(measure)
-    base_of = {m: _base(m) for m in uniq}
-    is_count = measure == "count"
-    is_harm = measure == "harm"
-    # measures kept for internal use only: withheld whole from the public profile
-    internal = np.isin(measure, INTERNAL_ONLY_MEASURES)
-    is_rate = np.isin(measure, [m for m in uniq if _is_rate(m)])
-    is_share = np.isin(measure, [m for m in uniq if _is_share(m) and not _is_rate(m)])
-    levels = list(pd.unique(table["level"]))
-    city_units = pd.unique(table.loc[table["level"] == "city", "unit_id"])
-    city_unit = str(city_units[0]) if len(city_units) == 1 else None
 
-    cells = _Cells()
-    key = ["level", "unit_id", "period"]
-    counts = table[is_count]
+class _RowKinds:
+    """What each row of the table is: a count, harm, a rate, a survey share, internal only."""
+
+    def __init__(self, table: pd.DataFrame):
+        measure = table["measure"].to_numpy(dtype=object)
+        uniq = pd.unique(measure)
+        self.measure = measure
+        self.base_of = {m: _base(m) for m in uniq}
+        self.is_count = measure == "count"
+        self.is_harm = measure == "harm"
+        self.internal = np.isin(measure, INTERNAL_ONLY_MEASURES)
+        self.is_rate = np.isin(measure, [m for m in uniq if _is_rate(m)])
+        self.is_share = np.isin(measure, [m for m in uniq if _is_share(m) and not _is_rate(m)])
+        self.levels = list(pd.unique(table["level"]))
+        city_units = pd.unique(table.loc[table["level"] == "city", "unit_id"])
+        self.city_unit = str(city_units[0]) if len(city_units) == 1 else None
+
+
+@dataclass
+class _CountCells:
+    """The count rows' categories and their (level, unit, period) × category pivot of ``n``."""
+
+    cats: list
+    plain: list  # the categories but ``all``
+    pivot: pd.DataFrame
+    any: bool
+
+
+def _count_cells(table: pd.DataFrame, rows: _RowKinds, cells: "_Cells") -> _CountCells:
+    """Rule: every count is a cell of the ``count`` family, sized by its number of records."""
+    counts = table[rows.is_count]
     count_cats = sorted(pd.unique(counts["category"])) if len(counts) else []
     plain_cats = [c for c in count_cats if c != ALL]
     if len(counts):
         cells.add(counts, "count", counts["category"].to_numpy(dtype=object), counts["n"], counts["n"], "count", 0)
-        pivot = counts.pivot_table(index=key, columns="category", values="n", aggfunc="first")
+        pivot = counts.pivot_table(index=_KEY, columns="category", values="n", aggfunc="first")
     else:
         pivot = pd.DataFrame()
+    return _CountCells(cats=count_cats, plain=plain_cats, pivot=pivot, any=bool(len(counts)))
 
+
+def _harm_cells(table: pd.DataFrame, rows: _RowKinds, cells: "_Cells", cats: _CountCells, own_families: set) -> None:
+    """Rule: harm of a category shares its count's cell; harm of `all` is a weighted cell of its own."""
+    if not rows.is_harm.any():
+        return
+    harm = table[rows.is_harm]
+    for cat, group in harm.groupby("category", sort=True):
+        if cat != ALL and cat in cats.cats:
+            cells.add(group, "count", cat, group["n"], group["n"], "count", 1)
+        else:
+            cells.add(group, "harm", cat, group["numerator"], group["n"], "weighted", 1)
+            if cat != ALL or not cats.any:
+                own_families.add("harm")
+
+
+def _rate_cells(table: pd.DataFrame, rows: _RowKinds, cells: "_Cells", cats: _CountCells,
+                own_families: set) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Rule: a rate is linked to the count it divides, found by its numerators (a category's count,
+    a composite of categories, or a count family of its own); returns (links, composites)."""
     linked: dict[str, str] = {}
     composites: dict[str, list[str]] = {}  # var → categories
-    own_families: set[str] = set()
+    if not rows.is_rate.any():
+        return linked, composites
+    pivot = cats.pivot
+    rates = table[rows.is_rate].assign(_base=[rows.base_of[m] for m in rows.measure[rows.is_rate]])
+    for (b, cat), group in rates.groupby(["_base", "category"], sort=True):
+        raw = group[group["measure"] == b]
+        src = raw if len(raw) else group
+        target = src.drop_duplicates(_KEY).set_index(_KEY)["numerator"]
+        var = None
+        if len(pivot):
+            if cat in pivot.columns:
+                sub = pivot[cat].reindex(target.index)
+                if not sub.isna().any() and np.array_equal(sub.to_numpy(float), target.to_numpy(float)):
+                    var = ("count", cat)
+            if var is None and cat == ALL and cats.plain:
+                chosen = _match_subset(target, pivot, cats.plain)
+                if chosen is not None:
+                    if len(chosen) == 1:
+                        var = ("count", chosen[0])
+                    elif len(chosen) == len(cats.plain):
+                        var = ("count", ALL)
+                    else:
+                        var = ("comp|" + "+".join(chosen), "")
+                        composites[var[0]] = chosen
+        if var is None:  # not a count the table holds: a count family of its own
+            var = (f"num|{b}", cat)
+            own_families.add(f"num|{b}")
+        linked[f"{b}|{cat}"] = var[0] + (f"|{var[1]}" if var[1] else "")
+        cells.add(group, var[0], var[1], group["numerator"], group["numerator"], "count", 2)
+    return linked, composites
 
-    # harm: categories share their count's cell; harm of `all` is a weighted cell of its own
-    if is_harm.any():
-        harm = table[is_harm]
-        for cat, rows in harm.groupby("category", sort=True):
-            if cat != ALL and cat in count_cats:
-                cells.add(rows, "count", cat, rows["n"], rows["n"], "count", 1)
-            else:
-                cells.add(rows, "harm", cat, rows["numerator"], rows["n"], "weighted", 1)
-                if cat != ALL or not len(counts):
-                    own_families.add("harm")
 
-    # rates: linked to the count they divide, by their numbers
-    if is_rate.any():
-        rates = table[is_rate].assign(_base=[base_of[m] for m in measure[is_rate]])
-        for (b, cat), rows in rates.groupby(["_base", "category"], sort=True):
-            raw = rows[rows["measure"] == b]
-            src = raw if len(raw) else rows
-            target = src.drop_duplicates(key).set_index(key)["numerator"]
-            var = None
-            if len(pivot):
-                if cat in pivot.columns:
-                    sub = pivot[cat].reindex(target.index)
-                    if not sub.isna().any() and np.array_equal(sub.to_numpy(float), target.to_numpy(float)):
-                        var = ("count", cat)
-                if var is None and cat == ALL and plain_cats:
-                    chosen = _match_subset(target, pivot, plain_cats)
-                    if chosen is not None:
-                        if len(chosen) == 1:
-                            var = ("count", chosen[0])
-                        elif len(chosen) == len(plain_cats):
-                            var = ("count", ALL)
-                        else:
-                            var = ("comp|" + "+".join(chosen), "")
-                            composites[var[0]] = chosen
-            if var is None:  # not a count the table holds: a count family of its own
-                var = (f"num|{b}", cat)
-                own_families.add(f"num|{b}")
-            linked[f"{b}|{cat}"] = var[0] + (f"|{var[1]}" if var[1] else "")
-            cells.add(rows, var[0], var[1], rows["numerator"], rows["numerator"], "count", 2)
+def _share_cells(table: pd.DataFrame, rows: _RowKinds, cells: "_Cells", min_n: int) -> None:
+    """Rule: a survey share is a cell sized by its respondents, suppressed under ``min_n`` or when
+    flagged ``small_n`` / ``small_eff_n``."""
+    if not rows.is_share.any():
+        return
+    shares = table[rows.is_share]
+    flags = shares["flags"].fillna("").astype(str)
+    small = flags.str.contains(r"(?:^|;)(?:small_n|small_eff_n)(?:;|$)", regex=True).to_numpy()
+    nn = shares["n"].fillna(0).to_numpy(float)
+    # value carries n; nn carries the primary decision (1 = suppress)
+    primary = (nn >= 1) & ((nn < min_n) | small)
+    cells.add(shares, ("share|" + shares["measure"]).to_numpy(dtype=object), "", nn, primary.astype(float),
+              "survey", 3)
 
-    # survey shares: cells sized by respondents
-    if is_share.any():
-        shares = table[is_share]
-        flags = shares["flags"].fillna("").astype(str)
-        small = flags.str.contains(r"(?:^|;)(?:small_n|small_eff_n)(?:;|$)", regex=True).to_numpy()
-        nn = shares["n"].fillna(0).to_numpy(float)
-        # value carries n; nn carries the primary decision (1 = suppress)
-        primary = (nn >= 1) & ((nn < min_n) | small)
-        cells.add(shares, ("share|" + shares["measure"]).to_numpy(dtype=object), "", nn, primary.astype(float),
-                  "survey", 3)
 
-    if not cells.frames:
-        out, removed = _finish(table, internal, np.zeros(len(table), bool))
-        return out, _report(k, min_n, table, internal, np.where(internal, "internal_only", "").astype(object),
-                            dropped_columns, removed, {}, 0, {}, {}, 0)
-
+def _nodes(cells: "_Cells") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(row → cell, cells): rows that share a (level, unit, period, family, category) share one cell,
+    the one of the highest-priority row."""
     rowcells = pd.concat(cells.frames, ignore_index=True)
     rowcells = rowcells.sort_values(["priority", "row"], kind="stable")
     node_key = ["level", "unit_id", "period", "fam", "cat"]
     nodes = rowcells.drop_duplicates(node_key)[node_key + ["value", "nn", "kind"]].reset_index(drop=True)
     nodes["node"] = np.arange(len(nodes))
     rowcells = rowcells.merge(nodes[node_key + ["node"]], on=node_key, how="left")
+    return rowcells, nodes
 
+
+def _primary(nodes: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule (primary suppression): counts 1 … k−1, weighted cells of 1 … k−1 records, survey cells
+    marked small. Returns (value, kind, primary)."""
     value = nodes["value"].fillna(0).to_numpy(float)
     kind = nodes["kind"].to_numpy(dtype=object)
     nn = nodes["nn"].fillna(0).to_numpy(float)
     primary = np.where(kind == "count", (value >= 1) & (value <= k - 1),
                        np.where(kind == "weighted", (nn >= 1) & (nn <= k - 1), nn >= 1))
+    return value, kind, primary
 
-    # ---- relations: membership (rel, node, is_parent), per-relation kind
-    members, rel_range, rel_forced, rel_kind = [], [], [], []
-    n_rel = 0
 
-    def add_relations(parent: pd.DataFrame, children: pd.DataFrame, rng: bool, forced: bool, label: str):
+class _Relations:
+    """Additive relations between cells (parent = Σ children): membership (rel, node, is_parent)
+    and, per relation, whether it is a range relation, forced, and its kind."""
+
+    def __init__(self):
+        self.members, self.rel_range, self.rel_forced, self.rel_kind = [], [], [], []
+        self.count = 0
+
+    def add(self, parent: pd.DataFrame, children: pd.DataFrame, rng: bool, forced: bool, label: str):
         """parent: (gkey..., node); children: (gkey..., node), joined on gkey = every column but node."""
-        nonlocal n_rel
         g = [c for c in parent.columns if c != "node"]
         if parent.empty or children.empty:
             return
         parent = parent.drop_duplicates(g)
-        rid = parent[g].assign(rel=np.arange(n_rel, n_rel + len(parent)))
+        rid = parent[g].assign(rel=np.arange(self.count, self.count + len(parent)))
         ch = children.merge(rid, on=g, how="inner")
         if ch.empty:
             return
         used = np.unique(ch["rel"].to_numpy())
         pr = parent.assign(rel=rid["rel"].to_numpy())
         pr = pr[pr["rel"].isin(used)]
-        members.append(pd.DataFrame({"rel": pr["rel"].to_numpy(), "node": pr["node"].to_numpy(), "parent": True}))
-        members.append(pd.DataFrame({"rel": ch["rel"].to_numpy(), "node": ch["node"].to_numpy(), "parent": False}))
+        self.members.append(pd.DataFrame({"rel": pr["rel"].to_numpy(), "node": pr["node"].to_numpy(), "parent": True}))
+        self.members.append(pd.DataFrame({"rel": ch["rel"].to_numpy(), "node": ch["node"].to_numpy(), "parent": False}))
         count = len(parent)
-        rel_range.append(np.full(count, rng))
-        rel_forced.append(np.full(count, forced))
-        rel_kind.append(np.full(count, label, dtype=object))
-        n_rel += count
+        self.rel_range.append(np.full(count, rng))
+        self.rel_forced.append(np.full(count, forced))
+        self.rel_kind.append(np.full(count, label, dtype=object))
+        self.count += count
 
-    unit_key = ["level", "unit_id", "period"]
+    def arrays(self):
+        """(rel, node, is_parent) per membership and (range, forced, kind) per relation."""
+        if not self.members:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, dtype=object)
+        mem = pd.concat(self.members, ignore_index=True)
+        return (mem["rel"].to_numpy(np.int64), mem["node"].to_numpy(np.int64), mem["parent"].to_numpy(bool),
+                np.concatenate(self.rel_range), np.concatenate(self.rel_forced), np.concatenate(self.rel_kind))
 
-    # (a) categories → all, per family with an `all`
+
+def _category_relations(rels: _Relations, nodes: pd.DataFrame, own_families: set) -> None:
+    """Relation (a): the categories of a family sum to its `all`, per family with an `all`."""
     for family in ["count", *sorted(own_families)]:
         sel = nodes[nodes["fam"] == family]
         if sel.empty:
             continue
-        add_relations(sel.loc[sel["cat"] == ALL, unit_key + ["node"]], sel.loc[sel["cat"] != ALL, unit_key + ["node"]],
-                      family != "harm", False, "categories")
+        rels.add(sel.loc[sel["cat"] == ALL, _KEY + ["node"]], sel.loc[sel["cat"] != ALL, _KEY + ["node"]],
+                 family != "harm", False, "categories")
+
+
+def _composite_relations(rels: _Relations, nodes: pd.DataFrame, composites: dict[str, list[str]]) -> None:
+    """Relation (a), composites: composite = Σ its categories; all = composite + Σ the others."""
     count_nodes = nodes[(nodes["fam"] == "count") & (nodes["cat"] != ALL)]
-    # (a) composites: composite = Σ its categories; all = composite + Σ the others
     for var, cats in sorted(composites.items()):
         comp = nodes[nodes["fam"] == var]
         inside = count_nodes[count_nodes["cat"].isin(cats)]
         outside = count_nodes[~count_nodes["cat"].isin(cats)]
-        add_relations(comp[unit_key + ["node"]], inside[unit_key + ["node"]], True, False, "composite")
+        rels.add(comp[_KEY + ["node"]], inside[_KEY + ["node"]], True, False, "composite")
         total = nodes[(nodes["fam"] == "count") & (nodes["cat"] == ALL)]
-        add_relations(total[unit_key + ["node"]], pd.concat([comp[unit_key + ["node"]], outside[unit_key + ["node"]]]),
-                      True, False, "composite")
-    # (a) harm of all = Σ harm of categories (= the categories' count cells), forced
+        rels.add(total[_KEY + ["node"]], pd.concat([comp[_KEY + ["node"]], outside[_KEY + ["node"]]]),
+                 True, False, "composite")
+
+
+def _harm_relations(rels: _Relations, nodes: pd.DataFrame, own_families: set) -> None:
+    """Relation (a), harm: harm of all = Σ harm of categories (= the categories' count cells), forced."""
+    count_nodes = nodes[(nodes["fam"] == "count") & (nodes["cat"] != ALL)]
     harm_all = nodes[(nodes["fam"] == "harm") & (nodes["cat"] == ALL)]
     if len(harm_all) and "harm" not in own_families:
-        add_relations(harm_all[unit_key + ["node"]], count_nodes[unit_key + ["node"]], False, True, "harm")
-    # (b), (c) levels
+        rels.add(harm_all[_KEY + ["node"]], count_nodes[_KEY + ["node"]], False, True, "harm")
+
+
+def _level_relations(rels: _Relations, nodes: pd.DataFrame, table: pd.DataFrame, crosswalk: pd.DataFrame,
+                     city_unit: str | None) -> None:
+    """Relations (b), (c): the units of a finer level sum to their parent unit (crosswalk, city)."""
     units = table[["level", "unit_id"]].drop_duplicates()
     pmap = _parents(crosswalk, units, city_unit)
     _check_ids(pmap, units)
@@ -485,25 +606,15 @@ def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int)
         rng_of_var = ~(par["kind"].isin(["weighted", "survey"]))
         for rng in (True, False):
             p = par[rng_of_var == rng]
-            add_relations(p[g + ["node"]], ch[g + ["node"]], rng, False, f"{fine}->{coarse}")
+            rels.add(p[g + ["node"]], ch[g + ["node"]], rng, False, f"{fine}->{coarse}")
 
-    if members:
-        mem = pd.concat(members, ignore_index=True)
-        rel = mem["rel"].to_numpy(np.int64)
-        mnode = mem["node"].to_numpy(np.int64)
-        mpar = mem["parent"].to_numpy(bool)
-        rrange = np.concatenate(rel_range)
-        rforced = np.concatenate(rel_forced)
-        rkind = np.concatenate(rel_kind)
-    else:
-        rel = mnode = np.zeros(0, np.int64)
-        mpar = np.zeros(0, bool)
-        rrange = rforced = np.zeros(0, bool)
-        rkind = np.zeros(0, dtype=object)
 
+def _complementary(primary, value, kind, rel, mnode, mpar, rrange, rforced, n_rel, k):
+    """Rule (complementary suppression): every relation safe (:func:`_complete`), then an attacker
+    with every relation at once (bounds and linear algebra, :func:`_audit`); each cell it can pin
+    down gets one more suppression beside it, then the relations are made safe again.
+    Returns (suppressed per cell, rounds, unresolved, exposed cells per audit pass)."""
     sup, rounds, unresolved = _complete(primary.copy(), value, rel, mnode, mpar, rrange, rforced, n_rel, k)
-    # audit: an attacker with every relation at once (bounds and linear algebra); each cell it can
-    # pin down gets one more suppression beside it, then the relations are made safe again
     integer = kind != "weighted"
     audits = []
     for _ in range(50):
@@ -513,44 +624,31 @@ def _public(measures: pd.DataFrame, crosswalk: pd.DataFrame, k: int, min_n: int)
             break
         sup, more, unresolved = _complete(sup, value, rel, mnode, mpar, rrange, rforced, n_rel, k)
         rounds += more
+    return sup, rounds, unresolved, audits
 
-    # ---- back to rows
-    nrows = len(table)
+
+def _rows_of_cells(nrows: int, rowcells: pd.DataFrame, sup: np.ndarray, primary: np.ndarray):
+    """(suppressed, primary) per row of the table, from its cell."""
     row_sup = np.zeros(nrows, bool)
     row_primary = np.zeros(nrows, bool)
     rc_row = rowcells["row"].to_numpy(np.int64)
     rc_node = rowcells["node"].to_numpy(np.int64)
     row_sup[rc_row] = sup[rc_node]
     row_primary[rc_row] = primary[rc_node]
-    # smoothed rates: a whole level × indicator × category × period goes when any of its counts does
-    smoothed = np.array([m != base_of[m] for m in measure]) & is_rate
+    return row_sup, row_primary
+
+
+def _smoothed_groups(table: pd.DataFrame, rows: _RowKinds, row_sup: np.ndarray) -> np.ndarray:
+    """Rule (smoothed groups): a whole level × indicator × category × period of smoothed rates goes
+    when any of its counts does (the smoothing borrows from neighbours). True for the rows it adds."""
+    nrows = len(table)
+    smoothed = np.array([m != rows.base_of[m] for m in rows.measure]) & rows.is_rate
     group_sup = np.zeros(nrows, bool)
     if smoothed.any():
         sm = table[smoothed].assign(_s=row_sup[smoothed])
         hit = sm.groupby(["level", "measure", "category", "period"], sort=False)["_s"].transform("any").to_numpy(bool)
         group_sup[np.flatnonzero(smoothed)] = hit & ~sm["_s"].to_numpy(bool)
-    reason = np.where(row_primary & row_sup, "primary", np.where(row_sup, "complementary",
-                                                                  np.where(group_sup, "smoothed_group", "")))
-    reason = np.where(internal, "internal_only", reason)
-    group_sup |= internal
-    out, removed = _finish(table, row_sup | group_sup, is_share)
-
-    cell_levels = nodes["level"].to_numpy(dtype=object)
-    by_cells: dict[str, dict[str, int]] = {}
-    for lv in levels:
-        here = cell_levels == lv
-        by_cells[lv] = {"cells": int(here.sum()), "primary": int((primary & sup & here).sum()),
-                        "complementary": int((~primary & sup & here).sum())}
-    rel_counts = pd.Series(rkind[np.unique(rel)]).value_counts().sort_index() if len(rel) else pd.Series(dtype=int)
-    relations = {str(a): int(b) for a, b in rel_counts.items()}
-    link_report = {key_: val for key_, val in sorted(linked.items())}
-    report = _report(k, min_n, table, row_sup | group_sup, reason, dropped_columns, removed, by_cells, rounds,
-                     relations, link_report, unresolved)
-    report["audit"] = {"passes": len(audits), "exposed_per_pass": audits}
-    if crosswalk is None or not len(crosswalk):
-        report["warnings"] = [("no crosswalk: only the relations of every level to the city were protected, "
-                               "not those between nested levels")]
-    return out, report
+    return group_sup
 
 
 def _complete(sup: np.ndarray, value: np.ndarray, rel: np.ndarray, node: np.ndarray, is_parent: np.ndarray,

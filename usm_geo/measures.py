@@ -196,6 +196,14 @@ def sort_measures(frame: pd.DataFrame) -> pd.DataFrame:
     """Deterministic order: level as listed, then unit, period, category, measure."""
     level_order = {name: i for i, name in enumerate(pd.unique(frame["level"]))}
     key = frame["level"].map(level_order)
+    # one text dtype whichever path built the table (a Dask tally or a database read gives objects,
+    # pandas 3 gives str): the same table compares equal and writes the same bytes
+    text = {c: pd.StringDtype(na_value=np.nan) for c in ("level", "unit_id", "period", "category", "measure", "flags")
+            if c in frame.columns}
+    numbers = {c: np.float64 for c in ("numerator", "denominator", "value", "lower", "upper") if c in frame.columns}
+    if "n" in frame.columns and frame["n"].dtype == object:  # an object column from a Dask tally
+        numbers["n"] = np.int64
+    frame = frame.astype({**text, **numbers})
     return (frame.assign(_k=key).sort_values(["_k", "unit_id", "period", "category", "measure"], kind="stable")
             .drop(columns="_k").reset_index(drop=True)[COLUMNS])
 

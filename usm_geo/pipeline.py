@@ -24,13 +24,14 @@ import shapely
 
 from usm_geo import __version__, population
 from usm_geo.errors import CRSError, OutputError, StudyError, UsmGeoError
-from usm_geo.export import staged_folder, wide_table, write_csv, write_json, write_layers
-from usm_geo.intake.boundaries import check_parents, read_boundary_level
+from usm_geo.area_tables import wide_table
+from usm_geo.io import staged_folder, write_csv, write_json, write_layers
+from usm_geo.intake.boundaries import check_parents, polygons_in, read_boundary_level, utm_of_layer
 from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows
-from usm_geo.indicators.registry import load_settings, map_categories
+from usm_geo.indicators.registry import incident_harm, load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.counts import read_count_sources
 from usm_geo.intake.perception import read_perception
@@ -89,6 +90,7 @@ class Intake:
     # incidents of a partitioned dataset counted on Dask (usm_geo.scale.Partial) instead of ``incidents``
     counted: object = None
     covariates: dict[str, pd.DataFrame] = field(default_factory=dict)  # level → unit_id + factor columns
+    features: dict[str, pd.DataFrame] = field(default_factory=dict)  # point covariate name → used features (row, x, y)
     # area-coded counts ([[inputs.counts]]): the tidy table of usm_geo.intake.counts, instead of incidents
     counts: pd.DataFrame | None = None
     count_report: dict | None = None  # set by run_measures: levels reached, levels not, units not in source
@@ -183,22 +185,38 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
     if study.counts:
         with stages("counts"):
             counts = read_count_sources(study.counts, ledger, unit_ids[study.counts[0].unit_level], study.periods)
-    covariates = read_covariate_tables(study, ledger, unit_ids, stages)
+    covariates = read_covariate_tables(study, ledger, unit_ids, stages, ctx=ctx, levels=levels)
     return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
-                  counted=counted, counts=counts, covariates=covariates)
+                  counted=counted, counts=counts, covariates=covariates,
+                  features=covariates.attrs.get("features", {}) if hasattr(covariates, "attrs") else {})
 
 
-def read_covariate_tables(study: Study, ledger: Ledger, unit_ids: dict[str, set], stages: Stages) -> dict[str, pd.DataFrame]:
-    """``[[inputs.covariates]]`` joined per boundary level: ``unit_id`` + one column per factor."""
-    from usm_geo.intake.covariates import read_covariates
+class _Covariates(dict):
+    """level → covariate table, with ``attrs["features"]``: point layer name → its used features."""
 
-    out: dict[str, pd.DataFrame] = {}
+    def __init__(self):
+        super().__init__()
+        self.attrs: dict = {"features": {}}
+
+
+def read_covariate_tables(study: Study, ledger: Ledger, unit_ids: dict[str, set], stages: Stages, *, ctx=None,
+                          levels=None) -> dict[str, pd.DataFrame]:
+    """``[[inputs.covariates]]`` joined per boundary level: ``unit_id`` + one column per factor.
+    Point layers (usm_geo.intake.covariates.read_point_covariates) need the intake ``ctx`` and the
+    boundary ``levels``; their used features are kept in the result's ``attrs["features"]``."""
+    from usm_geo.intake.covariates import read_covariates, read_point_covariates
+
+    out = _Covariates()
     if not study.covariates:
         return out
     with stages("covariates"):
         for src in study.covariates:
-            table = read_covariates(src, ledger, unit_ids.get(src.unit_level, set()))
+            if src.points is not None:
+                table, pts = read_point_covariates(src, ledger, ctx, levels[src.unit_level])
+                out.attrs["features"][src.feature] = pts
+            else:
+                table = read_covariates(src, ledger, unit_ids.get(src.unit_level, set()))
             out[src.unit_level] = (table if src.unit_level not in out
                                    else out[src.unit_level].merge(table, on="unit_id", how="outer"))
     return out
@@ -212,7 +230,7 @@ def _declared_parents(study: Study) -> dict[str, str]:
 def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Ledger, scheduler):
     """The incidents counted on Dask per unit (polygon levels, city, H3 cells) × period × category."""
     from usm_geo import scale
-    from usm_geo.commands import _polygon_units
+    from usm_geo.units.hierarchy import polygon_units
 
     src = study.incidents
     if len(study.incident_inputs()) > 1:
@@ -232,7 +250,7 @@ def _count_incidents(study: Study, levels, area, ctx: Context, index, ledger: Le
     if not isinstance(src.path, (str, Path)):
         raise UsmGeoError("only Parquet/GeoParquet files are counted on Dask; a database source is read in memory",
                           where="--scheduler", fix="leave out --scheduler (or export the table to Parquet)")
-    units = _polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study),
+    units = polygon_units(levels, area, ctx.working_crs, index, city_name=study.name, declared_parents=_declared_parents(study),
                            nest_tolerance=study.units.nest_tolerance)
     table = harm_table(study)
     job = scale.Job(source=src, ctx=ctx, units=units, h3_resolutions=tuple(study.units.h3_resolution),
@@ -548,16 +566,6 @@ def harm_table(study: Study) -> pd.DataFrame | None:
     return table
 
 
-def incident_harm(incidents: pd.DataFrame, table: pd.DataFrame | None) -> tuple[np.ndarray | None, list[str]]:
-    """(harm weight per incident, categories the table does not weigh); see :func:`_harm_weights`."""
-    if table is not None:
-        from usm_geo.indicators.registry import harm_weights
-
-        w, missing = harm_weights(incidents["category"].to_numpy(dtype=object), table)
-        return np.nan_to_num(w, nan=0.0), missing
-    return (incidents["weight"].to_numpy() if "weight" in incidents else None), []
-
-
 def note_no_harm(ledger: Ledger, missing: list[str]) -> None:
     ledger.note("incidents", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
 
@@ -648,7 +656,7 @@ def run_models(intake: Intake, located: Located, measures: pd.DataFrame, stages:
     """The count model of every level with covariates (usm_geo.models.counts): incidents of the
     current period (category ``all``) against the level's factors, population as exposure.
     Returns ``{level: {"json": …, "units": DataFrame}}``; levels that cannot be modelled say why."""
-    from usm_geo.hotspots.weights import queen
+    from usm_geo.units.weights import queen
     from usm_geo.models.counts import area_count_model
 
     out: dict = {}
@@ -799,7 +807,7 @@ def _sha256(path: Path) -> str:
     relative paths and SHA-256s, in record order."""
     h = hashlib.sha256()
     if Path(path).is_dir():
-        from usm_geo.scale.dataset import dataset_files
+        from usm_geo.intake.datasets import dataset_files
 
         for f in dataset_files(path):
             h.update(f"{f.relative_to(path).as_posix()}\t{_sha256(f)}\n".encode())
@@ -1113,10 +1121,10 @@ def check_intervention(intake: Intake) -> str | None:
                              fix=exc.fix or f"use unit ids of level {iv.level}") from None
         treated = f"{len(iv.units)} unit(s) of {iv.level}"
     else:
-        _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
         treated = Path(iv.path).name
     if iv.control is not None:
-        _polygons_in(iv.control, intake.working_crs, what="control")
+        polygons_in(iv.control, intake.working_crs, what="control")
     first, last = _data_span(intake)
     start, end = study.periods.start or first, study.periods.end or last
     if start is not None and end is not None and not start < iv.start <= end:
@@ -1151,13 +1159,86 @@ def validate(study: Study, stages: Stages | None = None, now: dt.datetime | None
     return Validation(intake=intake, located=located, population=pop, checks=checks)
 
 
+def run_risk_terrain(intake: Intake, measures: pd.DataFrame | None = None, stages: Stages | None = None):
+    """The risk terrain model of ``[model] risk_terrain`` (usm_geo.models.risk_terrain): the incidents
+    of the current period (the latest period with incidents when none is set), all categories, on grid
+    cells over the study area. Returns ``(RiskTerrain, period)`` or ``(None, reason)``."""
+    from usm_geo.models.risk_terrain import risk_terrain
+    from usm_geo.periods import labels
+
+    study = intake.study
+    settings = study.model
+    if not settings.risk_terrain:
+        return None, "not asked for ([model] risk_terrain = true)"
+    inc = intake.incidents
+    if inc is None or not len(inc):
+        raise StudyError("the risk terrain model needs point incidents", where=study.path,
+                         fix="give [inputs.incidents] with coordinates (area-coded counts have no place within a unit)")
+    stages = stages or Stages()
+    with stages("risk terrain"):
+        period_of = labels(inc["occurred_at"], study.periods.frequency)
+        have = sorted(set(period_of))
+        period = study.periods.current if study.periods.current in have else have[-1]
+        used = inc[period_of == period]
+        result = risk_terrain(used["x"].to_numpy(float), used["y"].to_numpy(float), intake.features, settings.features,
+                              intake.study_area, settings.cell_size)
+    return result, period
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts for JSON: missing values (a distance layer's bandwidth) as null, not NaN."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def write_risk_terrain(folder: Path, result, period: str, crs, study: Study, units=None, measures=None) -> list[str]:
+    """``risk_terrain.tif`` (the relative-risk surface, float32, working CRS, NaN outside the area;
+    deflate, no dates: the same inputs give the same bytes), ``risk_terrain.csv`` (rate ratio per
+    feature with its interval), ``risk_terrain.json`` (settings, fit, caveats) and, given the run's
+    ``units`` (level → layer) and ``measures``, ``risk_terrain_map.html`` (offline map; usm_geo.maps)."""
+    import rasterio
+
+    from usm_geo.export import atomic_path, write_json
+    from usm_geo.models.risk_terrain import RR_UNITS
+
+    g = result.grid
+    profile = {"driver": "GTiff", "width": g.cols, "height": g.rows, "count": 1, "dtype": "float32", "crs": crs,
+               "transform": g.transform, "nodata": float("nan"), "compress": "deflate", "predictor": 3,
+               "tiled": True, "blockxsize": 256, "blockysize": 256}
+    terms = ", ".join(result.rate_ratios["term"])
+    tags = {"UNITS": RR_UNITS, "CELL_SIZE": repr(float(g.cell_size)), "PERIOD": str(period), "LAYERS": terms,
+            "FORMULA": result.report["relative_risk"]}
+    with atomic_path(folder / "risk_terrain.tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(result.relative_risk.astype(np.float32), 1)
+        dst.update_tags(**tags)
+        dst.set_band_description(1, "relative risk")
+    table = result.rate_ratios.assign(period=period, confidence=result.report["level"])
+    write_csv(folder / "risk_terrain.csv", table)
+    write_json(folder / "risk_terrain.json", {
+        "period": period, "cell_size_m": g.cell_size, "crs": crs.to_string() if hasattr(crs, "to_string") else str(crs),
+        "features": [dataclasses.asdict(f) for f in study.model.features],
+        "fit": dict(result.report), "rate_ratios": _records(table),
+        "model": "negative binomial (NB2) of incidents per grid cell, offset log(cell area km2); Wald intervals",
+        "caveats": list(result.caveats)})
+    written = ["risk_terrain.tif", "risk_terrain.csv", "risk_terrain.json"]
+    if units is not None and measures is not None:
+        from usm_geo.maps import MapInputs, build_map
+
+        with open(folder / "risk_terrain.tif", "rb") as fh:
+            tif = fh.read()
+        inputs = MapInputs(units=units, table=measures, kde=tif, kde_period=period, title=f"{study.name}: risk terrain",
+                           kde_name="Relative risk (risk terrain)")
+        build_map(inputs, folder / "risk_terrain_map.html", hotspots=False, impact=False)
+        written.append("risk_terrain_map.html")
+    return written
+
+
 def model_study(study: Study, out: Path, stages: Stages | None = None) -> dict:
     """What ``usm-geo model STUDY --out DIR`` does: intake, units, population and measures, then the
     count model of every level with covariates; writes ``model.json``, ``model_units.csv`` (internal
     profile) and ``ledger.csv`` into ``out`` (built as a temporary sibling and swapped in)."""
     from usm_geo.models.counts import CAVEAT
 
-    if not study.covariates:
+    if not study.covariates and not study.model.risk_terrain:
         raise StudyError("the study has no [[inputs.covariates]] to model", where=study.path,
                          fix='add [[inputs.covariates]] with path, unit, unit_level and columns = ["…"]')
     stages = stages or Stages()
@@ -1168,9 +1249,18 @@ def model_study(study: Study, out: Path, stages: Stages | None = None) -> dict:
         measures = run_measures(intake, located, pop, stages)
         models = run_models(intake, located, measures, stages)
         write_models(stage, models, study.outputs.profile)
+        rtm, period = run_risk_terrain(intake, measures, stages)
+        if rtm is not None:
+            units = {lv: layer.set_crs(intake.working_crs, allow_override=True) if layer.crs is None else layer
+                     for lv, layer in located.units.levels.items()}
+            write_risk_terrain(stage, rtm, period, intake.working_crs, study, units=units, measures=measures)
         write_csv(stage / "ledger.csv", intake.ledger.to_frame())
-    return {"models": {lv: m["json"] for lv, m in models.items()}, "ledger_summary": intake.ledger.summary(),
-            "caveat": CAVEAT}
+    info = {"models": {lv: m["json"] for lv, m in models.items()}, "ledger_summary": intake.ledger.summary(),
+            "caveat": CAVEAT, "risk_terrain": None}
+    if rtm is not None:
+        info["risk_terrain"] = {"period": period, "rate_ratios": _records(rtm.rate_ratios),
+                                "cells": rtm.report["cells_in_area"], "caveats": list(rtm.caveats)}
+    return info
 
 
 def reconcile_studies(study_a: Study, study_b: Study, out: Path, *, link: tuple[str, ...] = (),
@@ -1294,21 +1384,7 @@ def run_demo(out: Path, seed: int | None = None, stages: Stages | None = None) -
         return run_into(load_study(study_file), stage, stages)
 
 
-def _utm_of_layer(layer: gpd.GeoDataFrame):
-    b = layer.to_crs(WGS84).total_bounds
-    return utm_for(np.array([b[0], b[2]]), np.array([b[1], b[3]]))
-
-
 # --------------------------------------------------------------------------- impact
-
-
-def _polygons_in(path: Path, crs, layer: str | None = None, what: str = "area"):
-    """The union of a polygon file's features, in ``crs``."""
-    raw = read_spatial(Path(path), fmt=detect_format(Path(path)), layer=layer)
-    if raw.crs is None:
-        raise CRSError(f"the {what} layer has no CRS", where=path, fix="add a .prj file or use a GeoPackage")
-    geom = gpd.GeoSeries(raw.frame.geometry.to_numpy(), crs=raw.crs).to_crs(crs).to_numpy()
-    return shapely.union_all(shapely.make_valid(geom))
 
 
 def impact_result(x, y, t, areas, before, after, *, weights=None, population=None) -> dict:
@@ -1342,8 +1418,8 @@ def run_impact(intake: Intake, stages: Stages | None = None, located: Located | 
                                   fix=f"use one of: {', '.join(intake.levels)}")
             treated = impact.areas_from_units(intake.levels[iv.level], list(iv.units))
         else:
-            treated = _polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
-        control = _polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
+            treated = polygons_in(iv.path, intake.working_crs, iv.layer, "intervention")
+        control = polygons_in(iv.control, intake.working_crs, what="control") if iv.control is not None else None
         t = inc["occurred_at"]
         start = study.periods.start or t.min().date()
         end = study.periods.end or t.max().date()

@@ -24,7 +24,8 @@ import shapely
 
 from usm_geo.database import check_identifier, checked_url, connect, driver_error, postgis_version
 from usm_geo.errors import CRSError, UsmGeoError
-from usm_geo.export import SUPPRESSION_RULE, extra_layers, field_dictionary, indicator_definitions, read_run
+from usm_geo.area_tables import read_run
+from usm_geo.export import SUPPRESSION_RULE, extra_layers, field_dictionary, indicator_definitions
 
 KEY, GEOMETRY = "fid", "geom"
 COPY_CHUNK = 8 << 20

@@ -11,6 +11,7 @@ import datetime as dt
 import difflib
 import hashlib
 import math
+import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field, replace
@@ -154,6 +155,39 @@ class CovariateSource:
     columns: tuple[str, ...]
     sheet: str | None = None
     name: str = "covariates"  # the ledger source: "covariates" with one table, "covariates[n]" with several
+    # a point layer of features (bars, stops, lights) instead of a table: where and how to read the points
+    # (lon/lat, x/y + crs, or a spatial file's geometry), the feature's name and the measures per unit
+    # ("count", "density", "distance"); ``columns`` are then ``<feature>_<measure>``
+    points: RecordSource | None = None
+    feature: str | None = None
+    measures: tuple[str, ...] = ()
+
+
+POINT_MEASURES = ("count", "density", "distance")
+RISK_OPERATIONS = ("distance", "density")
+RISK_KERNELS = ("quartic", "gaussian")
+
+
+@dataclass(frozen=True)
+class RiskFeature:
+    """One risk layer of ``[model] features``: the point covariate named ``name`` rasterised by
+    ``operation`` ("distance": metres from each cell centre to the nearest feature; "density":
+    kernel density, features per km², with ``bandwidth`` metres and ``kernel``)."""
+
+    name: str
+    operation: str = "distance"
+    bandwidth: float | None = None
+    kernel: str = "quartic"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """``[model]``: ``risk_terrain = true`` adds the risk terrain model (usm_geo.models.risk_terrain):
+    grid cells of ``cell_size`` metres (working CRS) over the study area, one layer per ``features``."""
+
+    risk_terrain: bool = False
+    cell_size: float = 250.0
+    features: tuple[RiskFeature, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -296,6 +330,7 @@ class Study:
             return self.incident_sources
         return (self.incidents,) if self.incidents is not None else ()
     hotspots: HotspotSettings = field(default_factory=HotspotSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
 
     def input_paths(self) -> dict[str, Path]:
         """Every input file named by the study, keyed by a readable name (for hashing); database
@@ -457,6 +492,25 @@ def _resolve(value: str, study_file: Path, key: str, must_exist: bool) -> Path:
     if must_exist and not path.exists():
         raise StudyError(f"'{key}' names a file that does not exist: {path}", where=study_file, fix=f"check the path (relative paths start from {study_file.parent})")
     return path
+
+
+def projected_in_metres(setting: str):
+    """The pyproj CRS of ``setting``, refused unless it is projected with axes in metres (a working CRS).
+
+    It lives here, not in intake, because the study (floor −1) may not import intake (floor 0) and must
+    refuse degrees or feet before any input is read; :func:`usm_geo.intake.crs.working_crs` calls it.
+    """
+    from pyproj import CRS
+
+    crs = CRS.from_user_input(setting)
+    if not crs.is_projected:
+        raise CRSError(f"the working CRS {crs.name} is not projected: distances and areas need metres",
+                       where="study.working_crs", fix='use "auto" (local UTM) or a projected EPSG code')
+    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+    if unit not in ("metre", "meter"):
+        raise CRSError(f"the working CRS {crs.name} has units of {unit}, not metres", where="study.working_crs",
+                       fix='use "auto" (local UTM) or a projected CRS in metres')
+    return crs
 
 
 def _crs_text(value: str | None, key: str, study_file: Path) -> str | None:
@@ -825,19 +879,23 @@ def _perception(table, file: Path) -> PerceptionSource:
 
 
 def _covariates(items, file: Path, level_names: list[str]) -> tuple[CovariateSource, ...]:
-    """``[[inputs.covariates]]``: one or more area tables of factors, each keyed by a boundary level's ids."""
+    """``[[inputs.covariates]]``: area tables of factors keyed by a boundary level's ids, or point layers
+    of features (a table with ``measures``) turned into per-unit counts, densities and distances."""
     tables = items if isinstance(items, list) else [items]
     out = []
     for i, table in enumerate(tables, 1):
         key = "inputs.covariates" if len(tables) == 1 else f"inputs.covariates[{i}]"
-        r = _Reader(table, key, file)
-        columns = r.take("columns", list)
-        if not columns or not all(isinstance(c, str) and c for c in columns):
-            raise r.error(f"{key}.columns", "must be a non-empty list of column names", 'e.g. columns = ["deprivation", "density"]')
-        src = CovariateSource(path=r.source(file_keys=("sheet",)), unit=r.take("unit", str), unit_level=r.take("unit_level", str),
-                              columns=tuple(columns), sheet=r.take("sheet", str, None),
-                              name="covariates" if len(tables) == 1 else f"covariates[{i}]")
-        r.done()
+        name = "covariates" if len(tables) == 1 else f"covariates[{i}]"
+        if isinstance(table, dict) and "measures" in table:
+            src = _point_covariates(table, key, name, file)
+        else:
+            r = _Reader(table, key, file)
+            columns = r.take("columns", list)
+            if not columns or not all(isinstance(c, str) and c for c in columns):
+                raise r.error(f"{key}.columns", "must be a non-empty list of column names", 'e.g. columns = ["deprivation", "density"]')
+            src = CovariateSource(path=r.source(file_keys=("sheet",)), unit=r.take("unit", str), unit_level=r.take("unit_level", str),
+                                  columns=tuple(columns), sheet=r.take("sheet", str, None), name=name)
+            r.done()
         if src.unit_level not in level_names:
             raise StudyError(f"'{key}.unit_level' is '{src.unit_level}', which is not a boundary level", where=file,
                              fix=f"use one of: {', '.join(level_names) or '(no boundary levels defined)'}")
@@ -846,8 +904,73 @@ def _covariates(items, file: Path, level_names: list[str]) -> tuple[CovariateSou
     twice = sorted({c for c in seen if seen.count(c) > 1})
     if twice:
         raise StudyError(f"'inputs.covariates' names the factor '{twice[0]}' in two tables", where=file,
-                         fix="give every factor one column in one table")
+                         fix="give every factor one column in one table (and every point layer its own name)")
     return tuple(out)
+
+
+def _point_covariates(table: dict, key: str, ledger_name: str, file: Path) -> CovariateSource:
+    """A point layer of features: ``name``, ``unit_level``, ``measures`` and the point-reading keys of
+    an incident file (path or source, format, layer, lon/lat or x/y + crs, delimiter, encoding)."""
+    table = dict(table)
+    r = _Reader({k: table.pop(k) for k in ("name", "unit_level", "measures") if k in table}, key, file)
+    feature = r.take("name", str)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", feature):
+        raise r.error(f"{key}.name", f"must be a plain name (letters, digits, _), not {feature!r}", 'e.g. name = "bars"')
+    unit_level = r.take("unit_level", str)
+    measures = r.take("measures", list)
+    if not measures or any(m not in POINT_MEASURES for m in measures) or len(set(measures)) != len(measures):
+        raise r.error(f"{key}.measures", f"must list one or more of {', '.join(POINT_MEASURES)} (each once), not {measures!r}",
+                      'e.g. measures = ["count", "density", "distance"]')
+    r.done()
+    for k in ("datetime", "date", "time", "category", "category_value", "weight", "id", "records"):
+        if k in table:
+            raise StudyError(f"'{key}.{k}' does not apply to a point layer of features", where=file,
+                             fix=f"remove {k}: features are counted, not dated or categorised")
+    points = _record_source(table, key, file, survey=False)
+    points = replace(points, name=f"{ledger_name}/{feature}")
+    return CovariateSource(path=points.path, unit="", unit_level=unit_level,
+                           columns=tuple(f"{feature}_{m}" for m in measures), name=points.name, points=points,
+                           feature=feature, measures=tuple(measures))
+
+
+def _model(table, file: Path, covariates: tuple[CovariateSource, ...]) -> ModelSettings:
+    """``[model]``: the risk terrain option (``risk_terrain``, ``cell_size`` metres, ``features``)."""
+    r = _Reader(table, "model", file)
+    on = r.take("risk_terrain", bool, False)
+    cell = float(r.take("cell_size", float, 250.0))
+    items = r.take("features", list, [])
+    r.done()
+    if not on:
+        if items:
+            raise r.error("model.features", "is set, but risk_terrain is not", "add risk_terrain = true under [model]")
+        return ModelSettings(cell_size=cell)
+    if not cell > 0:
+        raise r.error("model.cell_size", f"must be a positive number of metres, not {cell}", "e.g. cell_size = 250")
+    layers = {c.feature: c for c in covariates if c.points is not None}
+    if not items:
+        raise r.error("model.features", "is missing: the risk terrain needs at least one risk feature",
+                      'e.g. features = [{ name = "bars", operation = "density", bandwidth = 500 }]')
+    feats = []
+    for j, item in enumerate(items, 1):
+        fr = _Reader(item, f"model.features[{j}]", file)
+        f = RiskFeature(name=fr.take("name", str), operation=fr.take("operation", str, "distance", RISK_OPERATIONS),
+                        bandwidth=fr.take("bandwidth", float, None), kernel=fr.take("kernel", str, "quartic", RISK_KERNELS))
+        fr.done()
+        if f.name not in layers:
+            raise fr.error(f"model.features[{j}].name", f"is '{f.name}', which is no point layer of [[inputs.covariates]]",
+                           f"use one of: {', '.join(sorted(layers)) or '(no point layers: add [[inputs.covariates]] with name, measures and path)'}")
+        if f.operation == "density":
+            if f.bandwidth is None or not f.bandwidth > 0:
+                raise fr.error(f"model.features[{j}].bandwidth", "must be a positive number of metres for a density layer",
+                               "e.g. bandwidth = 500")
+            f = replace(f, bandwidth=float(f.bandwidth))
+        elif f.bandwidth is not None:
+            raise fr.error(f"model.features[{j}].bandwidth", "applies only to operation = \"density\"", "remove bandwidth")
+        feats.append(f)
+    keys = [(f.name, f.operation) for f in feats]
+    if len(set(keys)) != len(keys):
+        raise r.error("model.features", "lists the same feature and operation twice", "keep one of each")
+    return ModelSettings(risk_terrain=True, cell_size=cell, features=tuple(feats))
 
 
 def _periods(table, file: Path) -> Periods:
@@ -1007,10 +1130,8 @@ def load_study(path: str | Path) -> Study:
         raise st.error("study.timezone", f"is not an IANA time zone: {timezone!r}", 'e.g. timezone = "America/Chicago" or "Europe/London"') from None
     working_crs = _crs_text(st.take("working_crs", str, "auto"), "study.working_crs", file)
     if working_crs != "auto":  # refuse degrees or feet now, not after reading every input
-        from usm_geo.intake.crs import working_crs as _projected_in_metres
-
         try:
-            _projected_in_metres(working_crs)
+            projected_in_metres(working_crs)
         except CRSError as exc:
             raise CRSError(f"'study.working_crs' = {working_crs!r}: {exc.what}", where=file, fix=exc.fix) from None
     seed = st.take("seed", int, 0)
@@ -1057,6 +1178,7 @@ def load_study(path: str | Path) -> Study:
     outputs = _outputs(top.take("outputs", dict, {}), file)
     indicators = top.take("indicators", dict, {})
     hotspots = _hotspots(top.take("hotspots", dict, {}), file)
+    model = _model(top.take("model", dict, {}), file, covariates)
     top.done()
 
     return Study(
@@ -1081,4 +1203,5 @@ def load_study(path: str | Path) -> Study:
         hotspots=hotspots,
         covariates=covariates,
         counts=counts,
+        model=model,
     )

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from test_maps_browser import expect, hover_at, inside
 from usm_geo.cli import main
-from usm_geo.export import read_table
+from usm_geo.io import read_table
 
 
 @pytest.fixture(scope="module")

@@ -138,17 +138,25 @@ def check_folder_with_gdal(out: Path, res: dict, run_dir: Path, info: dict, *, e
     assert gp["impact_areas"]["count"] == 3 and gp["impact_areas"]["epsg"] == epsg
     seen.add("areas.gpkg")
 
-    # shapefiles in one zip, opened through /vsizip/ — field names as fields.csv says
+    # shapefiles in one zip, opened through /vsizip/: a layer per level and period (the default "long"
+    # shape), one feature per unit, hot spot and impact layers too; field names as fields.csv says
     with zipfile.ZipFile(out / "shapefiles.zip") as z:
         fields = pd.read_csv(io.BytesIO(z.read("fields.csv")), dtype=str, keep_default_na=False)
-        for lv in levels:
-            assert z.read(f"{lv}.cpg").decode().strip() == "UTF-8"
-    assert set(fields["name"]) == columns and fields["short_name"].str.len().max() <= 10
+        stems = sorted({n.rsplit(".", 1)[0] for n in z.namelist() if n.endswith(".shp")})
+        for stem in stems:
+            assert z.read(f"{stem}.cpg").decode().strip() == "UTF-8" and f"{stem}.prj" in z.namelist()
+    area_fields = fields[~fields["layer"].str.startswith(("hotspots_", "impact_areas"))]
+    assert set(area_fields["name"]) == columns and fields["short_name"].str.len().max() <= 10
+    assert not fields["short_name"].str.contains(r"\d$").any()
     shp = ogrinfo(f"/vsizip/{out / 'shapefiles.zip'}")
-    assert sorted(shp) == sorted(levels)
+    assert sorted(shp) == stems
+    meta_periods = json.loads((out / "metadata.json").read_text())["periods"]
     for lv in levels:
-        assert shp[lv]["epsg"] == epsg and shp[lv]["count"] == counts[lv]
-        assert shp[lv]["fields"] == fields["short_name"].tolist()
+        for p in meta_periods:
+            layer = shp[f"{lv}_{p}"]
+            assert layer["epsg"] == epsg and layer["count"] == info["units"][lv]
+            assert layer["fields"] == fields.loc[fields["layer"] == f"{lv}_{p}", "short_name"].tolist()
+    assert {s for s in stems if s.startswith("hotspots_")} and "impact_areas" in stems
     seen.add("shapefiles.zip")
 
     # GeoJSON: EPSG:4326 whatever the export CRS

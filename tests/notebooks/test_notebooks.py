@@ -185,7 +185,11 @@ def test_exporting(demo, tmp_path, monkeypatch):
     with zipfile.ZipFile(public_dir / "shapefiles.zip") as z:
         assert sorted(z.namelist()) == key["shapefile_members"]
     levels = {"city", "district", "neighbourhood", "h3_9"}
-    assert {f"{lv}.{ext}" for lv in levels for ext in ("shp", "shx", "dbf", "prj", "cpg")} | {"fields.csv"} == set(key["shapefile_members"])
+    members = set(key["shapefile_members"])
+    stems = {m.rsplit(".", 1)[0] for m in members if m != "fields.csv"}
+    assert "fields.csv" in members  # long layout: a shapefile per level and period, hot spot and impact layers
+    assert all({f"{s}.{ext}" for ext in ("shp", "shx", "dbf", "prj", "cpg")} <= members for s in stems)
+    assert all(any(s.startswith(f"{lv}_") for s in stems) for lv in levels)
     card = pd.read_csv(public_dir / "report_card.csv")
     assert key["report_card_indicators"] == sorted(card["indicator"])
 
@@ -236,3 +240,24 @@ def test_global_level(demo, tmp_path, monkeypatch):
     assert key["nb_rate_ratio_density"] == pytest.approx(np.exp(ref.params[1]), rel=1e-4)
     assert key["nb_rate_ratio_distance"] == pytest.approx(np.exp(ref.params[2]), rel=1e-4)
     assert key["nb_theta"] == pytest.approx(1 / ref.params[-1], rel=1e-3)
+
+    # risk terrain: cells of 250 m whose centre is in the city, 2023 incidents counted by hand per cell
+    import shapely
+
+    city = shapely.union_all(units.geometry.to_numpy())
+    minx, miny, maxx, maxy = city.bounds
+    x0, y0 = np.floor(minx / 250) * 250, np.floor(miny / 250) * 250
+    x1, y1 = np.ceil(maxx / 250) * 250, np.ceil(maxy / 250) * 250
+    cx, cy = np.meshgrid(np.arange(x0 + 125, x1, 250), np.arange(y0 + 125, y1, 250))
+    inside = shapely.contains_xy(city, cx, cy)
+    assert key["rtm_cells"] == int(inside.sum()) and key["rtm_bars"] == 40
+    inc = pd.read_csv(out / "inputs" / "incidents.csv", dtype=str)
+    inc = inc[inc["occurred_at"].str.startswith("2023", na=False)]
+    lon, lat = pd.to_numeric(inc["longitude"], errors="coerce"), pd.to_numeric(inc["latitude"], errors="coerce")
+    ok = (lon.notna() & lat.notna()).to_numpy()
+    xy = gpd.GeoSeries(gpd.points_from_xy(lon[ok], lat[ok]), crs="EPSG:4326").to_crs(units.crs)
+    h, _, _ = np.histogram2d(xy.y, xy.x, bins=[np.arange(y0, y1 + 1, 250), np.arange(x0, x1 + 1, 250)])
+    assert key["rtm_incidents_in_cells"] == int(h[inside].sum())
+    assert key["rtm_rr_mean"] == pytest.approx(1.0, rel=1e-9)
+    for r in key["rtm_rate_ratios"].values():
+        assert r["rr_lower"] < r["rate_ratio"] < r["rr_upper"]

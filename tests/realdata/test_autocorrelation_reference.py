@@ -25,7 +25,7 @@ import pytest
 from shared_data import need_shared
 from usm_geo.hotspots.global_stats import getis_ord_global, moran
 from usm_geo.hotspots.local import getis_ord, local_moran
-from usm_geo.hotspots.weights import from_sparse, queen
+from usm_geo.units.weights import from_sparse, queen
 
 pytestmark = pytest.mark.realdata
 

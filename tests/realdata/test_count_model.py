@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from shared_data import need_shared
-from usm_geo.hotspots.weights import from_sparse
+from usm_geo.units.weights import from_sparse
 from usm_geo.models.counts import negative_binomial, residual_moran
 
 pytestmark = pytest.mark.realdata

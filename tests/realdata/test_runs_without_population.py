@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import zipfile
 
 import geopandas as gpd
 import pandas as pd
@@ -99,7 +100,11 @@ def test_export_and_map_on_a_counts_run(counts_run, tmp_path):
     result = CliRunner().invoke(main, ["export", str(out), "--format", "shp", "--format", "html", "--out", str(exp)])
     assert result.exit_code == 0, result.output
     assert (exp / "shapefiles.zip").is_file() and (exp / "map.html").is_file()
-    shp = gpd.read_file(f"zip://{exp / 'shapefiles.zip'}!community_area.shp")
+    with zipfile.ZipFile(exp / "shapefiles.zip") as z:  # long layout: one shapefile per level and period
+        layers = sorted(m for m in z.namelist() if m.startswith("community_area_") and m.endswith(".shp"))
+    assert layers
+    shp = pd.concat([gpd.read_file(f"zip://{exp / 'shapefiles.zip'}!{m}") for m in layers])
+    assert all(len(gpd.read_file(f"zip://{exp / 'shapefiles.zip'}!{m}")) == 77 for m in layers[:1])  # every area
     public_counts = pd.to_numeric(shp["count"], errors="coerce")
     assert public_counts.notna().any() and (public_counts.dropna() >= 5).all()  # public profile: 1…4 suppressed
     page = tmp_path / "counts.html"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from shared_data import need_shared
-from usm_geo.commands import aggregate_points
+from usm_geo.cli_files import aggregate_points
 
 
 @pytest.fixture(scope="module")

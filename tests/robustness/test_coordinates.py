@@ -129,7 +129,7 @@ def test_declared_xy_columns_without_crs(tmp_path):
 def test_impact_from_files_swaps_back_a_row_the_treated_area_explains(tmp_path):
     """`usm-geo impact` has no study area, but its treated and control polygons say where the points are
     meant to be: (52.40, 15.07) is valid lon/lat in the Indian Ocean and, swapped, inside them."""
-    from usm_geo.commands import impact_from_files
+    from usm_geo.cli_files import impact_from_files
 
     from .helpers import neighbourhoods, write_layer
 

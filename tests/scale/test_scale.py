@@ -18,7 +18,7 @@ import shapely
 from click.testing import CliRunner
 
 from usm_geo.cli import main
-from usm_geo.commands import aggregate_points
+from usm_geo.cli_files import aggregate_points
 from usm_geo.errors import InputFileError, UsmGeoError
 from usm_geo.scale import partitions, read_dataset, read_part
 

@@ -364,7 +364,7 @@ def test_persistence_column_is_sfhotspot_on_the_same_bins():
 
 
 def test_accepts_a_weights_object_and_uses_its_ids():
-    class FakeWeights:                    # the shape of usm_geo.hotspots.weights.Weights
+    class FakeWeights:                    # the shape of usm_geo.units.weights.Weights
         def __init__(self, matrix, ids):
             self.sparse, self.ids = matrix, np.asarray(ids)
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from usm_geo.errors import OutputError
-from usm_geo.export import staged_folder, write_json, write_text
+from usm_geo.io import staged_folder, write_json, write_text
 
 
 def test_write_is_atomic_on_failure(tmp_path):
@@ -59,7 +59,7 @@ def test_os_errors_become_clear_errors(tmp_path, monkeypatch, err, message):
     def fail(*args, **kwargs):
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr("usm_geo.export.tempfile.mkdtemp", fail)
+    monkeypatch.setattr("usm_geo.io.tempfile.mkdtemp", fail)
     with pytest.raises(OutputError, match=message):
         with staged_folder(tmp_path / "out"):
             pass

@@ -5,6 +5,7 @@ import io
 import json
 import sys
 import zipfile
+from types import SimpleNamespace
 
 import geopandas as gpd
 import numpy as np
@@ -20,12 +21,11 @@ from usm_geo.export import (
     field_dictionary,
     indicator_definitions,
     kde_threshold,
-    short_field_names,
     write_area_outputs,
     write_geojson,
     write_run_exports,
-    write_shapefile_zip,
 )
+from usm_geo.export.shapefiles import write_shapefiles
 from usm_geo.indicators.report_card import COLUMNS as CARD_COLUMNS
 from usm_geo.indicators.report_card import match_measures, records, report_card
 
@@ -124,20 +124,6 @@ def test_public_profile_without_disclosure_module_is_refused(monkeypatch):
 # --------------------------------------------------------------------------- shapefiles
 
 
-def test_short_names_are_unique_and_fit():
-    names = ["level", "unit_id", "incident_rate", "incident_rate_lower", "incident_rate_upper", "incident_rate_n",
-             "incident_rate_flags", "incident_1", "Incident_R", "violent_crime_rate_seb_lower", "straße_rate"]
-    short = short_field_names(names)
-    assert list(short) == names
-    assert all(len(s) <= 10 and s.isascii() for s in short.values())
-    assert len({s.casefold() for s in short.values()}) == len(names)  # DBF names are case-insensitive
-    # names that fit keep themselves, so a cut name never takes them (Incident_R vs incident_r)
-    assert short["incident_1"] == "incident_1" and short["Incident_R"] == "Incident_R" and short["level"] == "level"
-    assert short["incident_rate"] == "incident_2" and short["straße_rate"] == "stra_e_rat"
-    plain = short_field_names(["incident_rate", "incident_rate_lower", "incident_rate_upper"])
-    assert list(plain.values()) == ["incident_r", "incident_1", "incident_2"]
-
-
 def _zip_layers():
     t = _internal()
     return t, {lv: f for lv, f in t.layers.items()}
@@ -148,35 +134,38 @@ def test_shapefile_zip_fields_are_reversible(tmp_path):
     defs = indicator_definitions(t.ids, DEFINITIONS)
     cols = list(layers["neighbourhood"].columns.drop("geometry"))
     target = tmp_path / "shapefiles.zip"
-    write_shapefile_zip(target, layers, field_dictionary(cols, defs))
+    write_shapefiles(target, t, {}, field_dictionary(cols, defs))
     with zipfile.ZipFile(target) as z:
         names = z.namelist()
         assert names == sorted(names)
         assert {n.rsplit(".", 1)[1] for n in names if n != "fields.csv"} == {"shp", "shx", "dbf", "prj", "cpg"}
-        assert z.read("neighbourhood.cpg").decode().strip().upper() in ("UTF-8", "UTF8")
+        assert z.read("neighbourhood_2020.cpg").decode().strip().upper() in ("UTF-8", "UTF8")
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in z.infolist())
         fields = pd.read_csv(io.BytesIO(z.read("fields.csv")), dtype=str, keep_default_na=False)
-    assert list(fields.columns) == ["short_name", "name", "description", "unit"]
-    assert fields["short_name"].str.len().max() <= 10 and fields["short_name"].is_unique
-    back = pyogrio.read_dataframe(f"/vsizip/{target}/neighbourhood.shp")
-    back = back.rename(columns=dict(zip(fields["short_name"], fields["name"])))
+    assert list(fields.columns) == ["layer", "short_name", "name", "period", "description", "unit"]
+    assert fields["short_name"].str.len().max() <= 10 and fields["short_name"].str.isascii().all()
+    mine = fields[fields["layer"] == "neighbourhood_2020"]
+    assert mine["short_name"].str.casefold().is_unique  # DBF names are case-insensitive
+    back = pyogrio.read_dataframe(f"/vsizip/{target}/neighbourhood_2020.shp")
+    back = back.rename(columns=dict(zip(mine["short_name"], mine["name"])))
     assert list(back.columns.drop("geometry")) == cols  # every field comes back under its full name
-    assert back["name"].tolist() == layers["neighbourhood"]["name"].tolist()  # UTF-8 names survive
-    np.testing.assert_allclose(back["incident_rate"], layers["neighbourhood"]["incident_rate"], rtol=1e-12)
-    row = fields.set_index("name").loc["incident_rate_n"]
+    want = layers["neighbourhood"][layers["neighbourhood"]["period"] == "2020"]
+    assert back["name"].tolist() == want["name"].tolist()  # UTF-8 names survive
+    np.testing.assert_allclose(back["incident_rate"], want["incident_rate"], rtol=1e-12)
+    row = mine.set_index("name").loc["incident_rate_n"]
     assert row["unit"] == "incidents" and "Recorded incidents" in row["description"]
-    assert fields.set_index("name").loc["incident_rate", "unit"] == "per 1,000 residents"
+    assert mine.set_index("name").loc["incident_rate", "unit"] == "per 1,000 residents"
 
 
 def test_zip_is_byte_deterministic(tmp_path):
-    _, layers = _zip_layers()
+    t, _ = _zip_layers()
     digests = []
     for name in ("a.zip", "b.zip"):
-        write_shapefile_zip(tmp_path / name, layers)
+        write_shapefiles(tmp_path / name, t, {})
         digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
     assert digests[0] == digests[1]
     with zipfile.ZipFile(tmp_path / "a.zip") as z:
-        dbf = z.read("city.dbf")
+        dbf = z.read("city_2020.dbf")
     assert tuple(dbf[1:4]) == (80, 1, 1)  # DBF "last update" 1980-01-01, not today
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "b.zip"]  # no temporaries left
 
@@ -186,12 +175,12 @@ def test_zip_is_byte_deterministic(tmp_path):
     ("é" * 128, "256 bytes"),  # 128 characters but 256 UTF-8 bytes
 ])
 def test_text_too_long_for_dbf_is_an_error(tmp_path, value, what):
-    _, layers = _zip_layers()
+    t, layers = _zip_layers()
     nb = layers["neighbourhood"]
     layers["neighbourhood"] = nb.assign(name=np.where(nb["unit_id"] == "N2", value, "ok"))
     target = tmp_path / "shapefiles.zip"
     with pytest.raises(UsmGeoError) as err:
-        write_shapefile_zip(target, layers)
+        write_shapefiles(target, SimpleNamespace(layers=layers, ids=t.ids), {})
     assert "field 'name'" in str(err.value) and what in str(err.value) and "unit N2" in str(err.value)
     assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
 
@@ -352,4 +341,6 @@ def test_write_run_exports_public(tmp_path):
     assert set(hs["significance"]) == {"BH FDR q < 0.05"}
     assert list(pyogrio.read_dataframe(tmp_path / "areas.gpkg", layer="impact_areas").columns) == ["area", "geometry"]
     with zipfile.ZipFile(tmp_path / "shapefiles.zip") as z:
-        assert "neighbourhood.dbf" in z.namelist()
+        names = z.namelist()  # long layout (usm_geo.export.shapefiles): a layer per level and period
+    assert {"neighbourhood_2019.dbf", "neighbourhood_2020.dbf", "city_2020.dbf", "hotspots_neighbourhood_2020.dbf",
+            "impact_areas.dbf", "fields.csv"} <= set(names)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from usm_geo.cli import main
 from usm_geo.disclosure import profile_time_patterns
-from usm_geo.export import read_table
+from usm_geo.io import read_table
 from usm_geo.indicators.report_card import round_public
 from usm_geo.report import build_report
 from usm_geo.report.figures import nice_length

@@ -1,4 +1,4 @@
-"""Spatial weights (usm_geo.hotspots.weights) checked by hand and against libpysal.
+"""Spatial weights (usm_geo.units.weights) checked by hand and against libpysal.
 
 References:
 * Hand-drawn layouts (a 3 × 3 grid of unit squares, corner-touching squares, a T-junction).
@@ -17,7 +17,7 @@ import pytest
 import scipy.sparse as sp
 import shapely
 
-from usm_geo.hotspots.weights import (
+from usm_geo.units.weights import (
     Weights,
     distance_band,
     from_sparse,

@@ -262,7 +262,7 @@ def build_boundaries(seed: int = DEMO_SEED) -> tuple[gpd.GeoDataFrame, gpd.GeoDa
 def write_boundaries(path: Path, seed: int = DEMO_SEED) -> Path:
     """Write the ``neighbourhoods`` and ``districts`` layers of the Demo City to a GeoPackage."""
     nbhd, districts = build_boundaries(seed)
-    from usm_geo.export import write_layers
+    from usm_geo.io import write_layers
 
     write_layers(Path(path), {"neighbourhoods": nbhd, "districts": districts})
     return Path(path)

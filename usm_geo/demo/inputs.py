@@ -19,7 +19,7 @@ import geopandas as gpd
 import numpy as np
 
 from usm_geo.demo.city import CRS, DEMO_SEED, build_boundaries
-from usm_geo.export import write_csv, write_layers, write_text
+from usm_geo.io import write_csv, write_layers, write_text
 from usm_geo.demo.incidents import (
     BUFFER, INTERVENTION_NAME, INTERVENTION_START, generate_incidents, treated_neighbourhoods,
 )

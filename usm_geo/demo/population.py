@@ -20,7 +20,7 @@ from affine import Affine
 from rasterio import features
 
 from usm_geo.demo.city import CENTRE, CRS, component_rng
-from usm_geo.export import atomic_path
+from usm_geo.io import atomic_path
 
 CELL = 100.0  # metres
 NODATA = -9999.0

@@ -14,7 +14,7 @@ import pandas as pd
 import shapely
 
 from usm_geo.errors import CRSError, UsmGeoError
-from usm_geo.hotspots import weights as wts
+from usm_geo.units import weights as wts
 from usm_geo.hotspots.fdr import benjamini_hochberg, significance_rule, significant
 from usm_geo.hotspots.global_stats import getis_ord_global, moran
 from usm_geo.hotspots.local import getis_ord, gistar_bin, local_moran

@@ -84,7 +84,7 @@ PATTERNS: tuple[str, ...] = (
 
 def _space_matrix(w_space, n_units: int | None = None) -> sparse.csr_matrix:
     if not sparse.issparse(w_space) and hasattr(w_space, "sparse"):
-        w_space = w_space.sparse        # usm_geo.hotspots.weights.Weights, libpysal W / Graph
+        w_space = w_space.sparse        # usm_geo.units.weights.Weights, libpysal W / Graph
     if sparse.issparse(w_space):
         w = sparse.csr_matrix(w_space)
     else:
@@ -347,7 +347,7 @@ def emerging_hotspots(counts, w_space, *, time_window: int = 1,
     p-values; ``None``: raw p); runs :func:`mann_kendall` (with continuity correction) on each unit's
     Gi* z series (the trend test itself is not adjusted); and :func:`classify`.
 
-    ``w_space`` may be a sparse/dense (U, U) matrix or a :class:`usm_geo.hotspots.weights.Weights`
+    ``w_space`` may be a sparse/dense (U, U) matrix or a :class:`usm_geo.units.weights.Weights`
     (anything with a ``.sparse`` matrix); a ``Weights``' ``ids`` are used when ``unit_ids`` is not
     given.
 

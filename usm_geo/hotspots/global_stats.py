@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from usm_geo.hotspots.local import _p_from_z
-from usm_geo.hotspots.weights import _binary_and_ids, row_standardise
+from usm_geo.units.weights import binary_and_ids, row_standardise
 
 __all__ = ["GeneralG", "Moran", "getis_ord_global", "moran"]
 
@@ -97,7 +97,7 @@ class GeneralG:
 
 
 def _prepare(y, w):
-    matrix, _ = _binary_and_ids(w)
+    matrix, _ = binary_and_ids(w)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     n = matrix.shape[0]
     if y.shape[0] != n:

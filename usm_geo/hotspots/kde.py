@@ -704,7 +704,7 @@ def write_geotiff(result: KDEResult, path, crs=None) -> Path:
     """
     import rasterio
 
-    from usm_geo.export import atomic_path
+    from usm_geo.io import atomic_path
 
     if crs is None:
         crs = result.crs

@@ -88,7 +88,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from usm_geo.hotspots.fdr import benjamini_hochberg, bonferroni
-from usm_geo.hotspots.weights import _binary_and_ids
+from usm_geo.units.weights import binary_and_ids
 from usm_geo.progressbar import bar
 
 __all__ = ["getis_ord", "gistar_bin", "local_moran"]
@@ -100,7 +100,7 @@ _MAX_DRAWS = 1 << 23
 
 # ----------------------------------------------------------------------------- shared helpers
 def _prepare(y, w, transform: str):
-    matrix, ids = _binary_and_ids(w)
+    matrix, ids = binary_and_ids(w)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     n = matrix.shape[0]
     if y.shape[0] != n:
@@ -215,10 +215,11 @@ def getis_ord(y, w, star: bool = True, transform: str = "B", alternative: str = 
     dev = y - total / n
     ss = float(dev @ dev)
     if star:
+        # the same for every unit: scalars (element for element the same arithmetic as full arrays)
         big_n = float(n)
-        totals = np.full(n, total)
-        means = totals / n
-        variances = np.full(n, ss / n)
+        totals = total
+        means = total / n
+        variances = ss / n
     else:
         if n < 3:
             raise ValueError("Gi needs at least 3 units")

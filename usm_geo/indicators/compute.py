@@ -163,7 +163,7 @@ def _on_subset(sm: pd.DataFrame, has: np.ndarray) -> pd.DataFrame:
 
 def contiguity(units) -> dict[str, object]:
     """Queen contiguity (scipy CSR, binary) of every polygon level with at least 3 units."""
-    from usm_geo.hotspots.weights import queen
+    from usm_geo.units.weights import queen
 
     return {level: queen(layer).sparse for level, layer in units.levels.items()
             if units.kinds[level] == "polygon" and len(layer) >= 3}

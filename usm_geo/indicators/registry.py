@@ -198,3 +198,11 @@ COUNT_DEFINITION = {
                    "population, so no rate was computed",
     "lower_is_better": True,
 }
+
+
+def incident_harm(incidents: pd.DataFrame, table: pd.DataFrame | None) -> tuple[np.ndarray | None, list[str]]:
+    """(harm weight per incident, categories the table does not weigh); see :func:`harm_weights`."""
+    if table is not None:
+        w, missing = harm_weights(incidents["category"].to_numpy(dtype=object), table)
+        return np.nan_to_num(w, nan=0.0), missing
+    return (incidents["weight"].to_numpy() if "weight" in incidents else None), []

@@ -9,6 +9,8 @@ parents, no CRS) raise :class:`BoundaryError`/:class:`CRSError` naming the row a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -17,8 +19,8 @@ from pyproj import CRS
 
 from usm_geo.errors import BoundaryError, CRSError, where
 from usm_geo.intake import columns as cols
-from usm_geo.intake.crs import crs_label, same_crs
-from usm_geo.intake.files import read_records
+from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for
+from usm_geo.intake.files import detect_format, read_records, read_spatial
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import normalise_ids
 from usm_geo.study import BoundaryLevel
@@ -171,3 +173,18 @@ def check_parents(levels: dict[str, gpd.GeoDataFrame], specs: tuple[BoundaryLeve
                 where=where(spec.path, int(bad["row"].iloc[0]), spec.parent),
                 fix=f"use ids from the {spec.parent_level} layer ({', '.join(parent['unit_id'].head(5))}, …), "
                     f"or point parent.level at the level these codes belong to")
+
+
+def utm_of_layer(layer: gpd.GeoDataFrame):
+    """The local UTM zone (metres) of a layer's lon/lat bounding box; the layer may be in any CRS."""
+    b = layer.to_crs(WGS84).total_bounds
+    return utm_for(np.array([b[0], b[2]]), np.array([b[1], b[3]]))
+
+
+def polygons_in(path: Path, crs, layer: str | None = None, what: str = "area"):
+    """The union of a polygon file's features, in ``crs`` (its coordinates in that CRS's units, metres for a working CRS)."""
+    raw = read_spatial(Path(path), fmt=detect_format(Path(path)), layer=layer)
+    if raw.crs is None:
+        raise CRSError(f"the {what} layer has no CRS", where=path, fix="add a .prj file or use a GeoPackage")
+    geom = gpd.GeoSeries(raw.frame.geometry.to_numpy(), crs=raw.crs).to_crs(crs).to_numpy()
+    return shapely.union_all(shapely.make_valid(geom))

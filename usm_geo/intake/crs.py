@@ -45,15 +45,9 @@ def working_crs(setting: str, lon_hint=None, lat_hint=None) -> CRS:
     """The study's working CRS: ``auto`` → local UTM; otherwise it must be projected in metres."""
     if setting == "auto":
         return utm_for(lon_hint, lat_hint)
-    crs = CRS.from_user_input(setting)
-    if not crs.is_projected:
-        raise CRSError(f"the working CRS {crs.name} is not projected: distances and areas need metres",
-                       where="study.working_crs", fix='use "auto" (local UTM) or a projected EPSG code')
-    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
-    if unit not in ("metre", "meter"):
-        raise CRSError(f"the working CRS {crs.name} has units of {unit}, not metres", where="study.working_crs",
-                       fix='use "auto" (local UTM) or a projected CRS in metres')
-    return crs
+    from usm_geo.study import projected_in_metres
+
+    return projected_in_metres(setting)
 
 
 def transformer(src, dst) -> Transformer:

@@ -24,7 +24,7 @@ from usm_geo.database import DatabaseSource, connect, driver_error
 from usm_geo.errors import CRSError, InputFileError
 
 if TYPE_CHECKING:
-    from usm_geo.intake.files import RawRecords
+    from usm_geo.intake.raw import RawRecords
 
 BLOCK_BYTES = 64 << 20  # a pyarrow block must hold the longest row (a detailed polygon is megabytes of hex)
 
@@ -108,7 +108,7 @@ def read_database(src: DatabaseSource) -> "RawRecords":
     import geopandas as gpd
     import psycopg
 
-    from usm_geo.intake.files import RawRecords
+    from usm_geo.intake.raw import RawRecords
 
     try:
         with connect(src.url, src.where, read_only=True) as conn:

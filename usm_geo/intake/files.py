@@ -12,7 +12,6 @@ import gzip
 import io
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -23,6 +22,7 @@ import pyarrow.csv as pacsv
 from usm_geo.database import DatabaseSource
 from usm_geo.errors import InputFileError, where
 from usm_geo.intake.ledger import Ledger
+from usm_geo.intake.raw import RawRecords  # also imported from here (intake.records)
 
 TEXT_FORMATS = ("csv", "tsv")
 SPATIAL_FORMATS = ("gpkg", "shp", "geojson", "kml", "parquet")
@@ -32,21 +32,6 @@ _EXTENSIONS = {
     ".kml": "kml", ".parquet": "parquet", ".geoparquet": "parquet", ".xlsx": "xlsx",
 }
 _DELIMITERS = (",", ";", "\t", "|")
-
-
-@dataclass
-class RawRecords:
-    """Records as read. ``frame`` is a DataFrame (text) or GeoDataFrame (spatial);
-    ``rows`` the 1-based data row of each record; ``crs`` the layer's CRS (spatial only)."""
-
-    frame: pd.DataFrame
-    rows: np.ndarray
-    read: int
-    crs: object = None
-
-    @property
-    def spatial(self) -> bool:
-        return "geometry" in self.frame.columns and hasattr(self.frame, "geometry")
 
 
 def detect_format(path: Path, declared: str | None = None) -> str:
@@ -81,7 +66,7 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
     if not path.exists():
         raise InputFileError("file not found", where=path, fix="check the path in the study file")
     if path.is_dir():  # a partitioned Parquet/GeoParquet dataset, read whole (the Dask path reads it in parts)
-        from usm_geo.scale.dataset import read_dataset
+        from usm_geo.intake.datasets import read_dataset
 
         if fmt not in (None, "parquet"):
             raise InputFileError(f"a folder is read as a Parquet dataset, not as {fmt}", where=path,

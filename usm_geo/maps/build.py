@@ -808,7 +808,7 @@ def _kde_layer(b: _Builder, page: Page, key: str, legend: str, max_pixels: int =
         except ValueError:
             pass
     notes.append("Quantile classes of the cells above zero.")
-    html = _legend_block("Incident density (KDE)", f"{units}" + (f" · {period}" if period else ""), rows, notes)
+    html = _legend_block(b.inputs.kde_name or "Incident density (KDE)", f"{units}" + (f" · {period}" if period else ""), rows, notes)
     return spec, html
 
 
@@ -890,7 +890,7 @@ def _finish(page: Page, out) -> str | Path:
     html = inline_assets(page.figure.render())  # self-contained: the page links nothing
     if out is None:
         return html
-    from usm_geo.export import write_text
+    from usm_geo.io import write_text
 
     out = Path(out)
     write_text(out, html)
@@ -998,7 +998,7 @@ def build_map(source, out=None, *, indicator: str | None = None, period=None, sc
             if got:
                 specs.append(("image", got[0]))
                 blocks.append((legend, got[1]))
-                layers.append(("kde", esc(_unique("Incident density (KDE)", taken))))
+                layers.append(("kde", esc(_unique(inputs.kde_name or "Incident density (KDE)", taken))))
         if impact:
             legend = page.new_id("usm-lg")
             got = _impact_layer(b, page, "impact", legend, show=False)

@@ -36,7 +36,8 @@ class MapInputs:
         ``count``, ``period`` (``hotspots.gpkg``).
     impact_areas : GeoDataFrame with ``area`` (treated/buffer/control), ``before``, ``after``,
         ``area_km2`` (``impact_areas.gpkg``); impact : ``impact.json`` (its before/after windows).
-    kde : path or bytes of a single-band GeoTIFF (``kde.tif``); kde_period : its period label.
+    kde : path or bytes of a single-band GeoTIFF (``kde.tif``); kde_period : its period label;
+        kde_name : the layer's name (default "Incident density (KDE)").
     title : the study's name; periods : ``run.json``'s ``periods`` (``baseline``, ``current``).
     time_patterns : ``time_patterns.csv`` as published (``count`` missing where suppressed; see
         ``usm_geo.export.time_patterns_in_profile``): each unit's hour × weekday and month-of-year
@@ -51,6 +52,7 @@ class MapInputs:
     impact: dict | None = None
     kde: str | Path | bytes | None = None
     kde_period: str | None = None
+    kde_name: str | None = None  # the image layer's name (default "Incident density (KDE)"), e.g. a relative-risk surface
     title: str | None = None
     periods: dict = field(default_factory=dict)
     time_patterns: pd.DataFrame | None = None
@@ -215,7 +217,7 @@ def load_run(folder, profile: str | None = None, k: int | None = None) -> MapInp
     ``outputs.profile``; ``"public"`` suppresses as :func:`usm_geo.export.export_run` does).
     ``units.gpkg`` and ``measures.csv`` are required; ``run.json``, ``crosswalk.csv``,
     ``hotspots.gpkg``, ``impact_areas.gpkg``, ``impact.json`` and ``kde.tif`` are used when present."""
-    from usm_geo.export import read_run
+    from usm_geo.area_tables import read_run
 
     run = read_run(folder, profile=profile, k=k)
     return from_area_tables(run.tables, hotspots=run.hotspots, impact_areas=run.impact_areas, impact=run.impact,

@@ -58,7 +58,7 @@ section#methods, section#quality, section#time { break-before: page; page-break-
 def build_report(run_dir, *, profile: str = "public", k: int | None = None, paper: str = "a4") -> str:
     """The report of a run folder as HTML text (``profile`` public by default, as ``usm-geo export``;
     ``k`` default: the run's ``outputs.suppression_threshold``; ``paper`` ``a4`` or ``letter``)."""
-    from usm_geo.export import read_run, run_report_card
+    from usm_geo.area_tables import read_run, run_report_card
     from usm_geo.indicators.report_card import round_public  # as write_area_outputs rounds report_card.csv
     from usm_geo.maps.build import default_indicator
     from usm_geo.maps.data import from_area_tables
@@ -117,7 +117,7 @@ def write_report(run_dir, out, *, profile: str = "public", k: int | None = None,
     """Write ``out`` (``report.html``) atomically, and with ``pdf`` the same document printed to
     ``out`` with a ``.pdf`` suffix through headless Chromium (:func:`usm_geo.report.pdf.print_pdf`).
     Returns ``{"html": path, "pdf": path or None, "profile": …}``."""
-    from usm_geo.export import write_text
+    from usm_geo.io import write_text
 
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):

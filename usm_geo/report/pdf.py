@@ -30,7 +30,7 @@ def find_chromium() -> str | None:
 
 def print_pdf(html: Path, target: Path, *, timeout: float = 120.0) -> Path:
     """``html`` printed to ``target`` (written atomically); returns ``target``."""
-    from usm_geo.export import atomic_path
+    from usm_geo.io import atomic_path
 
     exe = find_chromium()
     if exe is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from usm_geo.errors import UsmGeoError
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import read_point_records, refuse_empty
-from usm_geo.scale.dataset import PART_ROWS, partitions, read_part
+from usm_geo.intake.datasets import PART_ROWS, partitions, read_part
 from usm_geo.scale.partition import Job, Partial, count_part, merge
 
 #: Memory limit of each worker of ``local`` clusters.

@@ -22,7 +22,7 @@ from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import Context, read_point_records
 from usm_geo.measures import add_tallies, tally
 from usm_geo.periods import labels as period_labels
-from usm_geo.scale.dataset import Part, read_part
+from usm_geo.intake.datasets import Part, read_part
 from usm_geo.study import RecordSource
 from usm_geo.units.hierarchy import UnitSet, h3_level
 from usm_geo.units.locate import locate_points, point_cells
@@ -99,7 +99,7 @@ def count_part(part: Part, job: Job) -> Partial:
 
 
 def _weights(records: pd.DataFrame, job: Job) -> np.ndarray | None:
-    from usm_geo.pipeline import incident_harm
+    from usm_geo.indicators.registry import incident_harm
 
     return incident_harm(records, job.harm)[0]
 

@@ -59,16 +59,17 @@ odd number of times, where an edge ``(x1, y1) → (x2, y2)`` counts when ``(y1 >
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import numba
 import numpy as np
 import shapely
 
-from usm_geo.errors import BoundaryError
+from usm_geo.errors import BoundaryError, UsmGeoError
 from usm_geo.progressbar import bar
 
-__all__ = ["PolygonIndex", "assign_points"]
+__all__ = ["PolygonIndex", "assign_points", "default_threads"]
 
 #: Largest grid the default cell size allows (cells). 2**19 cells cost 2 MB of labels and build in
 #: ~0.1–0.5 s; finer grids buy little, because with unsorted points a larger index means more
@@ -304,7 +305,8 @@ class PolygonIndex:
                    cell_label=np.full(1, -1, np.int32), block=np.zeros(0, np.float64), stats=stats)
 
     # ----------------------------------------------------------------- assign
-    def assign(self, x: np.ndarray, y: np.ndarray, *, parallel: bool | None = None) -> np.ndarray:
+    def assign(self, x: np.ndarray, y: np.ndarray, *, parallel: bool | None = None,
+               threads: int | None = None) -> np.ndarray:
         """Position of the polygon containing each point, ``-1`` for none.
 
         Parameters
@@ -312,8 +314,13 @@ class PolygonIndex:
         x, y : array-like of float
             Point coordinates in the layer's CRS (metres); same shape. NaN/inf → ``-1``.
         parallel : bool, optional
-            Use numba threads. Default: when there are at least 200,000 points. The result does not
-            depend on it.
+            ``False`` forces the single-threaded kernel, ``True`` the threaded one (when more than
+            one thread is allowed). Default: threads when there are at least 200,000 points.
+        threads : int, optional
+            Number of numba threads for the parallel kernel. Default: :func:`default_threads`
+            (``USM_GEO_THREADS`` if set, else the CPUs this process may run on), never more than
+            numba's per-thread limit (``numba.get_num_threads()``; 1 inside a dask worker).
+            ``1`` runs the single-threaded kernel. The result does not depend on it, bit for bit.
 
         Returns
         -------
@@ -327,8 +334,11 @@ class PolygonIndex:
         xf = np.ascontiguousarray(x).reshape(-1)
         yf = np.ascontiguousarray(y).reshape(-1)
         out = np.empty(xf.shape[0], dtype=np.int64)
+        n_threads = _resolve_threads(threads)
         if parallel is None:
-            parallel = xf.shape[0] >= _PARALLEL_MIN_POINTS and numba.config.NUMBA_NUM_THREADS > 1
+            parallel = xf.shape[0] >= _PARALLEL_MIN_POINTS and n_threads > 1
+        # One thread allowed → the serial kernel (same result, no thread-pool launch).
+        parallel = bool(parallel) and n_threads > 1
         ny, nx = self.shape
         n = xf.shape[0]
         # chunks only so that a progress bar can move on tens of millions of points; the kernels are
@@ -340,18 +350,64 @@ class PolygonIndex:
                         self._cell_label, self._block)
                 if parallel:
                     with _PARALLEL_LOCK:
-                        _assign_parallel(*args)
+                        # numba's thread count is a per-calling-thread setting: set it for this launch
+                        # only and put the caller's value back (a dask worker keeps its 1).
+                        before = numba.get_num_threads()
+                        numba.set_num_threads(n_threads)
+                        try:
+                            _assign_parallel(*args)
+                        finally:
+                            numba.set_num_threads(before)
                 else:
                     _assign_serial(*args)  # releases the GIL: safe and concurrent from several threads
                 progress.update(hi - lo)
         return out.reshape(shape)
 
 
-def assign_points(x, y, polygons, cell_size: float | None = None) -> np.ndarray:
+#: Environment variable that sets the default number of assignment threads.
+THREADS_ENV = "USM_GEO_THREADS"
+
+
+def default_threads() -> int:
+    """Default thread count for :meth:`PolygonIndex.assign`: ``USM_GEO_THREADS`` when set (a
+    positive integer), else the number of CPUs this process may run on (``os.sched_getaffinity``,
+    which honours ``taskset`` and container CPU sets; ``os.cpu_count`` where unavailable)."""
+    raw = os.environ.get(THREADS_ENV)
+    if raw is not None and raw.strip():
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsmGeoError(
+                f"environment variable {THREADS_ENV}={raw!r} is not a positive whole number of threads",
+                fix=f"set {THREADS_ENV} to 1, 2, ... (or unset it to use every available CPU)",
+            )
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _resolve_threads(threads) -> int:
+    """The thread count to launch with: the request (or the default), capped by numba's limit for
+    the calling thread (NUMBA_NUM_THREADS, or lower after ``numba.set_num_threads``)."""
+    if threads is None:
+        threads = default_threads()
+    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise UsmGeoError(f"threads must be a positive whole number, got {threads!r}",
+                          fix="pass threads=1 for one thread, or leave it unset for every available CPU")
+    return int(min(int(threads), numba.get_num_threads()))
+
+
+def assign_points(x, y, polygons, cell_size: float | None = None, *,
+                  threads: int | None = None) -> np.ndarray:
     """Build a :class:`PolygonIndex` over ``polygons`` and assign the points ``x, y`` (same CRS,
     metres). Returns int64 positions into ``polygons``, ``-1`` where no polygon contains the point.
-    Build the index once and reuse it when assigning several batches to the same layer."""
-    return PolygonIndex.build(polygons, cell_size=cell_size).assign(x, y)
+    ``threads`` as in :meth:`PolygonIndex.assign`. Build the index once and reuse it when assigning
+    several batches to the same layer."""
+    return PolygonIndex.build(polygons, cell_size=cell_size).assign(x, y, threads=threads)
 
 
 # --------------------------------------------------------------------------- build helpers

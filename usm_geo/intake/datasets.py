@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from usm_geo.errors import InputFileError
-from usm_geo.intake.files import RawRecords
+from usm_geo.intake.raw import RawRecords
 
 #: Default most records per part (~1M rows keep a worker's intake well under 1 GiB).
 PART_ROWS = 1_000_000

@@ -15,7 +15,7 @@ import shapely
 from pyproj import CRS
 
 from usm_geo.errors import CRSError, UsmGeoError
-from usm_geo.export import write_csv, write_layers
+from usm_geo.io import write_csv, write_layers
 from usm_geo.intake.crs import same_crs, working_crs
 from usm_geo.intake.files import detect_format, read_spatial
 from usm_geo.intake.ledger import Ledger
@@ -23,9 +23,10 @@ from usm_geo.intake.records import Context, normalise_ids, read_point_records
 from usm_geo.measures import dense, tally
 from usm_geo.periods import all_periods
 from usm_geo.periods import labels as period_labels
-from usm_geo.pipeline import _polygons_in, _utm_of_layer, impact_result
+from usm_geo.intake.boundaries import polygons_in, utm_of_layer
+from usm_geo.pipeline import impact_result
 from usm_geo.units.assign import PolygonIndex
-from usm_geo.units.hierarchy import UnitSet, build_units, h3_level
+from usm_geo.units.hierarchy import UnitSet, build_units, h3_level, polygon_units
 from usm_geo.units.locate import locate_points, point_cells
 
 
@@ -98,7 +99,7 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
             id_col = _guess_id_column([c for c in _read(area_path, "areas", Ledger()).frame.columns if c != "geometry"], area_path)
         layer = read_boundary_level(BoundaryLevel(level="area", path=area_path.resolve(), id=id_col), ledger, None)
         if work is None:
-            work = layer.crs if layer.crs.is_projected else _utm_of_layer(layer)
+            work = layer.crs if layer.crs.is_projected else utm_of_layer(layer)
         levels["area"] = layer.to_crs(work) if not same_crs(layer.crs, work) else layer
         area = shapely.union_all(levels["area"].geometry.to_numpy())
         shapely.prepare(area)
@@ -111,7 +112,7 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
     if scheduler is not None:
         from usm_geo import scale
 
-        job = scale.Job(source=src, ctx=ctx, units=_polygon_units(levels, area, ctx.working_crs, index),
+        job = scale.Job(source=src, ctx=ctx, units=polygon_units(levels, area, ctx.working_crs, index),
                         h3_resolutions=tuple(resolutions), frequency=period, by_category=bool(category), detect=False)
         with scale.connect(scheduler) as client:
             counted = scale.count_dataset(job, src.path, client)
@@ -145,21 +146,9 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
     return Aggregation(table=table, units=layer, ledger=ledger, level=level)
 
 
-def _polygon_units(levels: dict[str, gpd.GeoDataFrame], area, crs, index, **options) -> UnitSet:
-    """The polygon levels and the city, their point-in-polygon indexes built (sent to Dask workers);
-    ``index`` is the finest level's, when already built; ``options`` go to :func:`build_units`."""
-    units = build_units(levels, study_area=area, crs=crs, **options)
-    if index is not None:
-        units._indexes[next(iter(levels))] = index
-    for name, kind in units.kinds.items():
-        if kind == "polygon":
-            units.index(name)
-    return units
-
-
 def write_aggregation(agg: Aggregation, out: Path) -> None:
     """Write the counts as CSV, or with unit geometry as GeoPackage or GeoParquet (atomically)."""
-    from usm_geo.export import atomic_path
+    from usm_geo.io import atomic_path
 
     out = Path(out)
     suffix = out.suffix.lower()
@@ -285,12 +274,12 @@ def impact_from_files(points: Path, *, treated: Path, control: Path | None = Non
     treated_raw = read_spatial(Path(treated), fmt=detect_format(Path(treated)))
     if treated_raw.crs is None:
         raise CRSError("the treated area has no CRS", where=treated, fix="add a .prj file or use a GeoPackage")
-    work = treated_raw.crs if treated_raw.crs.is_projected else _utm_of_layer(gpd.GeoDataFrame(geometry=treated_raw.frame.geometry, crs=treated_raw.crs))
+    work = treated_raw.crs if treated_raw.crs.is_projected else utm_of_layer(gpd.GeoDataFrame(geometry=treated_raw.frame.geometry, crs=treated_raw.crs))
     src = RecordSource(name="points", path=Path(points).resolve(), lon=lon, lat=lat, x=x, y=y, crs=crs, datetime=time)
     # no study area, but the treated (and control) polygons say where the points are meant to be:
     # a row whose lon/lat only land near them when swapped is swapped back (nothing is dropped for it)
-    t_geom = _polygons_in(treated, work, what="treated")
-    c_geom = _polygons_in(control, work, what="control") if control is not None else None
+    t_geom = polygons_in(treated, work, what="treated")
+    c_geom = polygons_in(control, work, what="control") if control is not None else None
     swap_area = shapely.union_all([g for g in (t_geom, c_geom) if g is not None]).buffer(SWAP_MARGIN)
     shapely.prepare(swap_area)
     records = read_point_records(src, ledger, Context(working_crs=work, now=now, swap_area=swap_area))  # dates are needed: detected
@@ -310,7 +299,7 @@ def impact_from_files(points: Path, *, treated: Path, control: Path | None = Non
         if missing:
             ledger.note("points", "no_harm_weight", "harm weight 0 for: " + ", ".join(missing))
         weights = np.nan_to_num(weights, nan=0.0)
-    b_geom = _polygons_in(buffer_area, work, what="buffer") if buffer_area is not None else None
+    b_geom = polygons_in(buffer_area, work, what="buffer") if buffer_area is not None else None
     areas = impact.impact_areas(t_geom, buffer_width=buffer if b_geom is None else None, buffer_area=b_geom, control=c_geom)
     result = impact_result(records["x"].to_numpy(float), records["y"].to_numpy(float), records["occurred_at"].to_numpy(),
                            areas, (before_w.start, before_w.end), (after_w.start, after_w.end), weights=weights)
