@@ -5,12 +5,20 @@ baseline of the usual way: pandas.read_csv(parse_dates) + geopandas points + sjo
 community areas (which checks much less). Median of --repeat runs in this process, after one
 warm-up run of each (imports and numba/GDAL initialisation are not counted).
 
-    python benchmarks/bench_intake.py
+Then what a user waits: whole processes, `python -m usm_geo.cli aggregate` (imports, intake,
+assignment, counts, CSV written) against a script doing read_csv + sjoin + counts + to_csv, run
+alternately --repeat times (median; after one warm-up of each so numba's cache and the OS file
+cache are filled). The load average is printed: the machine is shared.
+
+    python benchmarks/bench_intake.py [--repeat 3] [--whole-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import datetime as dt
 import resource
 import statistics
@@ -60,6 +68,34 @@ def baseline():
     return len(joined)
 
 
+BASELINE_SCRIPT = f"""
+import sys
+import geopandas as gpd
+import pandas as pd
+raw = pd.read_csv({str(CSV)!r}, parse_dates=["date"])
+areas = gpd.read_file("zip://{CCA}!Chicago_2020.shp").to_crs("EPSG:32616")
+pts = gpd.GeoDataFrame(raw, geometry=gpd.points_from_xy(raw.longitude, raw.latitude), crs="EPSG:4326").to_crs("EPSG:32616")
+joined = gpd.sjoin(pts, areas[["area_num_1", "geometry"]], predicate="within", how="inner")
+joined["area_num_1"].value_counts().rename("count").rename_axis("unit_id").to_csv(sys.argv[1])
+"""
+
+
+def whole_processes(repeat: int) -> tuple[float, float]:
+    """Median wall time of `usm-geo aggregate` and of the baseline script, each in a fresh process."""
+    out = Path(tempfile.mkdtemp())
+    ours = [sys.executable, "-m", "usm_geo.cli", "aggregate", str(CSV), "--units", f"{CCA}:area_num_1",
+            "--out", str(out / "ours.csv")]
+    base = [sys.executable, "-c", BASELINE_SCRIPT, str(out / "base.csv")]
+    times = {"ours": [], "base": []}
+    for k in range(repeat + 1):
+        for name, cmd in (("ours", ours), ("base", base)):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=os.environ)
+            if k:  # the first round is the warm-up
+                times[name].append(time.perf_counter() - t0)
+    return statistics.median(times["ours"]), statistics.median(times["base"])
+
+
 def timed(fn, repeat):
     fn()  # warm-up
     times = []
@@ -73,9 +109,13 @@ def timed(fn, repeat):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--whole-only", action="store_true", help="only the whole-process comparison")
     args = parser.parse_args()
     if not CSV.exists():
         raise SystemExit(f"needs {CSV}")
+    print("load:", os.getloadavg())
+    if args.whole_only:
+        return whole(args.repeat)
     t_ours, (totals, stages) = timed(usm_geo_intake, args.repeat)
     t_base, n_base = timed(baseline, args.repeat)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
@@ -83,6 +123,13 @@ def main() -> None:
     print(f"usm_geo intake (boundaries + incidents, all checks): {t_ours:.2f} s  (stages: {stages})")
     print(f"baseline read_csv + sjoin(within), no checks:        {t_base:.2f} s  ({n_base:,} points joined)")
     print(f"ratio baseline / usm_geo: {t_base / t_ours:.2f}x   peak RSS (both, this process): {peak:.2f} GB")
+    whole(args.repeat)
+
+
+def whole(repeat: int) -> None:
+    t_ours, t_base = whole_processes(repeat)
+    print(f"whole process: usm-geo aggregate {t_ours:.2f} s, read_csv + sjoin script {t_base:.2f} s, "
+          f"ratio {t_base / t_ours:.2f}x (median of {repeat})   load: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

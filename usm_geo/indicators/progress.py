@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from usm_geo.errors import UsmGeoError
 from usm_geo.indicators.rates import SMALL_COUNT, join_flags, rate_ratio
@@ -218,6 +217,8 @@ def trend(periods_t, counts, exposure, level: float = 0.95, dispersion: str = "p
         phi = (m * (y - mu) ** 2 / mu).sum(axis=1) / df
         var_b1 = var_b1 * phi
     se = np.sqrt(var_b1)
+    from scipy import stats  # scipy.stats takes ~1 s to import: only where a quantile is needed
+
     zq = stats.norm.ppf(0.5 + level / 2)
     ok = fit & converged
     beta = np.where(ok, b1, np.nan)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from usm_geo.errors import UsmGeoError
 
@@ -100,6 +99,8 @@ def poisson_interval(count, level: float = 0.95):
         ``lower = χ²(α/2; 2k)/2`` (0 for k = 0), ``upper = χ²(1 − α/2; 2k + 2)/2``.
         Equal to R ``poisson.test(k, conf.level = level)$conf.int``.
     """
+    from scipy import stats  # scipy.stats takes ~1 s to import: only where a quantile is needed
+
     alpha = _alpha(level)
     k = np.asarray(count, dtype=float)
     _check_nonnegative("count", k)
@@ -185,6 +186,8 @@ def rate_ratio(c1, d1, c0, d0, level: float = 0.95, *, small_count: float = SMAL
     Flag ``small_count``: the baseline or the current count is below ``small_count`` (default
     :data:`SMALL_COUNT`).
     """
+    from scipy import stats  # scipy.stats takes ~1 s to import: only where a quantile is needed
+
     alpha = _alpha(level)
     arrays = [np.ravel(np.asarray(a, dtype=float)) for a in (c1, d1, c0, d0)]
     c1, d1, c0, d0 = np.broadcast_arrays(*arrays)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from usm_geo.errors import UsmGeoError
 from usm_geo.indicators.rates import join_flags
@@ -123,6 +122,8 @@ def eb_global(count, population, per: float = 1.0) -> pd.DataFrame:
 
 def _neighbours_with_self(weights, n: int) -> sparse.csr_matrix:
     """Binary CSR ``W + I``: any non-zero weight is a neighbour; the diagonal is set to 1."""
+    from scipy import sparse  # imported here: `usm-geo aggregate` reaches this module but never smooths
+
     try:
         w = sparse.csr_matrix(weights, dtype=float)
     except (TypeError, ValueError) as exc:

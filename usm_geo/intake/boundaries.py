@@ -44,18 +44,23 @@ def level_source(level: str) -> str:
 
 #: Overlaps smaller than this share of the smaller unit are digitising slivers: counted in one note.
 SLIVER_SHARE = 0.001
+#: DE-9IM pattern: the interiors of two polygons share some area (they overlap or one holds the other).
+INTERIORS_MEET = "T********"
 
 
 def _ledger_overlaps(geom: np.ndarray, ids: np.ndarray, rows: np.ndarray, source: str, ledger: Ledger) -> None:
     """Units of one level that overlap (or contain one another) are kept, with a ledger line per pair:
     a point in the overlap is counted once, in the unit whose id sorts first (the exact assignment's
     rule), so the level is not a partition there. Slivers below :data:`SLIVER_SHARE` get one note."""
-    tree = shapely.STRtree(geom)
-    pairs = np.concatenate([tree.query(geom, predicate="overlaps"), tree.query(geom, predicate="contains")], axis=1)
-    pairs = pairs[:, pairs[0] < pairs[1]] if pairs.size else pairs
+    # Candidates from the bounding boxes only, then one DE-9IM test per candidate pair: "interiors
+    # meet" is overlaps, contains or within in either order. Asking the tree for "overlaps" and
+    # "contains" instead evaluated every box-neighbour twice (0.64 s vs 0.06 s on Chicago's 77 areas).
+    pairs = shapely.STRtree(geom).query(geom)
+    pairs = pairs[:, pairs[0] < pairs[1]]
+    pairs = pairs[:, shapely.relate_pattern(geom[pairs[0]], geom[pairs[1]], INTERIORS_MEET)]
     if not pairs.size:
         return
-    pairs = np.unique(pairs, axis=1)
+    pairs = np.unique(pairs, axis=1)  # sorted by (i, j): the ledger lines keep one order
     i, j = pairs
     shared = shapely.area(shapely.intersection(geom[i], geom[j]))
     share = shared / np.maximum(np.minimum(shapely.area(geom[i]), shapely.area(geom[j])), np.finfo(float).tiny)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
@@ -101,6 +103,9 @@ def _numbers(series: pd.Series, keep: _Keep, label: str) -> np.ndarray:
         values = series.to_numpy(dtype=float)
         keep.drop(np.isnan(values), "missing_coordinates", f"{label} is empty")
         return values
+    values = plain_numbers(series)
+    if values is not None:  # every value a plain number: nothing to drop, nothing to note
+        return values
     text = series.astype(str).str.strip()
     missing = text.str.lower().isin(MISSING_TEXT).to_numpy()
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
@@ -111,8 +116,44 @@ def _numbers(series: pd.Series, keep: _Keep, label: str) -> np.ndarray:
             keep.ledger.note(keep.source, "decimal_comma", f"{label} uses decimal commas; read as decimals")
             values, failed = comma, np.isnan(comma) & ~missing
     keep.drop(missing, "missing_coordinates", f"{label} is empty")
-    keep.drop(failed, "coordinate_not_numeric", (label + " = " + text.str.slice(0, 40)).to_numpy(dtype=object))
+    keep.drop(failed, "coordinate_not_numeric", _shown(failed, lambda w: label + " = " + text[w].str.slice(0, 40)))
     return values
+
+
+def plain_numbers(series: pd.Series) -> np.ndarray | None:
+    """A text column → float64 in one vectorised pass (pyarrow's cast, ~25× faster than
+    ``pd.to_numeric`` on 148 k strings), or None when any value needs the careful path.
+
+    None, so that :func:`_numbers` decides as before, when a value does not parse as it stands
+    (spaces, decimal commas, "NA", empty), parses to NaN ("nan" counts as missing there), is a
+    zero (``pd.to_numeric`` reads "-0" as the integer 0, pyarrow as -0.0) or is 2**53 or more
+    (``pd.to_numeric`` may read a column of whole numbers through int64/uint64). Every other
+    value is read to the same float by both: both round correctly (checked on 950 k random
+    decimal strings, see tests/unit/test_intake_fast_paths.py).
+    """
+    try:
+        arr = pa.array(series, from_pandas=True)
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            return None
+        if arr.null_count:
+            return None
+        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    with np.errstate(invalid="ignore"):
+        if np.isnan(values).any() or (values == 0).any() or (np.abs(values[np.isfinite(values)]) >= 2.0**53).any():
+            return None
+    return values
+
+
+def _shown(which: np.ndarray, text_of) -> np.ndarray:
+    """Ledger details for the rows of ``which`` only (object array over every row, None elsewhere):
+    building a detail string for each of 148 k rows to keep a handful cost more than the check.
+    ``text_of(which)`` returns the strings of those rows (a Series or array, in row order)."""
+    out = np.empty(len(which), dtype=object)
+    if which.any():
+        out[which] = np.asarray(text_of(which), dtype=object)
+    return out
 
 
 def _in_degrees(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -255,6 +296,12 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
                                   where=path, fix=swap_fix)
         swap = ok & ~in_range & swapped_ok
         a, b = a.copy(), b.copy()
+        # the working-CRS position (and, with a study area, the inside test) of rows already
+        # projected here, reused below instead of projecting all 148 k points a second time
+        known = np.zeros(len(a), dtype=bool)
+        known_x, known_y = np.full(len(a), np.nan), np.full(len(a), np.nan)
+        known_in = np.zeros(len(a), dtype=bool) if ctx.study_area is not None else None
+        known_crs = ctx.working_crs
         if ctx.study_area is not None or ctx.swap_area is not None:
             # the study area, else the polygons known (ctx.swap_area): where the points are meant to be
             where_meant = ((lambda x, y: _inside(ctx, x, y)) if ctx.study_area is not None
@@ -265,10 +312,14 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
             if cand.any():
                 x1, y1 = to_work.transform(a[cand], b[cand])
                 inside = where_meant(x1, y1)
-                x2, y2 = to_work.transform(b[cand], a[cand])
-                inside_sw = where_meant(x2, y2)
-                idx = np.flatnonzero(cand)[~inside & inside_sw]
-                swap[idx] = True
+                known[cand], known_x[cand], known_y[cand] = True, x1, y1
+                if known_in is not None:
+                    known_in[cand] = inside
+                # only a row outside where it is meant to be can be a swap: project those swapped
+                out_idx = np.flatnonzero(cand)[~inside]
+                if out_idx.size:
+                    x2, y2 = to_work.transform(b[out_idx], a[out_idx])
+                    swap[out_idx[where_meant(x2, y2)]] = True
             # an out-of-range row is only fixed when the swapped point is in the study area
             if (swap & ~in_range).any():
                 sidx = np.flatnonzero(swap & ~in_range)
@@ -281,8 +332,10 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
                     where=path, fix=swap_fix)
         if swap.any():
             keep.mark(swap, "changed", "lat_lon_swapped",
-                      np.char.add(np.char.add("lon/lat were ", np.round(a, 6).astype(str)), np.char.add(",", np.round(b, 6).astype(str))))
+                      _shown(swap, lambda w: np.char.add(np.char.add("lon/lat were ", np.round(a[w], 6).astype(str)),
+                                                         np.char.add(",", np.round(b[w], 6).astype(str)))))
             a[swap], b[swap] = b[swap], a[swap]
+            known &= ~swap  # their coordinates changed
         in_range = _in_degrees(a, b)
         if ctx.working_crs is None:  # study.working_crs = "auto" with no boundaries: local UTM
             ctx.working_crs = utm_for(a[keep.mask & in_range], b[keep.mask & in_range], where=path)
@@ -291,8 +344,15 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
         lon, lat = a, b
         x, y = np.full(len(a), np.nan), np.full(len(a), np.nan)
         m = keep.mask
-        x[m], y[m] = transformer(WGS84, ctx.working_crs).transform(lon[m], lat[m])
+        if known_crs is not ctx.working_crs:
+            known[:] = False
+        reuse = m & known
+        x[reuse], y[reuse] = known_x[reuse], known_y[reuse]
+        todo = m & ~known
+        if todo.any():
+            x[todo], y[todo] = transformer(WGS84, ctx.working_crs).transform(lon[todo], lat[todo])
     else:
+        known, known_in = None, None
         if ctx.working_crs is None:
             ctx.working_crs = crs if crs.is_projected else None
         keep.drop((a == 0) | (b == 0), "zero_coordinate", "x or y is exactly 0 (a missing value written as 0)")
@@ -309,7 +369,12 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
     if ctx.study_area is not None:
         m = keep.mask
         outside = np.zeros(len(a), dtype=bool)
-        outside[m] = ~_inside(ctx, x[m], y[m])
+        rest = m
+        if known_in is not None:  # tested already by the swap check
+            tested = m & known
+            outside[tested] = ~known_in[tested]
+            rest = m & ~tested
+        outside[rest] = ~_inside(ctx, x[rest], y[rest])
         if ctx.snap > 0 and outside.any():
             moved, dist = _snap_points(ctx, x, y, outside)
             if moved.any():
@@ -400,8 +465,9 @@ def _dates(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context, requir
                              column=column, where=str(path), precision=src.date_precision)
         values, precision = parsed.values, parsed.precision
         keep.drop(parsed.missing, "missing_date", f"column '{column}' is empty")
-        raw_text = text.astype(str).str.slice(0, 60).to_numpy(dtype=object)
-        keep.drop(values.isna().to_numpy(), "unparseable_date", np.char.add(f"{column} = ", raw_text.astype(str)))
+        unread = values.isna().to_numpy()
+        keep.drop(unread, "unparseable_date", _shown(unread & keep.mask, lambda w: np.char.add(
+            f"{column} = ", text[w].astype(str).str.slice(0, 60).to_numpy(dtype=object).astype(str))))
         if len(parsed.formats) > 1:
             keep.ledger.note(keep.source, "date_formats", "dates read with several formats: " + ", ".join(f"{k} ({n:,})" for k, n in parsed.formats.items()))
     _check_period(values, precision, keep, ctx, src)
@@ -662,16 +728,43 @@ def _duplicate_ids(keep: _Keep, exact: np.ndarray) -> None:
     if keep.ids is None:
         return
     which = keep.mask & ~exact & (keep.ids != "")
-    ids = pd.Series(keep.ids[which])
-    dup = ids.duplicated(keep="first").to_numpy()
+    codes = pd.factorize(keep.ids[which])[0]
+    first = _first_of_groups(codes)
+    dup = first != np.arange(codes.size)
     if not dup.any():
         return
-    first = pd.Series(keep.rows[which]).groupby(ids.to_numpy()).transform("first").to_numpy()
     full = np.zeros(len(keep.mask), dtype=bool)
     full[np.flatnonzero(which)[dup]] = True
-    detail = np.empty(len(keep.mask), dtype=object)
-    detail[np.flatnonzero(which)] = np.char.add("same id as row ", first.astype(str))
-    keep.mark(full, "kept", "duplicate_id", detail)
+    keep.mark(full, "kept", "duplicate_id", _shown(full, lambda w: np.char.add("same id as row ",
+                                                                                keep.rows[which][first[dup]].astype(str))))
+
+
+def _first_of_groups(codes: np.ndarray) -> np.ndarray:
+    """For group codes numbered in order of first appearance (``pd.factorize``), the position of
+    each element's first occurrence (its own position for a first occurrence)."""
+    if codes.size == 0:
+        return codes.astype(np.int64)
+    running = np.maximum.accumulate(codes)
+    new = np.empty(codes.size, dtype=bool)
+    new[0] = True
+    new[1:] = running[1:] > running[:-1]  # a code seen for the first time is one above all before it
+    return np.flatnonzero(new)[codes]
+
+
+def record_groups(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = None) -> np.ndarray:
+    """A group code per row of ``frame[mask]``: equal codes for rows equal in every column (missing
+    values equal to each other, as in ``DataFrame.duplicated``), numbered in order of first appearance.
+
+    Each column is factorised once (pyarrow's hash for text columns) and the codes are combined
+    pairwise and re-factorised, so no row is compared or hashed as a Python tuple. ``extra``: more
+    columns (arrays over every row), e.g. a geometry's WKB.
+    """
+    columns = [frame[c] for c in frame.columns] + list(extra or [])
+    key = np.zeros(int(mask.sum()), dtype=np.int64)
+    for column in columns:
+        codes = pd.factorize(column)[0][mask].astype(np.int64) + 1  # missing (-1) → 0: one value
+        key = pd.factorize(key * (int(codes.max(initial=0)) + 1) + codes)[0].astype(np.int64)
+    return pd.factorize(key)[0] if not columns else key
 
 
 def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> np.ndarray:
@@ -679,21 +772,17 @@ def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> np.ndarray:
     study. Returns the mask of those duplicates (over every row read)."""
     frame = raw.frame
     data = frame.drop(columns="geometry") if raw.spatial else frame
-    data = data.loc[keep.mask]
     full = np.zeros(len(keep.mask), dtype=bool)
-    if data.empty:
+    if not keep.mask.any():
         return full
-    if raw.spatial:
-        data = data.assign(__wkb=shapely.to_wkb(frame.geometry.to_numpy()[keep.mask]))
-    dup = data.duplicated(keep="first").to_numpy()
+    extra = [shapely.to_wkb(frame.geometry.to_numpy())] if raw.spatial else None
+    first = _first_of_groups(record_groups(data, keep.mask, extra))
+    dup = first != np.arange(first.size)
     if not dup.any():
         return full
-    group = data.groupby(list(data.columns), sort=False, dropna=False).ngroup().to_numpy()
-    rows = keep.rows[keep.mask]
-    first = pd.Series(rows).groupby(group).transform("first").to_numpy()
-    full[np.flatnonzero(keep.mask)[dup]] = True
-    detail = np.empty(len(keep.mask), dtype=object)
-    detail[np.flatnonzero(keep.mask)] = np.char.add("same as row ", first.astype(str))
+    used = np.flatnonzero(keep.mask)
+    full[used[dup]] = True
+    detail = _shown(full, lambda w: np.char.add("same as row ", keep.rows[used[first[dup]]].astype(str)))
     if src.duplicates == "drop":
         keep.drop(full, "duplicate", detail)
     else:
