@@ -69,6 +69,41 @@ def _stages(quiet: bool):
     return Stages(None if quiet else (lambda msg: _echo_err(f"· {msg}")))
 
 
+def check_out(path: Path, kind: str, example: str = "out", option: str = "--out") -> Path:
+    """Refuse an output path that cannot be written before any work is done (so nothing is half-written).
+
+    ``kind`` is ``"folder"`` (OUT is a folder that is created or replaced) or ``"file"``; ``example``
+    is the name suggested in the fix. Raises OutputError when a parent of ``path`` is a file
+    (``--out incidents.csv/sub``), when a folder is asked for and ``path`` is a file, or when a file
+    is asked for and ``path`` is a folder."""
+    from usm_geo.errors import OutputError
+
+    path = Path(path)
+    for parent in path.parents:  # the nearest existing parent must be a folder (".", the cwd, is one)
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"cannot write under '{parent}': it is a file, not a folder", where=f"{option} {path}",
+                                  fix=f"name a path outside it, e.g. {option} {parent.parent / path.name}")
+            break
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise OutputError(f"is a file; {option} names a folder here (created or replaced)", where=f"{option} {path}",
+                          fix=f"name a folder, e.g. {option} {path.parent / (path.stem + '_' + example if path.suffix else path.name + '_' + example)}")
+    if kind == "file" and path.is_dir():
+        raise OutputError(f"is a folder; {option} names a file here", where=f"{option} {path}",
+                          fix=f"name the file, e.g. {option} {path / example}")
+    return path
+
+
+def out_option(kind: str, example: str, *names: str, **kwargs):
+    """``--out`` (or ``names``) checked by :func:`check_out` while the command line is parsed, before any work."""
+    names = names or ("--out", "out")
+
+    def callback(ctx, param, value):
+        return None if value is None else check_out(value, kind, example, option=names[0])
+
+    return click.option(*names, type=click.Path(path_type=Path), callback=callback, **kwargs)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="usm-geo")
 @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
@@ -108,7 +143,7 @@ def _finish(info: dict, out: Path) -> None:
 
 
 @main.command()
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
+@out_option("folder", "demo", required=True, help="Output folder (created or replaced).")
 @click.option("--seed", type=int, default=None, help="Seed of the generator (default: the Demo City's own).")
 @quiet_option
 def demo(out: Path, seed: int | None, quiet: bool) -> None:
@@ -138,7 +173,7 @@ def _scheduler(option: str | None, points):
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created or replaced).")
+@out_option("folder", "run", required=True, help="Output folder (created or replaced).")
 @click.option("--scheduler", default=None, metavar="local|local:N|threads|tcp://HOST:PORT|none", help=_SCHEDULER_HELP)
 @quiet_option
 def run(study: Path, out: Path, scheduler: str | None, quiet: bool) -> None:
@@ -154,7 +189,7 @@ def run(study: Path, out: Path, scheduler: str | None, quiet: bool) -> None:
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), default=None, help="Also write the ledger to this CSV file.")
+@out_option("file", "ledger.csv", "--ledger", "ledger_path", default=None, help="Also write the ledger to this CSV file.")
 @quiet_option
 def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
     """Read and check every input of STUDY as `run` does — boundaries, incidents, survey, perception,
@@ -190,7 +225,7 @@ def validate(study: Path, ledger_path: Path | None, quiet: bool) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out", default="study.toml", show_default=True, type=click.Path(path_type=Path),
+@out_option("file", "study.toml", default="study.toml", show_default=True,
               help="The study file to write (paths in it are relative to its folder).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def init(files: tuple[Path, ...], out: Path, force: bool) -> None:
@@ -222,9 +257,11 @@ def init(files: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.option("--period", type=click.Choice(["month", "quarter", "year"]), default=None, help="Count per period.")
 @click.option("--category", default=None, help="Count per value of this column.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the times.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.csv, FILE.gpkg or FILE.parquet.")
+@click.option("--layer", default=None, help="Layer of the --units AREAS file (a GeoPackage with several layers).")
+@out_option("file", "counts.csv", required=True, help="FILE.csv, FILE.gpkg or FILE.parquet.")
 @click.option("--scheduler", default=None, metavar="local|local:N|threads|tcp://HOST:PORT|none", help=_SCHEDULER_HELP)
-def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezone, out, scheduler) -> None:
+@quiet_option
+def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezone, layer, out, scheduler, quiet) -> None:
     """Count POINTS (any format intake reads) per H3 cell or per polygon.
 
     Writes unit_id, [period], [category], count: one row per unit (zeros included for polygons)
@@ -237,7 +274,7 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
     if x is not None and crs is None:
         raise click.UsageError("--x/--y need --crs")
     agg = aggregate_points(points, units, lon=lon, lat=lat, x=x, y=y, crs=crs, time=time, period=period,
-                           category=category, timezone=timezone, scheduler=_scheduler(scheduler, points))
+                           category=category, timezone=timezone, scheduler=_scheduler(scheduler, points), layer=layer)
     write_aggregation(agg, out)
     click.echo(agg.ledger.summary())
     click.echo(f"{int(agg.table['count'].sum()):,} points in {len(agg.units):,} units ({agg.level}) → {out}")
@@ -263,7 +300,7 @@ def aggregate(points, units, lon, lat, x, y, crs, time, period, category, timezo
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations.")
 @click.option("--max-cells", "max_cells", type=click.IntRange(min=1), default=None,
               help="Cell budget of the --grid (default 250,000); a grid with more cells is refused, an automatic square cell size is coarsened to fit.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.gpkg (a FILE.json sidecar holds the global statistics).")
+@out_option("file", "hotspots.gpkg", required=True, help="FILE.gpkg (a FILE.json sidecar holds the global statistics).")
 @quiet_option
 def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, weights, transform, permutations, seed,
              max_cells, out, quiet) -> None:
@@ -321,7 +358,7 @@ def hotspots(areas, value, id_column, layer, points, grid, lon, lat, x, y, crs, 
 @click.option("--x", "x", default=None)
 @click.option("--y", "y", default=None)
 @click.option("--crs", default=None)
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="impact.json")
+@out_option("file", "impact.json", required=True, help="impact.json")
 def impact(points, treated, control, buffer, buffer_area, before, after, time, category, harm, lon, lat, x, y, crs, out) -> None:
     """Area-based impact of an intervention: gross and net effect, WDQ and total net effect
     (Bowers & Johnson 2003), WDD with its interval (Wheeler & Ratcliffe 2018), and difference in
@@ -356,7 +393,7 @@ def impact(points, treated, control, buffer, buffer_area, before, after, time, c
 @click.option("--crs", default=None, help="Reproject to this CRS (GeoJSON is always EPSG:4326).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
               help="public: small counts and what would reveal them suppressed; no incident points.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Output folder.")
+@out_option("folder", "export", help="Output folder.")
 @click.option("--to", "to", default=None, metavar="postgresql://USER@HOST:PORT/DB",
               help="Write tables into this PostgreSQL/PostGIS database instead of files (password from PGPASSWORD or ~/.pgpass).")
 @click.option("--schema", default=None, help="Schema of the tables written with --to (created if missing).")
@@ -401,7 +438,7 @@ def export(ctx, run_dir, indicators, levels, periods, formats, crs, profile, out
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.html (written atomically).")
+@out_option("file", "report.html", required=True, help="FILE.html (written atomically).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
               help="public: suppressed as `export` does; internal: exact values, not for publication.")
 @click.option("--k", "k", type=int, default=None, help="Suppression threshold (default: the run's own, else 5).")
@@ -425,7 +462,7 @@ def _split(text: str | None) -> list[str] | None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for comparison.csv and comparison.html.")
+@out_option("folder", "comparison", required=True, help="Folder for comparison.csv and comparison.html.")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default="public", show_default=True,
               help="public: only report cards made in the public profile (usm-geo export); internal: cards for a city's own staff too.")
 @click.option("--rank", is_flag=True, help="Also rank the comparable cities on each indicator (the output says why ranking misleads).")
@@ -445,7 +482,7 @@ def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> No
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
+@out_option("folder", "model", required=True, help="Folder for model.json, model_units.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
 @quiet_option
 def model(study: Path, out: Path, quiet: bool) -> None:
     """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
@@ -481,7 +518,7 @@ def model(study: Path, out: Path, quiet: bool) -> None:
 @main.command()
 @click.argument("study_a", type=click.Path(path_type=Path))
 @click.argument("study_b", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for reconciliation.csv/.json (created or replaced).")
+@out_option("folder", "reconciliation", required=True, help="Folder for reconciliation.csv/.json (created or replaced).")
 @click.option("--link", default=None, metavar="date,unit|id",
               help="Link records found in both sources: the same day in the same finest unit, or the same id; adds Chapman's estimate of the total.")
 @quiet_option
@@ -530,7 +567,7 @@ def reconcile(study_a: Path, study_b: Path, out: Path, link: str | None, quiet: 
 @click.option("--title", default=None, help="Page title (default: the study's name).")
 @click.option("--profile", type=click.Choice(["public", "internal"]), default=None,
               help="With RUN_DIR: suppress as `export` does (default: the run's own profile).")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="FILE.html")
+@out_option("file", "map.html", required=True, help="FILE.html")
 def map_(run_dir, table, units, indicator, period, before_after, before, after, scheme, k, breaks, classes, palette,
          levels, show_level, tiles, title, profile, out) -> None:
     """A map of one indicator at every level (with Gi*, KDE and intervention layers), from a run's

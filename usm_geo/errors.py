@@ -7,6 +7,7 @@ without a traceback and exits with status 2.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 
@@ -76,3 +77,16 @@ def where(path: str | Path, row: int | None = None, column: str | None = None) -
     if column is not None:
         text += f", column '{column}'"
     return text
+
+
+def closest(name: str, choices, cutoff: float = 0.6) -> str | None:
+    """The choice most like ``name``, compared case-insensitively (difflib ratio ≥ ``cutoff``), or None.
+
+    For "did you mean …?" in messages: ``closest("longitud", ["Longitude", "Latitude"])`` is
+    ``"Longitude"``; the choice is returned as spelled in ``choices``."""
+    choices = [str(c) for c in choices]
+    folded: dict[str, str] = {}
+    for c in choices:
+        folded.setdefault(c.casefold(), c)  # the first of two spellings that fold alike wins
+    match = difflib.get_close_matches(str(name).casefold(), list(folded), n=1, cutoff=cutoff)
+    return folded[match[0]] if match else None

@@ -1722,7 +1722,7 @@ def _guess_id_column(columns, path: Path) -> str:
 def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: str | None = None,
                      x: str | None = None, y: str | None = None, crs: str | None = None, time: str | None = None,
                      period: str | None = None, category: str | None = None, timezone: str = "UTC",
-                     now: dt.datetime | None = None, scheduler=None) -> Aggregation:
+                     now: dt.datetime | None = None, scheduler=None, layer: str | None = None) -> Aggregation:
     """Count points per H3 cell (``units="h3:R"``) or per polygon of a layer (``"AREAS[:ID]"``).
 
     Polygon layers list every unit, zeros included; H3 lists only the cells that hold a point (there
@@ -1730,6 +1730,7 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
     coordinates (and dates, with ``time``) as in any intake. ``points`` may be a partitioned Parquet
     dataset (a folder); with ``scheduler`` (``local``, ``local:N``, ``threads``, ``tcp://HOST:PORT``
     or a ``distributed.Client``) its parts are counted on Dask (:mod:`usm_geo.scale`), with the same result.
+    ``layer``: the layer of the areas file (a GeoPackage with several layers).
     """
     from usm_geo.errors import InputFileError
     from usm_geo.intake.boundaries import read_boundary_level
@@ -1748,8 +1749,8 @@ def aggregate_points(points: Path, units: str, *, lon: str | None = None, lat: s
         if id_col is None:
             from usm_geo.intake.files import read_records as _read
 
-            id_col = _guess_id_column([c for c in _read(area_path, "areas", Ledger()).frame.columns if c != "geometry"], area_path)
-        layer = read_boundary_level(BoundaryLevel(level="area", path=area_path.resolve(), id=id_col), ledger, None)
+            id_col = _guess_id_column([c for c in _read(area_path, "areas", Ledger(), layer=layer).frame.columns if c != "geometry"], area_path)
+        layer = read_boundary_level(BoundaryLevel(level="area", path=area_path.resolve(), id=id_col, layer=layer), ledger, None)
         if work is None:
             work = layer.crs if layer.crs.is_projected else utm_of_layer(layer)
         levels["area"] = layer.to_crs(work) if not same_crs(layer.crs, work) else layer

@@ -1184,6 +1184,25 @@ def _intervention(table, file: Path) -> Intervention:
     return iv
 
 
+#: data files a new user may give instead of the study file (suffix → what it is)
+_DATA_FILES = {".gpkg": "a GeoPackage", ".shp": "a shapefile", ".zip": "a zip archive", ".csv": "a CSV table",
+               ".tsv": "a TSV table", ".geojson": "a GeoJSON file", ".json": "a JSON file", ".kml": "a KML file",
+               ".parquet": "a Parquet file", ".xlsx": "an Excel workbook", ".gz": "a compressed file",
+               ".tif": "a raster", ".tiff": "a raster", ".dbf": "a shapefile's table"}
+
+
+def _not_a_study(file: Path) -> StudyError:
+    """The error for a study path that is not a file: a folder (with or without a study.toml) or nothing."""
+    if file.is_dir():
+        inner = file / "study.toml"
+        if inner.is_file():
+            return StudyError(f"{file} is a folder, not a study file", fix=f"name the study file in it: {inner}")
+        return StudyError(f"{inner} not found", fix="name a study.toml, or draft one with `usm-geo init FILES…` "
+                          "from the input files (`usm-geo demo --out DIR` writes an example to DIR/inputs/study.toml)")
+    return StudyError("the study file does not exist", where=file,
+                      fix="check the path, or run `usm-geo demo --out DIR` for an example in DIR/inputs/study.toml")
+
+
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file.
 
@@ -1194,7 +1213,10 @@ def load_study(path: str | Path) -> Study:
     """
     file = Path(path).resolve()
     if not file.is_file():
-        raise StudyError("the study file does not exist", where=file, fix="check the path, or run `usm-geo demo --out DIR` for an example in DIR/inputs/study.toml")
+        raise _not_a_study(file)
+    if file.suffix.lower() in _DATA_FILES:  # a data file given where the study goes: point to `usm-geo init`
+        raise StudyError(f"{file} is {_DATA_FILES[file.suffix.lower()]}, not a study.toml",
+                         fix=f"run `usm-geo init {Path(path)} …` (with the other input files) to draft one")
     raw = file.read_bytes()
     try:
         data = tomllib.loads(raw.decode("utf-8-sig"))

@@ -88,7 +88,8 @@ def test_whole_columns_swapped_near_a_pole_explains_the_working_crs_failure(tmp_
     # Chicago with the columns swapped: (41.85, -87.65) is valid but polar, and no UTM zone holds it
     incidents_csv(tmp_path, "1,41.85,-87.65,2021-05-01,theft", "2,41.88,-87.62,2021-05-02,theft")
     assert_error(CRSError, study_file(tmp_path, boundaries=False, top=""),
-                 "incidents.csv: cannot choose a working CRS", "latitude -87.6", "if longitude and latitude are swapped")
+                 "incidents.csv: cannot choose a working CRS: longitude and latitude look swapped", "latitude -87.6",
+                 'name them lon = "lat" and lat = "lon"')
 
 
 @pytest.mark.parametrize("declared", [False, True], ids=["detected-columns", "declared-columns"])

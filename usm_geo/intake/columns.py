@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from usm_geo.errors import InputFileError
+from usm_geo.errors import InputFileError, closest
 
 # Common names, compared case-insensitively after stripping spaces, dots and underscores.
 CANDIDATES = {
@@ -34,11 +33,26 @@ def _key(name: str) -> str:
     return "".join(ch for ch in str(name).casefold() if ch.isalnum())
 
 
+#: the record source name of the one-file commands (usm_geo.pipeline: aggregate_points, hotspots_from_points, impact_from_files), whose columns are named by options
+CLI_SOURCE = "points"
+_CLI_OPTIONS = {"lon": "--lon", "lat": "--lat", "x": "--x", "y": "--y", "datetime": "--time", "category": "--category"}
+_TEXT_TABLES = (".csv", ".tsv", ".tab", ".txt", ".gz")
+
+
+def setting(key: str | None, role: str, column: str) -> str:
+    """How the user names ``column`` for ``role``, as an instruction: ``use --lon Longitude`` for a
+    one-file command (``key`` ``points.lon``), else ``set lon = "Longitude" in the study``."""
+    source, _, name = (key or role).rpartition(".")
+    if source == CLI_SOURCE and role in _CLI_OPTIONS:
+        return f"use {_CLI_OPTIONS[role]} {column}"
+    return f'set {name or role} = "{column}" in the study'
+
+
 def resolve(columns, declared: str | None, role: str, path: Path, key: str | None = None) -> str | None:
     """The column for ``role``: the declared name (must exist) or the first common name present.
 
-    Raises InputFileError naming the study key and the closest existing column when a
-    declared column is missing.
+    Raises InputFileError naming the study key (or the command-line option) and the closest
+    existing column, compared case-insensitively, when a declared column is missing.
     """
     columns = [str(c) for c in columns]
     if declared is not None:
@@ -47,11 +61,16 @@ def resolve(columns, declared: str | None, role: str, path: Path, key: str | Non
         by_key = {_key(c): c for c in columns}
         if _key(declared) in by_key:  # tolerate case/space differences, e.g. "Latitude" vs "latitude"
             return by_key[_key(declared)]
-        close = difflib.get_close_matches(declared, columns, n=1)
-        fix = f"did you mean '{close[0]}'? " if close else ""
-        source = "the file" if isinstance(path, (str, Path)) else "the table or query"  # a database source
+        close = closest(declared, columns)
+        fix = f"did you mean '{close}'? {setting(key, role, close)}; " if close else ""
+        is_file = isinstance(path, (str, Path))
+        source = "the file" if is_file else "the table or query"  # a database source
+        header = " (row 1 header)" if is_file and Path(path).suffix.lower() in _TEXT_TABLES else ""
+        src, _, _ = (key or role).rpartition(".")
+        named = (f"{_CLI_OPTIONS[role]} names column '{declared}'" if src == CLI_SOURCE and role in _CLI_OPTIONS
+                 else f"the study names column '{declared}' ({key or role})")
         raise InputFileError(
-            f"the study names column '{declared}' ({key or role}) but {source} has no such column",
+            f"{named} but {source} has no such column{header}",
             where=path, fix=f"{fix}columns in {source}: {', '.join(columns[:30])}",
         )
     by_key = {}

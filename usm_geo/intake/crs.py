@@ -17,10 +17,11 @@ def same_crs(a, b) -> bool:
     return CRS.from_user_input(a).equals(CRS.from_user_input(b), ignore_axis_order=True)
 
 
-def utm_for(lon: np.ndarray, lat: np.ndarray, where=None) -> CRS:
+def utm_for(lon: np.ndarray, lat: np.ndarray, where=None, swap_fix: str | None = None) -> CRS:
     """The WGS 84 / UTM zone CRS that holds the centre of the given lon/lat points (degrees).
 
-    ``where`` (the file the points come from) is named in errors.
+    ``where`` (the file the points come from) is named in errors; ``swap_fix`` is the fix given
+    when the centre is only covered with longitude and latitude swapped.
     """
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
@@ -28,6 +29,10 @@ def utm_for(lon: np.ndarray, lat: np.ndarray, where=None) -> CRS:
     if not ok.any():
         raise CRSError("cannot choose a working CRS: no valid coordinates", where=where, fix='set study.working_crs = "EPSG:...."')
     cx, cy = float(np.median(lon[ok])), float(np.median(lat[ok]))
+    if not (-80.0 <= cy <= 84.0 and -180.0 <= cx <= 180.0) and swap_fix and -80.0 <= cx <= 84.0:
+        raise CRSError(f"cannot choose a working CRS: longitude and latitude look swapped (the centre of the points, "
+                       f"longitude {cx:.3f}, latitude {cy:.3f}, is beyond every UTM zone; swapped it is not)",
+                       where=where, fix=swap_fix)
     if not (-80.0 <= cy <= 84.0 and -180.0 <= cx <= 180.0):
         # UTM stops at 80°S and 84°N: points "near a pole" are usually lon/lat read the wrong way round
         raise CRSError(f"cannot choose a working CRS: no UTM zone covers the centre of the points (longitude {cx:.3f}, "

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from usm_geo.database import DatabaseSource
-from usm_geo.errors import InputFileError, where
+from usm_geo.errors import InputFileError, closest, where
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.raw import RawRecords  # also imported from here (intake.records)
 
@@ -314,8 +314,11 @@ def safe_zip_member(path: Path, suffix: str, member: str | None = None) -> str:
     if member:
         matches = [n for n in candidates if PurePosixPath(n).stem == member or n == member]
         if not matches:
-            raise InputFileError(f"the archive has no layer '{member}'", where=path,
-                                 fix=f"use one of: {', '.join(PurePosixPath(n).stem for n in candidates) or '(none)'}")
+            stems = [PurePosixPath(n).stem for n in candidates]
+            near = closest(member, stems)
+            raise InputFileError(f"the archive has no layer '{member}'; its layers are: {', '.join(stems) or '(none)'}",
+                                 where=path, fix=(f"did you mean '{near}'? " if near else "")
+                                 + f"use one of: {', '.join(stems) or '(none)'}")
         return matches[0]
     if not candidates:
         held = ", ".join(sorted(n for n in names if _visible(n))[:10]) or "(nothing)"
@@ -350,8 +353,10 @@ def zipped_table(path: Path, layer: str | None = None, declared: str | None = No
     if layer is not None:
         matches = [n for n in tables if PurePosixPath(n).stem == layer or PurePosixPath(n).name == layer or n == layer]
         if not matches:
-            raise InputFileError(f"the archive has no table '{layer}'", where=path,
-                                 fix=f"use one of: {', '.join(PurePosixPath(n).name for n in tables)}")
+            names = [PurePosixPath(n).name for n in tables]
+            near = closest(layer, names + [PurePosixPath(n).stem for n in tables])
+            raise InputFileError(f"the archive has no table '{layer}'; its tables are: {', '.join(names)}", where=path,
+                                 fix=(f"did you mean '{near}'? " if near else "") + f"use one of: {', '.join(names)}")
         return matches[0]
     if len(tables) > 1:
         raise InputFileError(f"the archive holds {len(tables)} tables", where=path,
@@ -385,6 +390,21 @@ def zip_member_bytes(path: Path, member: str) -> bytes:
         return zf.read(member)
 
 
+def layer_named(path: Path, layer: str, layers: list[str]) -> str:
+    """``layer`` as spelled in the file's list of ``layers`` (case-insensitively, as GeoPackage does),
+    or an InputFileError listing the real layers and the nearest name."""
+    if layer in layers:
+        return layer
+    folded = [n for n in layers if n.casefold() == layer.casefold()]
+    if folded:
+        return folded[0]
+    near = closest(layer, layers)
+    pick = near or (layers[0] if layers else "NAME")
+    raise InputFileError(f"layer '{layer}' is not in {path}; its layers are: {', '.join(layers) or '(none)'}",
+                         fix=(f"did you mean '{near}'? " if near else "")
+                         + f'set layer = "{pick}" in the study, or --layer {pick} on the command line')
+
+
 def read_spatial(path: Path, *, fmt: str, layer: str | None = None) -> RawRecords:
     """Read a spatial layer (GPKG, SHP or zipped SHP, GeoJSON, KML, GeoParquet) with pyogrio."""
     import geopandas as gpd
@@ -408,7 +428,10 @@ def read_spatial(path: Path, *, fmt: str, layer: str | None = None) -> RawRecord
                 layers = pyogrio.list_layers(source)
                 if len(layers) > 1:
                     raise InputFileError(f"the file holds {len(layers)} layers", where=path,
-                                         fix=f"name one with layer = \"...\": {', '.join(str(n) for n in layers[:, 0])}")
+                                         fix=f"name one with layer = \"...\" in the study or --layer NAME: "
+                                             f"{', '.join(str(n) for n in layers[:, 0])}")
+            elif read_layer is not None:
+                read_layer = layer_named(path, read_layer, [str(n) for n in pyogrio.list_layers(source)[:, 0]])
             frame = pyogrio.read_dataframe(source, layer=read_layer)
     except (DataSourceError, DataLayerError, OSError) as exc:
         raise InputFileError(f"cannot read as {fmt}: {str(exc).splitlines()[0]}", where=path,

@@ -275,9 +275,12 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
     """
     if location and "/" in location:
         lon_c, lat_c = location.split("/", 1)
-        swap_fix = f'the columns are the other way round: name them lon = "{lat_c}" and lat = "{lon_c}" in the study'
+        if keep.source == cols.CLI_SOURCE:  # a one-file command: the columns were named by --lon/--lat
+            swap_fix = f"the columns are the other way round: use --lon {lat_c} --lat {lon_c}"
+        else:
+            swap_fix = f'the columns are the other way round: name them lon = "{lat_c}" and lat = "{lon_c}" in the study'
     else:
-        swap_fix = "swap the column names given as lon and lat in the study"
+        swap_fix = "swap the column names given as lon and lat in the study (--lon/--lat on the command line)"
     finite_in = np.isfinite(a) & np.isfinite(b)
     keep.drop((~finite_in) & ~(np.isnan(a) | np.isnan(b)), "coordinate_not_finite", "infinite value")
     keep.drop(~finite_in, "missing_coordinates", "coordinate is missing")
@@ -338,7 +341,7 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
             known &= ~swap  # their coordinates changed
         in_range = _in_degrees(a, b)
         if ctx.working_crs is None:  # study.working_crs = "auto" with no boundaries: local UTM
-            ctx.working_crs = utm_for(a[keep.mask & in_range], b[keep.mask & in_range], where=path)
+            ctx.working_crs = utm_for(a[keep.mask & in_range], b[keep.mask & in_range], where=path, swap_fix=swap_fix)
         keep.drop(~in_range, "coordinate_out_of_range", "longitude outside ±180 or latitude outside ±90")
         keep.drop((a == 0) & (b == 0), "null_island", "longitude and latitude are both 0")
         lon, lat = a, b
