@@ -427,7 +427,8 @@ def _split(text: str | None) -> list[str] | None:
 def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> None:
     """Peer review: line up the report cards of several cities (run or export folders, or
     report_card.json files) indicator by indicator. Each indicator is checked for comparability
-    (source, kind, unit, period, ICCS categories, survey question, definition), each city's own change
+    (source, kind, unit, period, ICCS categories, survey question, definition,
+    population base year of rates), each city's own change
     since its baseline is shown, and overlapping intervals are said to overlap; cities are listed by
     name, never by value, unless --rank."""
     from usm_geo.compare import compare as run_compare

@@ -919,6 +919,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                         for lv, layer in located.units.levels.items() if located.units.kinds[lv] == "h3"}
     info["population_method"] = population_methods(pop)
     info["population_notes"] = population_notes(pop)
+    info["population_base_year"] = study.population_base_year()  # None: the study does not say (unknown)
     info["hierarchy"] = located.units.report
     info["rollup_check"] = check_rollups(measures, located.units)
     info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
@@ -956,7 +957,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         from usm_geo.indicators.report_card import report_card
 
         card = report_card(measures, indicators.tables.get("progress"), indicators.definitions,
-                           baseline=study.periods.baseline, current=study.periods.current, city_name=study.name)
+                           baseline=study.periods.baseline, current=study.periods.current, city_name=study.name,
+                           population_year=study.population_base_year())
         write_run_exports(folder, {lv: layer[["unit_id", "name", "parent_id", "geometry"]] for lv, layer in located.units.levels.items()},
                           measures, located.units.crosswalk, profile=study.outputs.profile,
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
