@@ -441,7 +441,7 @@ def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> No
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for model.json, model_units.csv, covariates.csv, resilience.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
 @quiet_option
 def model(study: Path, out: Path, quiet: bool) -> None:
     """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
@@ -467,7 +467,9 @@ def model(study: Path, out: Path, quiet: bool) -> None:
         for note in m["notes"]:
             click.echo(f"  note: {note}")
     rtm = info.get("risk_terrain")
-    if rtm:
+    if rtm and rtm.get("not_published"):
+        click.echo(f"risk terrain, {rtm['period']}: not written: {rtm['not_published']}")
+    elif rtm:
         click.echo(f"risk terrain, {rtm['period']}: {rtm['cells']:,} grid cells (risk_terrain.tif, risk_terrain.csv)")
         for r in rtm["rate_ratios"]:
             click.echo(f"  {r['term']}: rate ratio {r['rate_ratio']:.3g} ({r['rr_lower']:.3g} to {r['rr_upper']:.3g}) {r['units']}")
