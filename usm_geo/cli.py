@@ -469,7 +469,8 @@ def _split(text: str | None) -> list[str] | None:
 def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> None:
     """Peer review: line up the report cards of several cities (run or export folders, or
     report_card.json files) indicator by indicator. Each indicator is checked for comparability
-    (source, kind, unit, period, ICCS categories, survey question, definition), each city's own change
+    (source, kind, unit, period, ICCS categories, survey question, definition,
+    population base year of rates), each city's own change
     since its baseline is shown, and overlapping intervals are said to overlap; cities are listed by
     name, never by value, unless --rank."""
     from usm_geo.compare import compare as run_compare
@@ -482,7 +483,7 @@ def compare(inputs: tuple[Path, ...], out: Path, profile: str, rank: bool) -> No
 
 @main.command()
 @click.argument("study", type=click.Path(path_type=Path))
-@out_option("folder", "model", required=True, help="Folder for model.json, model_units.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
+@out_option("folder", "model", required=True, help="Folder for model.json, model_units.csv, covariates.csv, resilience.csv, ledger.csv and, with [model] risk_terrain, risk_terrain.tif/.csv/.json/_map.html (created or replaced).")
 @quiet_option
 def model(study: Path, out: Path, quiet: bool) -> None:
     """Fit the count model of STUDY's [[inputs.covariates]]: incidents per unit of the current period
@@ -508,7 +509,9 @@ def model(study: Path, out: Path, quiet: bool) -> None:
         for note in m["notes"]:
             click.echo(f"  note: {note}")
     rtm = info.get("risk_terrain")
-    if rtm:
+    if rtm and rtm.get("not_published"):
+        click.echo(f"risk terrain, {rtm['period']}: not written: {rtm['not_published']}")
+    elif rtm:
         click.echo(f"risk terrain, {rtm['period']}: {rtm['cells']:,} grid cells (risk_terrain.tif, risk_terrain.csv)")
         for r in rtm["rate_ratios"]:
             click.echo(f"  {r['term']}: rate ratio {r['rate_ratio']:.3g} ({r['rr_lower']:.3g} to {r['rr_upper']:.3g}) {r['units']}")

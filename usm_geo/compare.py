@@ -7,8 +7,12 @@ and, for each indicator:
 
 * checks that the cities measure the same thing — same data source (police, health, survey), kind
   and unit, the same current period, the same ICCS categories, survey question and answer labels,
-  and the same definition (a SHA-256 of the definition's fields, :func:`definition_hash`). A city
-  that differs is marked not comparable with the reason (``source: health, others police``);
+  and the same definition (a SHA-256 of the definition's fields, :func:`definition_hash`), and for
+  rates the same population base year (the card's ``population_year``). A city that differs is
+  marked not comparable with the reason (``source: health, others police``, ``population base year
+  2011 vs 2021``). A rate whose card gives no base year is compared as if it had the others' year
+  and flagged ``population_base_year_unknown``: the study did not say, which is not a difference
+  that can be shown (docs/cli.md "compare");
 * gives each city's own change since its baseline and its own target status;
 * says which comparable cities' intervals do **not** overlap (``distinct_from``) instead of
   ordering them: overlapping intervals mean the data cannot tell the cities apart.
@@ -36,7 +40,10 @@ from usm_geo.maps.escape import esc
 DEFINITION_FIELDS = ("kind", "source", "categories", "per", "question", "yes", "exclude", "never_go_out_rule")
 
 #: what makes two cities' values of one indicator comparable, in the order reasons are given
-SIGNATURE_FIELDS = ("source", "kind", "unit", "period", "categories", "question", "definition")
+SIGNATURE_FIELDS = ("source", "kind", "unit", "period", "categories", "question", "definition", "population_year")
+
+#: a rate's note when its card does not say which year its population counts describe
+UNKNOWN_YEAR_FLAG = "population_base_year_unknown"
 
 RANK_CAVEAT = ("ranked on request: a ranking orders values whose intervals may overlap, ignores differences in "
                "recording and reporting between cities, and rewards the start point rather than the progress each "
@@ -97,7 +104,15 @@ def _signature(row: pd.Series, defn: dict | None) -> dict:
     return {"source": row.get("source"), "kind": row.get("kind"), "unit": row.get("unit"), "period": row.get("period"),
             "categories": ",".join(map(str, cats)) if cats is not None else None,
             "question": d.get("question") if row.get("kind") == "share" else None,
-            "definition": definition_hash(defn)}
+            "definition": definition_hash(defn),
+            "population_year": _year(row.get("population_year")) if row.get("kind") == "rate" else None}
+
+
+def _year(v) -> str | None:
+    """A card's population base year as text (JSON may hold 2021 or "2021"); None when unknown."""
+    if _missing(v) or v == "":
+        return None
+    return str(int(v)) if isinstance(v, (int, float)) else str(v)
 
 
 def _num(x) -> float:
@@ -151,7 +166,15 @@ def compare_cards(cards: list[Card], *, profile: str = "public", rank: bool = Fa
     table = pd.DataFrame(out)
     comparable, reasons = [], []
     for _, grp in table.groupby("indicator", sort=False):
-        sigs = list(grp["_sig"])
+        sigs = [dict(sig) for sig in grp["_sig"]]
+        # an unknown base year takes the year most of the others state (ties: the earliest), and says so
+        known = pd.Series([sig["population_year"] for sig in sigs if sig["population_year"] is not None], dtype=object)
+        for idx, sig in zip(grp.index, sigs):
+            if sig["kind"] == "rate" and sig["population_year"] is None:
+                if len(known):
+                    counts = known.value_counts()
+                    sig["population_year"] = sorted(counts[counts == counts.max()].index)[0]
+                table.at[idx, "flags"] = ";".join(f for f in (table.at[idx, "flags"], UNKNOWN_YEAR_FLAG) if f)
         if len(sigs) == 1:
             comparable.append((grp.index[0], False))
             reasons.append((grp.index[0], "only one city reports this indicator"))
@@ -173,7 +196,7 @@ def compare_cards(cards: list[Card], *, profile: str = "public", rank: bool = Fa
                 reasons.append((idx, "no other city measures it the same way (see their reasons)"))
             else:
                 comparable.append((idx, False))
-                reasons.append((idx, "; ".join(f"{f}: {_show(s.get(f))}, others {_show(ref_sig.get(f))}" for f in diff)))
+                reasons.append((idx, "; ".join(_reason(f, s.get(f), ref_sig.get(f)) for f in diff)))
     table["comparable"] = pd.Series(dict(comparable))
     table["not_comparable_reason"] = pd.Series(dict(reasons))
     distinct = {}
@@ -193,6 +216,12 @@ def compare_cards(cards: list[Card], *, profile: str = "public", rank: bool = Fa
         table["rank"] = pd.Series(ranks).reindex(table.index).astype("Int64")
         table = table.sort_values(["indicator", "rank", "city"], kind="stable", na_position="last")
     return table.drop(columns=["_sig", "_lib"])[[*COLUMNS, *(["rank"] if rank else [])]].reset_index(drop=True)
+
+
+def _reason(field: str, mine, others) -> str:
+    if field == "population_year":
+        return f"population base year {_show(mine)} vs {_show(others)}"
+    return f"{field}: {_show(mine)}, others {_show(others)}"
 
 
 def _missing(v) -> bool:

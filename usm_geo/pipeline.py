@@ -959,6 +959,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         if patterns is not None:
             write_csv(folder / "time_patterns.csv", patterns)
         write_models(folder, models, study.outputs.profile)
+        model_outputs = write_model_outputs(folder, intake, located, measures, models, stages)
         if sppt is not None:
             write_csv(folder / "sppt.csv", sppt)
         write_reconciliation(folder, recon, located.units, study)
@@ -970,6 +971,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
                         for lv, layer in located.units.levels.items() if located.units.kinds[lv] == "h3"}
     info["population_method"] = population_methods(pop)
     info["population_notes"] = population_notes(pop)
+    info["population_base_year"] = study.population_base_year()  # None: the study does not say (unknown)
     info["hierarchy"] = located.units.report
     info["rollup_check"] = check_rollups(measures, located.units)
     info["hotspots"] = {"period": hot.period, "global": hot.globals, "report": hot.reports,
@@ -984,6 +986,7 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         info["time_patterns"] = patterns_summary
     if models:
         info["models"] = {lv: {k: m["json"][k] for k in ("status", "period", "n_units", "notes")} for lv, m in models.items()}
+    info.update({key: section for key, section in model_outputs.items() if section is not None})
     if sppt_summary is not None:
         info["sppt"] = sppt_summary
     if recon is not None:
@@ -1011,7 +1014,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         from usm_geo.indicators.report_card import report_card
 
         card = report_card(measures, indicators.tables.get("progress"), indicators.definitions,
-                           baseline=study.periods.baseline, current=study.periods.current, city_name=study.name)
+                           baseline=study.periods.baseline, current=study.periods.current, city_name=study.name,
+                           population_year=study.population_base_year())
         write_run_exports(folder, {lv: layer[["unit_id", "name", "parent_id", "geometry"]] for lv, layer in located.units.levels.items()},
                           measures, crosswalk_table(located.units), profile=study.outputs.profile,
                           k=study.outputs.suppression_threshold, min_n=info["outputs"]["min_n"], report_card=card,
@@ -1245,16 +1249,27 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def write_risk_terrain(folder: Path, result, period: str, crs, study: Study, units=None, measures=None) -> list[str]:
+def _public_count(n: int, k: int, public: bool):
+    """A study-wide incident total as published: None for 1..k-1 in the public profile (a small count)."""
+    return None if public and 0 < n < k else int(n)
+
+
+def write_risk_terrain(folder: Path, result, period: str, crs, study: Study, tables=None) -> list[str]:
     """``risk_terrain.tif`` (the relative-risk surface, float32, working CRS, NaN outside the area;
     deflate, no dates: the same inputs give the same bytes), ``risk_terrain.csv`` (rate ratio per
     feature with its interval), ``risk_terrain.json`` (settings, fit, caveats) and, given the run's
-    ``units`` (level → layer) and ``measures``, ``risk_terrain_map.html`` (offline map; usm_geo.maps)."""
+    area ``tables`` (usm_geo.export.area_tables, already in the study's profile), ``risk_terrain_map.html``
+    (offline map of the surface over the tables' units; usm_geo.maps).
+
+    Nothing written holds a cell count: the surface is exp(Σ β x) of the risk layers over its mean, the
+    csv the coefficients. In the public profile the study-wide incident totals of the fit report are
+    blank when 1..k−1 (:func:`_public_count`)."""
     import rasterio
 
     from usm_geo.io import atomic_path, write_json
     from usm_geo.models.risk_terrain import RR_UNITS
 
+    public, k = study.outputs.profile == "public", study.outputs.suppression_threshold
     g = result.grid
     profile = {"driver": "GTiff", "width": g.cols, "height": g.rows, "count": 1, "dtype": "float32", "crs": crs,
                "transform": g.transform, "nodata": float("nan"), "compress": "deflate", "predictor": 3,
@@ -1268,29 +1283,92 @@ def write_risk_terrain(folder: Path, result, period: str, crs, study: Study, uni
         dst.set_band_description(1, "relative risk")
     table = result.rate_ratios.assign(period=period, confidence=result.report["level"])
     write_csv(folder / "risk_terrain.csv", table)
+    fit = dict(result.report)
+    for key in ("incidents_in_cells", "incidents_outside_cells"):
+        fit[key] = _public_count(fit[key], k, public)
     write_json(folder / "risk_terrain.json", {
         "period": period, "cell_size_m": g.cell_size, "crs": crs.to_string() if hasattr(crs, "to_string") else str(crs),
         "features": [dataclasses.asdict(f) for f in study.model.features],
-        "fit": dict(result.report), "rate_ratios": _records(table),
+        "fit": fit, "rate_ratios": _records(table), "profile": study.outputs.profile,
         "model": "negative binomial (NB2) of incidents per grid cell, offset log(cell area km2); Wald intervals",
         "caveats": list(result.caveats)})
     written = ["risk_terrain.tif", "risk_terrain.csv", "risk_terrain.json"]
-    if units is not None and measures is not None:
-        from usm_geo.maps import MapInputs, build_map
+    if tables is not None:
+        from usm_geo.maps import build_map
+        from usm_geo.maps.data import from_area_tables
 
         with open(folder / "risk_terrain.tif", "rb") as fh:
             tif = fh.read()
-        inputs = MapInputs(units=units, table=measures, kde=tif, kde_period=period, title=f"{study.name}: risk terrain",
-                           kde_name="Relative risk (risk terrain)")
+        inputs = dataclasses.replace(from_area_tables(tables, kde=tif), kde_period=period,
+                                     title=f"{study.name}: risk terrain", kde_name="Relative risk (risk terrain)")
         build_map(inputs, folder / "risk_terrain_map.html", hotspots=False, impact=False)
         written.append("risk_terrain_map.html")
     return written
 
 
+def write_model_outputs(folder: Path, intake: Intake, located: Located, measures: pd.DataFrame, models: dict,
+                        stages: Stages | None = None) -> dict:
+    """The model outputs ``run`` and ``model`` share, in the study's output profile:
+
+    - ``covariates.csv``: every unit of every level with ``[[inputs.covariates]]`` and its factor values
+      (usm_geo.models.factors.covariate_table; point layers as ``<name>_count/_density/_distance``);
+    - ``resilience.csv``: per unit of each modelled level, the survey shares of the model's period beside
+      the published count and the model's expected count (usm_geo.models.factors.resilience_table);
+    - with ``[model] risk_terrain = true``: the risk terrain files (:func:`write_risk_terrain`).
+
+    ``measures``: the run's long table with the indicator rows, unsuppressed (the profile is applied
+    here, through usm_geo.export.area_tables, before anything is written); ``models``: :func:`run_models`.
+    Returns run.json's sections ``covariates``, ``resilience`` and ``risk_terrain`` (None when not made)."""
+    from usm_geo.models.factors import RESILIENCE_CAVEAT, covariate_table, resilience_table
+
+    study = intake.study
+    out: dict = {"covariates": None, "resilience": None, "risk_terrain": None}
+    if not intake.covariates and not study.model.risk_terrain:
+        return out
+    stages = stages or Stages()
+    rtm, period = run_risk_terrain(intake, measures, stages)
+    with stages("model outputs"):
+        from usm_geo.export import area_tables
+
+        profile, k = study.outputs.profile, study.outputs.suppression_threshold
+        min_n = int((study.indicators or {}).get("min_n", 30))
+        units = {lv: layer.set_crs(intake.working_crs, allow_override=True) if layer.crs is None else layer
+                 for lv, layer in located.units.levels.items()}
+        tables = area_tables({lv: layer[["unit_id", "name", "parent_id", "geometry"]] for lv, layer in units.items()},
+                             measures, located.units.crosswalk, profile=profile, k=k, min_n=min_n)
+        if intake.covariates:
+            cov = covariate_table(intake.covariates, units)
+            write_csv(folder / "covariates.csv", cov)
+            out["covariates"] = {"file": "covariates.csv", "levels": sorted(intake.covariates),
+                                 "columns": [c for c in cov.columns if c not in ("level", "unit_id", "name")]}
+            frames, notes = [], {}
+            for level, m in sorted(models.items()):
+                res, why = resilience_table(tables.measures, m["units"], units[level], level=level,
+                                            period=str(m["json"].get("period")), public=profile == "public")
+                frames.append(res)
+                notes[level] = {"period": m["json"].get("period"), "model": m["json"]["status"], "shares": why}
+            if frames:
+                write_csv(folder / "resilience.csv", pd.concat(frames, ignore_index=True))
+                out["resilience"] = {"file": "resilience.csv", "levels": notes, "caveat": RESILIENCE_CAVEAT}
+        if rtm is not None:
+            total = int(rtm.report["incidents_in_cells"])
+            if profile == "public" and 0 < total < k:
+                # with fewer than k incidents the surface would outline where those few were recorded
+                out["risk_terrain"] = {"period": period, "written": [],
+                                       "not_published": f"fewer than k = {k} incidents in the grid cells (public profile)"}
+            else:
+                written = write_risk_terrain(folder, rtm, period, intake.working_crs, study, tables=tables)
+                out["risk_terrain"] = {"period": period, "written": written, "cells": rtm.report["cells_in_area"],
+                                       "cell_size_m": rtm.grid.cell_size, "rate_ratios": _records(rtm.rate_ratios),
+                                       "caveats": list(rtm.caveats)}
+    return out
+
+
 def model_study(study: Study, out: Path, stages: Stages | None = None) -> dict:
-    """What ``usm-geo model STUDY --out DIR`` does: intake, units, population and measures, then the
-    count model of every level with covariates; writes ``model.json``, ``model_units.csv`` (internal
-    profile) and ``ledger.csv`` into ``out`` (built as a temporary sibling and swapped in)."""
+    """What ``usm-geo model STUDY --out DIR`` does: intake, units, population, measures and indicators,
+    then the count model of every level with covariates; writes ``model.json``, ``model_units.csv``
+    (internal profile), ``ledger.csv`` and :func:`write_model_outputs`' files into ``out`` (built as a
+    temporary sibling and swapped in) — the same model outputs ``run`` writes."""
     from usm_geo.models.counts import CAVEAT
 
     if not study.covariates and not study.model.risk_terrain:
@@ -1303,18 +1381,13 @@ def model_study(study: Study, out: Path, stages: Stages | None = None) -> dict:
         pop = run_population(intake, located, stages)
         measures = run_measures(intake, located, pop, stages)
         models = run_models(intake, located, measures, stages)
+        indicators = run_indicators(intake, located, measures, stages)  # the survey shares of resilience.csv
         write_models(stage, models, study.outputs.profile)
-        rtm, period = run_risk_terrain(intake, measures, stages)
-        if rtm is not None:
-            units = {lv: layer.set_crs(intake.working_crs, allow_override=True) if layer.crs is None else layer
-                     for lv, layer in located.units.levels.items()}
-            write_risk_terrain(stage, rtm, period, intake.working_crs, study, units=units, measures=measures)
+        extra = write_model_outputs(stage, intake, located,
+                                    sort_measures(pd.concat([measures, indicators.rows], ignore_index=True)), models, stages)
         write_csv(stage / "ledger.csv", intake.ledger.to_frame())
     info = {"models": {lv: m["json"] for lv, m in models.items()}, "ledger_summary": intake.ledger.summary(),
-            "caveat": CAVEAT, "risk_terrain": None}
-    if rtm is not None:
-        info["risk_terrain"] = {"period": period, "rate_ratios": _records(rtm.rate_ratios),
-                                "cells": rtm.report["cells_in_area"], "caveats": list(rtm.caveats)}
+            "caveat": CAVEAT, **extra}
     return info
 
 

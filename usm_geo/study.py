@@ -123,6 +123,9 @@ class PopulationSource:
     points: Path | None = None  # population points (e.g. census block centroids), any CRS
     areas: Path | None = None  # polygons of another geography with a population count
     value: str = "population"  # the count column of points or areas
+    # the year the population counts describe (a census or estimate year): report cards carry it on
+    # rate indicators and ``usm-geo compare`` refuses to compare rates on different base years
+    year: int | None = None
     # the ledger source name: "population" with one entry; with several [[inputs.population]],
     # "population.<level>" for a table, "population[<n>]" for an entry without one
     name: str = "population"
@@ -356,6 +359,12 @@ class Study:
         if len(self.population_sources) > 1:
             return self.population_sources
         return (self.population,) if self.population is not None else ()
+
+    def population_base_year(self) -> str | None:
+        """The year(s) the population denominators describe (``year`` of ``[[inputs.population]]``):
+        ``"2021"``, ``"2011/2021"`` when entries differ, None when no entry says (unknown)."""
+        years = sorted({p.year for p in self.population_inputs() if p.year is not None})
+        return "/".join(map(str, years)) if years else None
 
     def incident_inputs(self) -> tuple[RecordSource, ...]:
         """Every incident source in the study's order: the several files, or the one ``incidents``."""
@@ -886,8 +895,12 @@ def _population(table, file: Path, key: str = "inputs.population") -> Population
         points=r.path("points", required=False),
         areas=r.path("areas", required=False),
         value=r.take("value", str, "population"),
+        year=r.take("year", int, None),
     )
     r.done()
+    if pop.year is not None and not 1800 <= pop.year <= 2200:
+        raise r.error(f"{key}.year", f"is {pop.year}, not a calendar year",
+                      "give the year the population counts describe, e.g. year = 2021")
     if pop.path is None and pop.raster is None and pop.points is None and pop.areas is None:
         raise r.error(key, "needs a table (path), points, areas or a raster",
                       'add path = "population.csv" with level and id, or points/areas/raster = "..."')

@@ -111,3 +111,34 @@ def test_refusals(cards, tmp_path):
     (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
     result = CliRunner().invoke(main, ["compare", str(cards[0]), str(tmp_path / "bad.json"), "--out", str(tmp_path / "w")])
     assert result.exit_code == 2 and "not a report card" in result.output
+
+
+def test_population_base_year_differs_and_unknown(tmp_path):
+    """Rates on 2011 vs 2021 population counts are not comparable and the reason names both years;
+    a card that does not say its base year is compared on the others' year and flagged."""
+    defs = {"incident_rate": RATE_DEF}
+    a = _write(tmp_path / "a", [_row("Aberdale", "incident_rate", 30.0, 28.0, 32.0, population_year="2021")], defs)
+    b = _write(tmp_path / "b", [_row("Bexmoor", "incident_rate", 40.0, 37.0, 43.0, population_year="2021")], defs)
+    c = _write(tmp_path / "c", [_row("Cranford", "incident_rate", 31.0, 29.5, 32.5, population_year="2011")], defs)
+    d = _write(tmp_path / "d", [_row("Dunmore", "incident_rate", 33.0, 31.0, 35.0)], defs)  # no population_year
+    rate = compare_cards([load_card(p) for p in (a, b, c, d)]).set_index("city")
+    assert not rate.loc["Cranford", "comparable"]
+    assert rate.loc["Cranford", "not_comparable_reason"] == "population base year 2011 vs 2021"
+    assert rate.loc["Aberdale", "comparable"] and rate.loc["Bexmoor", "comparable"]
+    # unknown: comparable with a flag, and only rates (and only unknown cards) carry it
+    assert rate.loc["Dunmore", "comparable"] and rate.loc["Dunmore", "not_comparable_reason"] == ""
+    assert rate.loc["Dunmore", "flags"] == "population_base_year_unknown"
+    assert rate.loc["Aberdale", "flags"] == ""
+    # a JSON number is the same year as a string
+    e = _write(tmp_path / "e", [_row("Eastwick", "incident_rate", 30.0, 28.0, 32.0, population_year=2021)], defs)
+    rate = compare_cards([load_card(p) for p in (a, e)]).set_index("city")
+    assert rate["comparable"].all()
+
+
+def test_shares_ignore_the_population_base_year(tmp_path):
+    share = dict(source="survey", kind="share", unit="proportion of residents (0-1)", lower_is_better=False)
+    a = _write(tmp_path / "a", [_row("Aberdale", "safe_share", 0.5, 0.45, 0.55, population_year="2021", **share)],
+               {"safe_share": SHARE_DEF})
+    b = _write(tmp_path / "b", [_row("Bexmoor", "safe_share", 0.52, 0.40, 0.64, **share)], {"safe_share": SHARE_DEF})
+    table = compare_cards([load_card(a), load_card(b)]).set_index("city")
+    assert table["comparable"].all() and (table["flags"] == "").all()

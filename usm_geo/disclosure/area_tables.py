@@ -356,7 +356,8 @@ def run_report_card(run: RunFolder, indicators=None) -> pd.DataFrame:
     period_info = info.get("periods") or {}
     card = make_card(run.tables.measures, progress, info.get("indicator_definitions"),
                      baseline=period_info.get("baseline"), current=period_info.get("current"),
-                     city_name=(info.get("study") or {}).get("name") or "city")
+                     city_name=(info.get("study") or {}).get("name") or "city",
+                     population_year=info.get("population_base_year"))
     if indicators:
         card = card[card["indicator"].isin(set(indicators))].reset_index(drop=True)
     return card

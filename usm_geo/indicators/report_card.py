@@ -21,7 +21,7 @@ COLUMNS = [
     "city", "level", "unit_id", "indicator", "name", "theme", "sdg", "source", "kind", "unit", "lower_is_better",
     "period", "value", "lower", "upper", "n", "flags",
     "baseline_period", "baseline_value", "change", "change_lower", "change_upper", "trend_per_year",
-    "target_year", "target_value", "target_status", "status_reason",
+    "target_year", "target_value", "target_status", "status_reason", "population_year",
 ]
 
 #: the measures that are not indicators (counts and denominators); the one list every table writer uses
@@ -50,7 +50,8 @@ def _num(x):
 
 
 def report_card(measures: pd.DataFrame, progress_table: pd.DataFrame | None, definitions: dict[str, dict] | None, *,
-                baseline: str | None, current: str | None, city_name: str) -> pd.DataFrame:
+                baseline: str | None, current: str | None, city_name: str,
+                population_year: str | None = None) -> pd.DataFrame:
     """One row per indicator for level ``city`` (category ``all``).
 
     Parameters
@@ -67,6 +68,9 @@ def report_card(measures: pd.DataFrame, progress_table: pd.DataFrame | None, def
         is shown for its latest period up to ``current`` (else its latest), named in ``period``.
     city_name : str
         The study's name.
+    population_year : str or None
+        The population base year of the denominators (``Study.population_base_year``; run.json's
+        ``population_base_year``), written on rate indicators only; None = unknown.
     """
     definitions = definitions or {}
     city = measures[(measures["level"] == "city") & (measures["category"] == "all")
@@ -108,6 +112,7 @@ def report_card(measures: pd.DataFrame, progress_table: pd.DataFrame | None, def
             "baseline_period": baseline if base_value is not None else None, "baseline_value": base_value,
             "change": None, "change_lower": None, "change_upper": None, "trend_per_year": None,
             "target_year": None, "target_value": None, "target_status": None, "status_reason": None,
+            "population_year": population_year if kind == "rate" else None,
         }
         if prog is not None and ind in prog.index:
             pr = prog.loc[ind]
