@@ -1328,7 +1328,7 @@ def write_model_outputs(folder: Path, intake: Intake, located: Located, measures
     stages = stages or Stages()
     rtm, period = run_risk_terrain(intake, measures, stages)
     with stages("model outputs"):
-        from usm_geo.export import area_tables
+        from usm_geo.disclosure import area_tables
 
         profile, k = study.outputs.profile, study.outputs.suppression_threshold
         min_n = int((study.indicators or {}).get("min_n", 30))

@@ -129,3 +129,53 @@ def test_same_study_same_bytes_and_the_map_is_offline(rtm_run):
     html = (base / "out1" / "risk_terrain_map.html").read_text(encoding="utf-8")
     assert "Relative risk (risk terrain)" in html
     assert 'src="http' not in html and "href=\"http" not in html.replace('href="https://leafletjs.com"', "")
+
+
+@pytest.fixture(scope="module")
+def rtm_public_run(rtm_run):
+    """`usm-geo run` of the same study in the public profile: the model outputs come with the run."""
+    base, results, bars, nb = rtm_run
+    text = (base / "inputs" / "study.toml").read_text(encoding="utf-8")
+    assert 'profile = "internal"' in text
+    study = base / "inputs" / "public.toml"
+    study.write_text(text.replace('profile = "internal"', 'profile = "public"'), encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", str(study), "--out", str(base / "run"), "--quiet"])
+    return base, result, bars, nb
+
+
+def test_run_writes_the_model_outputs_of_model_and_publishes_no_small_count(rtm_public_run):
+    base, result, bars, nb = rtm_public_run
+    assert result.exit_code == 0, result.output
+    run, model = base / "run", base / "out1"
+    info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    for name in ("risk_terrain.tif", "risk_terrain.csv", "risk_terrain.json", "risk_terrain_map.html",
+                 "covariates.csv", "resilience.csv", "model.json"):
+        assert name in info["outputs"]["files"] and (run / name).is_file(), name
+    # one code path: the surface and its rate ratios are those `usm-geo model` wrote
+    assert (run / "risk_terrain.tif").read_bytes() == (model / "risk_terrain.tif").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_csv(run / "risk_terrain.csv"), pd.read_csv(model / "risk_terrain.csv"))
+    # covariates.csv: the bars per neighbourhood, as a geopandas sjoin counts them
+    pts = gpd.GeoDataFrame(bars, geometry=gpd.points_from_xy(bars["east"], bars["north"]), crs="EPSG:32633")
+    ref = gpd.sjoin(pts, nb[["nbhd_id", "geometry"]], predicate="within").groupby("nbhd_id").size()
+    cov = pd.read_csv(run / "covariates.csv", dtype={"unit_id": str})
+    cov = cov[cov["level"] == "neighbourhood"].set_index("unit_id")
+    assert len(cov) == 60
+    assert (cov["bars_count"] == ref.reindex(cov.index).fillna(0).astype(int)).all()
+    # resilience.csv in public: observed counts 0 or >= k, expected blank beside a withheld count;
+    # the survey shares are the run's measures of that unit and period
+    k = info["outputs"]["suppression_threshold"]
+    res = pd.read_csv(run / "resilience.csv", dtype={"unit_id": str, "period": str, "safe_after_dark_share_period": str})
+    obs = res["observed"].dropna()
+    assert len(obs) and not ((obs >= 1) & (obs < k)).any()
+    assert res.loc[res["observed"].isna(), "expected"].isna().all()
+    m = pd.read_csv(run / "measures.csv", dtype={"unit_id": str, "period": str})
+    share = m[(m["measure"] == "safe_after_dark_share") & (m["category"] == "all")]
+    got = res.dropna(subset=["safe_after_dark_share"]).merge(
+        share, left_on=["level", "unit_id", "safe_after_dark_share_period"], right_on=["level", "unit_id", "period"])
+    assert len(got) > 30
+    np.testing.assert_allclose(got["safe_after_dark_share"], got["value"], rtol=1e-12)
+    # no file of the model carries a cell count below k
+    rtj = json.loads((run / "risk_terrain.json").read_text(encoding="utf-8"))
+    for key in ("incidents_in_cells", "incidents_outside_cells"):
+        v = rtj["fit"].get(key)
+        assert v is None or v == 0 or v >= k, (key, v)
