@@ -29,7 +29,7 @@ def test_every_stem_measure_word_and_fixed_field_is_documented():
 def test_every_part_token_is_documented():
     doc = _section()
     rows = {"_lower": "lower bound", "_upper": "upper bound", "_n": "count / respondents", "_flags": "flags"}
-    cols = {"": 0, "_eb": 1, "_seb": 2}
+    cols = {"": 0, "_eb": 1, "_seb": 2, "_fh": 3}
     for smooth, tokens in shapefiles.PART_TOKENS.items():
         for part, token in tokens.items():
             line = next(l for l in doc.splitlines() if l.startswith(f"| {rows[part]}" if part else "| value"))
@@ -41,10 +41,11 @@ def test_documented_examples_are_what_the_code_writes():
     names = shapefiles.field_names(
         ["homicide_rate", "homicide_rate_lower", "homicide_rate_upper", "homicide_rate_n", "homicide_rate_flags",
          "homicide_rate_eb", "homicide_rate_eb_lower", "homicide_rate_eb_upper", "harassment_share",
-         "violent_crime_rate"],
-        ["homicide_rate", "homicide_rate_eb", "harassment_share", "violent_crime_rate"])
+         "violent_crime_rate", "safe_after_dark_share_fh", "safe_after_dark_share_fh_lower",
+         "safe_after_dark_share_fh_upper"],
+        ["homicide_rate", "homicide_rate_eb", "harassment_share", "violent_crime_rate", "safe_after_dark_share_fh"])
     assert list(names.values()) == ["hom_rate", "hom_lo", "hom_hi", "hom_n", "hom_fl", "hom_eb", "hom_elo", "hom_ehi",
-                                    "har_shr", "vioc_rate"]
+                                    "har_shr", "vioc_rate", "dark_fh", "dark_flo", "dark_fhi"]
     doc = _section()
     for short in names.values():
         assert f"`{short}`" in doc

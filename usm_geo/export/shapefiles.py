@@ -6,15 +6,15 @@ A shapefile's DBF holds field names of at most 10 characters. GDAL's own shorten
 
 ``<stem>_<token>`` — the stem names the indicator (``homicide_rate`` → ``hom``), the token the part:
 
-=============  ==============  ==========  ===========
-part           plain           global EB   spatial EB
-=============  ==============  ==========  ===========
-value          measure word    ``eb``      ``seb``
-lower bound    ``lo``          ``elo``     ``slo``
-upper bound    ``hi``          ``ehi``     ``shi``
-count / n      ``n``           ``en``      ``sn``
-flags          ``fl``          ``efl``     ``sfl``
-=============  ==============  ==========  ===========
+=============  ==============  ==========  ===========  ===========
+part           plain           global EB   spatial EB   Fay–Herriot
+=============  ==============  ==========  ===========  ===========
+value          measure word    ``eb``      ``seb``      ``fh``
+lower bound    ``lo``          ``elo``     ``slo``      ``flo``
+upper bound    ``hi``          ``ehi``     ``shi``      ``fhi``
+count / n      ``n``           ``en``      ``sn``       ``fn``
+flags          ``fl``          ``efl``     ``sfl``      ``ffl``
+=============  ==============  ==========  ===========  ===========
 
 Measure words: rate → ``rate``, share → ``shr``, score → ``scr``, count → ``cnt``, index → ``idx``,
 ratio → ``rat``. Stems come from :data:`STEMS` (else the first three letters of the first word and
@@ -69,11 +69,12 @@ STEMS = {
 }
 #: measure words (the last word of an indicator id) → the value field's token
 MEASURES = {"rate": "rate", "share": "shr", "score": "scr", "count": "cnt", "index": "idx", "ratio": "rat"}
-#: part suffix → token, per smoothing ("" plain, "_eb" global EB, "_seb" spatial EB)
+#: part suffix → token, per estimate ("" plain, "_eb" global EB, "_seb" spatial EB, "_fh" Fay–Herriot)
 PART_TOKENS = {
     "": {"_lower": "lo", "_upper": "hi", "_n": "n", "_flags": "fl"},
     "_eb": {"": "eb", "_lower": "elo", "_upper": "ehi", "_n": "en", "_flags": "efl"},
     "_seb": {"": "seb", "_lower": "slo", "_upper": "shi", "_n": "sn", "_flags": "sfl"},
+    "_fh": {"": "fh", "_lower": "flo", "_upper": "fhi", "_n": "fn", "_flags": "ffl"},
 }
 #: fixed columns of area, hot spot and impact layers → field names
 FIXED = {
@@ -99,7 +100,7 @@ def period_code(i: int) -> str:
 
 
 def _base(ind: str) -> tuple[str, str]:
-    for suffix in ("_seb", "_eb"):
+    for suffix in ("_seb", "_eb", "_fh"):
         if ind.endswith(suffix):
             return ind[: -len(suffix)], suffix
     return ind, ""
