@@ -36,7 +36,7 @@ from usm_geo.intake.crs import WGS84, crs_label, same_crs, utm_for, working_crs
 from usm_geo.intake.files import read_spatial, detect_format
 from usm_geo.intake.ledger import Ledger
 from usm_geo.indicators.compute import contiguity, perception_rows, rate_rows, share_rows, smoothed_rows
-from usm_geo.indicators.small_area_rows import small_area_definitions, small_area_rows
+from usm_geo.indicators.small_area_rows import small_area_definitions, small_area_in_profile, small_area_rows
 from usm_geo.indicators.registry import incident_harm, load_settings, map_categories
 from usm_geo.indicators.tables import concentration_table, gap_table, progress_table
 from usm_geo.intake.counts import read_count_sources
@@ -666,8 +666,7 @@ def run_small_area(intake: Intake, located: Located, share: pd.DataFrame, settin
     """``[indicators] small_area``: Fay–Herriot estimates of the share rows (with ``design_variance``)
     at every level with covariates (:func:`usm_geo.indicators.small_area_rows.small_area_rows`)."""
     ids = {lv: located.units.levels[lv]["unit_id"].to_numpy(dtype=object) for lv in intake.covariates}
-    return small_area_rows(share, intake.covariates, ids, use=settings.small_area_covariates,
-                           profile=intake.study.outputs.profile, min_n=settings.min_n)
+    return small_area_rows(share, intake.covariates, ids, use=settings.small_area_covariates)
 
 
 @dataclass
@@ -904,6 +903,15 @@ def run_info(intake: Intake, timings: dict[str, float], started_at: str) -> dict
 REPORT_NAME = "report.html"
 
 
+def public_measures(measures: pd.DataFrame, units: UnitSet, study: Study) -> pd.DataFrame:
+    """The measures table as the run's public files show it (the study's k and min_n, the crosswalk
+    with its nested pairs)."""
+    from usm_geo.disclosure import apply_profile
+
+    return apply_profile(measures, crosswalk_table(units), profile="public", k=study.outputs.suppression_threshold,
+                         min_n=int((study.indicators or {}).get("min_n", 30)))[0]
+
+
 def crosswalk_table(units: UnitSet) -> pd.DataFrame:
     """The crosswalk with its ``nested`` column (``crosswalk.csv``): which level pairs nest, so that
     the public profile protects Σ children = parent there. Every public file of a run is made from
@@ -954,6 +962,8 @@ def run_into(study: Study, folder: Path, stages: Stages | None = None, now: dt.d
         write_csv(folder / "measures.csv", measures)
         write_csv(folder / "indicators.csv", indicators.wide)
         for name, frame in indicators.tables.items():
+            if name == "small_area" and study.outputs.profile == "public":
+                frame = small_area_in_profile(frame, public_measures(measures, located.units, study))
             write_csv(folder / f"{name}.csv", frame)
         write_csv(folder / "ledger.csv", intake.ledger.to_frame())
         if patterns is not None:

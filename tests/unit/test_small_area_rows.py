@@ -16,7 +16,7 @@ from unit.test_small_area import MILK, SAMPLICS_BETA, SAMPLICS_EST, SAMPLICS_MSE
 from usm_geo.disclosure import apply_profile
 from usm_geo.errors import StudyError
 from usm_geo.indicators.small_area import fay_herriot
-from usm_geo.indicators.small_area_rows import small_area_definitions, small_area_rows
+from usm_geo.indicators.small_area_rows import small_area_in_profile, small_area_definitions, small_area_rows
 from usm_geo.study import load_study
 
 Z = 1.959963984540054  # qnorm(0.975) in R 4.2.2
@@ -102,8 +102,12 @@ def test_public_profile_blanks_the_direct_share_where_it_is_suppressed():
     flags = ["", "small_n", "", "", "small_eff_n", "", "", ""]
     direct = _direct("nb", ids, "2023", y, y * (1 - y) / n, n, flags=flags)
     cov = pd.DataFrame({"unit_id": ids, "a": np.arange(8.0) ** 1.5})
-    internal = small_area_rows(direct, {"nb": cov}, {"nb": ids}).table.set_index("unit_id")
-    public = small_area_rows(direct, {"nb": cov}, {"nb": ids}, profile="public", min_n=30).table.set_index("unit_id")
+    fit = small_area_rows(direct, {"nb": cov}, {"nb": ids})
+    internal = fit.table.set_index("unit_id")
+    # the public measures withhold U1 (small_n) and U4 (small_eff_n); small_area.csv follows them
+    published, _ = apply_profile(pd.concat([direct.drop(columns="design_variance"), fit.rows]), None,
+                                 profile="public", k=5, min_n=30)
+    public = small_area_in_profile(fit.table, published).set_index("unit_id")
     hidden = ["U1", "U4"]
     assert public.loc[hidden, ["n", "direct", "direct_var", "gamma", "g1", "g3"]].isna().all().all()
     shown = [u for u in ids if u not in hidden]

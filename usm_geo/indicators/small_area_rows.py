@@ -57,11 +57,23 @@ class SmallArea:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _direct_suppressed(n: np.ndarray, flags: pd.Series, min_n: int) -> np.ndarray:
-    """The public profile's rule for a direct share (usm_geo.disclosure, survey shares): respondents,
-    but fewer than ``min_n`` or flagged ``small_n``/``small_eff_n``."""
-    small = flags.fillna("").astype(str).str.contains(r"(?:^|;)(?:small_n|small_eff_n)(?:;|$)", regex=True).to_numpy()
-    return (n >= 1) & ((n < min_n) | small)
+def small_area_in_profile(table: pd.DataFrame, public_measures: pd.DataFrame) -> pd.DataFrame:
+    """``small_area.csv`` as the public profile may show it: :data:`DIRECT_COLUMNS` blank wherever the
+    public measures (``usm_geo.disclosure.apply_profile`` with the run's crosswalk) withhold the unit's
+    direct share — by its own small n or by complementary suppression — so the table reveals no
+    direct share the published files hide. The EBLUP and its MSE stay (they are published)."""
+    out = table.copy()
+    if not len(out):
+        return out
+    share = public_measures[public_measures["category"].astype(str) == "all"]
+    withheld = share.loc[share["value"].isna(), ["level", "unit_id", "period", "measure"]].astype(str)
+    gone = pd.MultiIndex.from_frame(withheld)
+    keys = pd.MultiIndex.from_arrays([out["level"].astype(str), out["unit_id"].astype(str), out["period"].astype(str),
+                                      out["indicator"].astype(str).str.removesuffix(SUFFIX)])
+    hide = keys.isin(gone)
+    out[DIRECT_COLUMNS] = out[DIRECT_COLUMNS].astype(float)
+    out.loc[hide, DIRECT_COLUMNS] = np.nan
+    return out
 
 
 def _one_model(sub: pd.DataFrame, ids: np.ndarray, x: np.ndarray, factors: list[str]):
@@ -121,14 +133,13 @@ def _one_model(sub: pd.DataFrame, ids: np.ndarray, x: np.ndarray, factors: list[
 
 
 def small_area_rows(direct: pd.DataFrame, covariates: dict[str, pd.DataFrame], unit_ids: dict[str, np.ndarray], *,
-                    use: tuple[str, ...] = (), profile: str = "internal", min_n: int = 30) -> SmallArea:
+                    use: tuple[str, ...] = ()) -> SmallArea:
     """Fay–Herriot rows for every share indicator × period at every level of ``covariates``.
 
     ``direct``: share rows (measures columns + ``design_variance``, see the module docstring);
     ``covariates``: level → ``unit_id`` + one float column per factor; ``unit_ids``: level → its
-    units' ids (every unit is listed); ``use``: the factors to use (default every factor of a level);
-    ``profile``/``min_n``: in the public profile ``small_area.csv`` leaves :data:`DIRECT_COLUMNS` blank
-    where the direct share would be suppressed (the ``<id>_fh`` rows themselves are published).
+    units' ids (every unit is listed); ``use``: the factors to use (default every factor of a level).
+    The table is internal; :func:`small_area_in_profile` gives its public form.
     """
     row_frames, table_frames, models = [], [], []
     for level in sorted(covariates):
@@ -152,11 +163,6 @@ def small_area_rows(direct: pd.DataFrame, covariates: dict[str, pd.DataFrame], u
             row_frames.append(rows.assign(level=level, period=period, category="all", measure=ind + SUFFIX,
                                           numerator=np.nan, denominator=np.nan)[COLUMNS])
             table = table.assign(level=level, period=period, indicator=ind + SUFFIX)
-            if profile == "public":
-                hide = _direct_suppressed(table["n"].to_numpy(float), sub.set_index("unit_id").reindex(ids)["flags"],
-                                          int(min_n))
-                table[DIRECT_COLUMNS] = table[DIRECT_COLUMNS].astype(float)
-                table.loc[hide, DIRECT_COLUMNS] = np.nan
             table_frames.append(table)
     rows = pd.concat(row_frames, ignore_index=True) if row_frames else pd.DataFrame(columns=COLUMNS)
     table = pd.concat(table_frames, ignore_index=True) if table_frames else pd.DataFrame(columns=TABLE_COLUMNS)
