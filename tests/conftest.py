@@ -12,6 +12,17 @@ from click.testing import CliRunner
 from shared_data import IN_CI, REPO, SHARED_DATA, need_shared  # noqa: F401  (re-exported for fixtures)
 
 
+def pytest_collection_modifyitems(items):
+    """Work units for pytest-xdist (``--dist loadgroup``, pyproject's addopts): each test module
+    runs whole on one worker, in file order, so its module fixtures (a Chicago run, a browser
+    page) are built once; every test in tests/postgis shares one worker because they share the
+    test database's schemas (``demo_in``), which two workers would drop under each other."""
+    for item in items:
+        path = Path(str(item.fspath))
+        group = "postgis" if path.parent.name == "postgis" else path.relative_to(REPO).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def write_study(tmp_path):
     """Write a study.toml (dedented) into tmp_path and return its path."""
