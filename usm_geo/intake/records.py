@@ -48,7 +48,8 @@ class Context:
     timezone: str = "UTC"
     study_area: object = None  # shapely geometry in the working CRS, or None
     # the finest boundary level's PolygonIndex: "inside the study area" then means "in a unit",
-    # by the same rule as the units stage (so a used point always lands in a finest unit)
+    # by the same rule as the units stage (so a used point always lands in a finest unit); with an
+    # index, study_area may be None (the union of its polygons is not needed to test a point)
     study_index: object = None
     periods: Periods | None = None
     now: dt.datetime | None = None  # local "now" for the future-date check
@@ -260,6 +261,11 @@ def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tu
     return a, b, crs, names
 
 
+def _has_study_area(ctx: Context) -> bool:
+    """A study area is known: a polygon, or the finest level's index (its units make up the area)."""
+    return ctx.study_area is not None or ctx.study_index is not None
+
+
 def _inside(ctx: Context, x, y) -> np.ndarray:
     """In the study area: in a unit of the finest level when its index is known, else in the polygon."""
     if ctx.study_index is not None:
@@ -303,11 +309,11 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
         # projected here, reused below instead of projecting all 148 k points a second time
         known = np.zeros(len(a), dtype=bool)
         known_x, known_y = np.full(len(a), np.nan), np.full(len(a), np.nan)
-        known_in = np.zeros(len(a), dtype=bool) if ctx.study_area is not None else None
+        known_in = np.zeros(len(a), dtype=bool) if _has_study_area(ctx) else None
         known_crs = ctx.working_crs
-        if ctx.study_area is not None or ctx.swap_area is not None:
+        if _has_study_area(ctx) or ctx.swap_area is not None:
             # the study area, else the polygons known (ctx.swap_area): where the points are meant to be
-            where_meant = ((lambda x, y: _inside(ctx, x, y)) if ctx.study_area is not None
+            where_meant = ((lambda x, y: _inside(ctx, x, y)) if _has_study_area(ctx)
                            else (lambda x, y: shapely.intersects_xy(ctx.swap_area, x, y)))
             # also swap rows in range whose swapped position, but not their own, is in the study area
             to_work = transformer(WGS84, ctx.working_crs)
@@ -369,7 +375,7 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
         lon[m], lat[m] = transformer(crs, WGS84).transform(a[m], b[m])
         bad = m & ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(lon) & np.isfinite(lat))
         keep.drop(bad, "coordinate_out_of_range", f"cannot be transformed from {crs.name}")
-    if ctx.study_area is not None:
+    if _has_study_area(ctx):
         m = keep.mask
         outside = np.zeros(len(a), dtype=bool)
         rest = m
