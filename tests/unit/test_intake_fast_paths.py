@@ -183,3 +183,24 @@ def test_ledger_dropped_rows_equals_the_sorted_whole_ledger():
     np.testing.assert_array_equal(Ledger.dropped_rows(ledger, "a"), expected)
     np.testing.assert_array_equal(expected, [1, 3, 5, 7])
     assert Ledger().dropped_rows("a").tolist() == []
+
+
+# --------------------------------------------------------------------------- boundary overlaps
+
+
+def test_overlap_check_on_prepared_polygons_finds_what_the_plain_relate_finds(monkeypatch):
+    from usm_geo.intake.boundaries import _ledger_overlaps
+
+    rng = np.random.default_rng(5)
+    centres = rng.random((60, 2)) * 1000
+    geom = shapely.buffer(shapely.points(centres), rng.random(60) * 80 + 5, quad_segs=4)
+    geom[:10] = shapely.voronoi_polygons(shapely.multipoints(centres[:10]), extend_to=shapely.box(0, 0, 1000, 1000)).geoms
+    ids, rows = np.array([f"u{i:02d}" for i in range(60)]), np.arange(1, 61)
+    prepared = Ledger()
+    _ledger_overlaps(geom, ids, rows, "b", prepared)
+    assert not shapely.is_prepared(geom).any()  # handed back as they came
+    monkeypatch.setattr(shapely, "prepare", lambda g: None)  # the plain relate, polygon by polygon
+    plain = Ledger()
+    _ledger_overlaps(geom, ids, rows, "b", plain)
+    assert (prepared.to_frame()["reason"] == "overlapping_units").sum() > 10
+    pd.testing.assert_frame_equal(prepared.to_frame(), plain.to_frame())
