@@ -135,11 +135,15 @@ def _plain_iso(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         ok &= (year >= 1678) & (year <= 2261) & (month >= 1) & (month <= 12)
         last = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
         ok &= (day >= 1) & (day <= last) & (hour <= 23) & (minute <= 59) & (second <= 59)
-        rows, year, month, day = rows[ok], year[ok], month[ok], day[ok]
-        months = ((year - 1970) * 12 + month - 1).astype(np.int64).astype("datetime64[M]")
-        days = months.astype("datetime64[D]") + (day - 1).astype(np.int64).astype("timedelta64[D]")
-        seconds = (hour[ok] * 3600 + minute[ok] * 60 + second[ok]).astype(np.int64).astype("timedelta64[s]")
-        out[rows] = days.astype("datetime64[ns]") + seconds
+        if not ok.all():
+            rows, year, month, day, hour, minute, second = (a[ok] for a in (rows, year, month, day, hour, minute, second))
+        # days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil, years > 0)
+        y = year.astype(np.int64) - (month <= 2)
+        era = y // 400
+        yoe = y - era * 400
+        doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+        days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+        out[rows] = ((days * 86400 + hour * 3600 + minute * 60 + second) * 1_000_000_000).view("datetime64[ns]")
         read[rows] = True
     return out, read
 
