@@ -86,7 +86,10 @@ class Intake:
     study: Study
     working_crs: object
     levels: dict[str, gpd.GeoDataFrame]
-    study_area: object
+    # the study area (shapely, working CRS) or a zero-argument function computing it on first use of
+    # ``study_area``: intake itself tests "inside" with the finest level's index, and only later stages
+    # (the city polygon, KDE, impact, risk terrain) need the union of the 77 or 1,000 polygons
+    area_or_maker: object
     incidents: pd.DataFrame | None
     survey: pd.DataFrame | None
     ledger: Ledger
@@ -102,6 +105,18 @@ class Intake:
     count_report: dict | None = None  # set by run_measures: levels reached, levels not, units not in source
     # [reconcile]: the used incidents of the other records (not the primary ones), read only for reconciliation
     reconcile_incidents: pd.DataFrame | None = None
+
+    @property
+    def study_area(self):
+        """The study area in the working CRS (metres): the study's polygon file, else the union of the
+        finest boundary level; None without boundaries. Computed once, on first use."""
+        if callable(self.area_or_maker):
+            self.area_or_maker = self.area_or_maker()
+        return self.area_or_maker
+
+    @study_area.setter
+    def study_area(self, area) -> None:
+        self.area_or_maker = area
 
     def categories(self) -> list[str]:
         """The categories of the used incidents (or area-coded counts), sorted."""
@@ -164,10 +179,14 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
                 layer = layer.to_crs(crs)
             levels[spec.level] = layer
         check_parents(levels, study.boundaries)
-        area = _study_area(study, levels, crs) if crs is not None else None
+        # without a study-area file, "inside the study area" is "in a unit of the finest level" (its
+        # index, below): the union of that level is left to the first stage that needs it (on Dask
+        # the partition's units need it at once)
+        by_index = bool(levels) and study.units.study_area is None
+        area = _study_area(study, levels, crs) if crs is not None and (not by_index or scheduler is not None) else None
     unit_ids = {name: set(layer["unit_id"]) for name, layer in levels.items()}
     index = None
-    if levels and study.units.study_area is None:
+    if by_index:
         index = PolygonIndex.build(next(iter(levels.values())).geometry.to_numpy())
     ctx = Context(working_crs=crs, timezone=study.timezone, study_area=area, study_index=index, periods=study.periods,
                   now=now, unit_ids=unit_ids)
@@ -195,7 +214,8 @@ def run_intake(study: Study, stages: Stages | None = None, now: dt.datetime | No
         with stages("counts"):
             counts = read_count_sources(study.counts, ledger, unit_ids[study.counts[0].unit_level], study.periods)
     covariates = read_covariate_tables(study, ledger, unit_ids, stages, ctx=ctx, levels=levels)
-    return Intake(study=study, working_crs=ctx.working_crs, levels=levels, study_area=area, incidents=incidents,
+    area_or_maker = area if area is not None or not by_index else (lambda: _study_area(study, levels, crs))
+    return Intake(study=study, working_crs=ctx.working_crs, levels=levels, area_or_maker=area_or_maker, incidents=incidents,
                   survey=survey, ledger=ledger, perception=perception, index=index, timings=stages.timings,
                   counted=counted, counts=counts, covariates=covariates, reconcile_incidents=other_records,
                   features=covariates.attrs.get("features", {}) if hasattr(covariates, "attrs") else {})

@@ -57,7 +57,14 @@ def _ledger_overlaps(geom: np.ndarray, ids: np.ndarray, rows: np.ndarray, source
     # "contains" instead evaluated every box-neighbour twice (0.64 s vs 0.06 s on Chicago's 77 areas).
     pairs = shapely.STRtree(geom).query(geom)
     pairs = pairs[:, pairs[0] < pairs[1]]
-    pairs = pairs[:, shapely.relate_pattern(geom[pairs[0]], geom[pairs[1]], INTERIORS_MEET)]
+    # prepared, each polygon is indexed once for all its neighbours (0.025 s instead of 0.044 s on
+    # Chicago; the same relate); the layer's geometries are handed back unprepared, as they came
+    fresh = ~shapely.is_prepared(geom)
+    shapely.prepare(geom)
+    try:
+        pairs = pairs[:, shapely.relate_pattern(geom[pairs[0]], geom[pairs[1]], INTERIORS_MEET)]
+    finally:
+        shapely.destroy_prepared(geom[fresh])
     if not pairs.size:
         return
     pairs = np.unique(pairs, axis=1)  # sorted by (i, j): the ledger lines keep one order

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from usm_geo.errors import DateError
 
@@ -48,15 +49,103 @@ def _try(text: pd.Series, fmt: str) -> pd.Series:
 
 
 def _try_iso(text: pd.Series, timezone: str) -> pd.Series:
+    return _iso_and_zone(text, timezone)[0]
+
+
+def _iso_and_zone(text: pd.Series, timezone: str) -> tuple[pd.Series, bool]:
+    """ISO 8601 values (naive local time), and whether any value carried an offset (then values
+    without one were read as UTC, as pandas does for such a mix)."""
     try:
         out = pd.to_datetime(text, format="ISO8601", errors="coerce")
     except (ValueError, TypeError):
         out = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     if out.dtype == object:  # a mix of offsets and naive values
         out = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    if getattr(out.dt, "tz", None) is not None:
+    aware = getattr(out.dt, "tz", None) is not None
+    if aware:
         out = out.dt.tz_convert(timezone).dt.tz_localize(None)
-    return out
+    return out, aware
+
+
+#: the fast path (:func:`_plain_iso`) is used; tests set it False to check it gives what the general path gives
+FAST = True
+
+# The shapes of plain ISO dates read by _plain_iso: (length, positions of digits, separators).
+# "2019-03-01", "2019-03-01 14:05" / "2019-03-01T14:05", "2019-03-01 14:05:09" / "...T14:05:09".
+_PLAIN_SHAPES = {
+    10: {4: b"-", 7: b"-"},
+    16: {4: b"-", 7: b"-", 10: b" T", 13: b":"},
+    19: {4: b"-", 7: b"-", 10: b" T", 13: b":", 16: b":"},
+}
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _plain_iso(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``text`` written as plain ISO dates without an offset (the shapes of
+    :data:`_PLAIN_SHAPES`, every field a valid calendar value, years 1678–2261): read with numpy
+    from the strings' bytes, ~10× faster than ``pd.to_datetime(format="ISO8601")``, which reads
+    each of them to the same naive value. Returns (datetime64[ns] with NaT elsewhere, mask of the
+    values read); anything else (offsets, fractions, other formats, a 30 February) is left to the
+    general path."""
+    n = len(text)
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    read = np.zeros(n, dtype=bool)
+    try:
+        arr = pa.array(text, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return out, read
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_large_string(arr.type):
+        width = np.int64
+    elif pa.types.is_string(arr.type):
+        width = np.int32
+    else:
+        return out, read
+    if n == 0:
+        return out, read
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    valid = np.ones(n, dtype=bool) if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
+    for length, separators in _PLAIN_SHAPES.items():
+        rows = np.flatnonzero(valid & (lengths == length))
+        if rows.size == 0:
+            continue
+        if rows.size == n:  # every value this long: the strings lie back to back, one row each
+            b = data[offsets[0]: offsets[0] + n * length].reshape(n, length)
+        else:
+            b = data[offsets[rows, None] + np.arange(length)]
+        digit = np.ones(length, dtype=bool)
+        ok = np.ones(rows.size, dtype=bool)
+        for pos, allowed in separators.items():
+            digit[pos] = False
+            col = b[:, pos]
+            ok &= (col == allowed[0]) | (col == allowed[-1])
+        d = b[:, digit] - np.uint8(48)  # a byte below "0" wraps round to a large value
+        ok &= (d <= 9).all(axis=1)
+        d = d.astype(np.int32)
+        year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+        month = d[:, 4] * 10 + d[:, 5]
+        day = d[:, 6] * 10 + d[:, 7]
+        hour = d[:, 8] * 10 + d[:, 9] if length > 10 else np.zeros(rows.size, np.int32)
+        minute = d[:, 10] * 10 + d[:, 11] if length > 10 else np.zeros(rows.size, np.int32)
+        second = d[:, 12] * 10 + d[:, 13] if length > 16 else np.zeros(rows.size, np.int32)
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        ok &= (year >= 1678) & (year <= 2261) & (month >= 1) & (month <= 12)
+        last = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+        ok &= (day >= 1) & (day <= last) & (hour <= 23) & (minute <= 59) & (second <= 59)
+        if not ok.all():
+            rows, year, month, day, hour, minute, second = (a[ok] for a in (rows, year, month, day, hour, minute, second))
+        # days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil, years > 0)
+        y = year.astype(np.int64) - (month <= 2)
+        era = y // 400
+        yoe = y - era * 400
+        doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+        days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+        out[rows] = ((days * 86400 + hour * 3600 + minute * 60 + second) * 1_000_000_000).view("datetime64[ns]")
+        read[rows] = True
+    return out, read
 
 
 def _month_only_iso(text: pd.Series) -> bool:
@@ -89,7 +178,40 @@ def parse_dates(text: pd.Series, *, timezone: str, date_format: str | None = Non
             values = values.dt.tz_convert(timezone).dt.tz_localize(None)
         return ParsedDates(_as_ns(values), missing.to_numpy(), prec, formats)
 
-    values = _try_iso(text, timezone)
+    fast, read = _plain_iso(text) if FAST else (None, None)
+    if fast is not None and read.any():
+        # the plain ISO values read by numpy; the general path reads the others, as it would have
+        # in the whole column, unless one of them carries an offset: pandas then reads the plain
+        # ones as UTC too, so the whole column goes the general way
+        values, formats, aware = _parse_general(text[~read], missing[~read], timezone, dayfirst, column, where)
+        if not aware:
+            merged = pd.Series(fast, index=text.index, name=text.name)
+            merged[~read] = values.to_numpy()
+            values = merged
+            formats["ISO8601"] = formats.get("ISO8601", 0) + int(read.sum())
+            formats = {"ISO8601": formats.pop("ISO8601"), **formats}
+        else:
+            values, formats, _ = _parse_general(text, missing, timezone, dayfirst, column, where)
+    else:
+        values, formats, _ = _parse_general(text, missing, timezone, dayfirst, column, where)
+    if precision is None:
+        month_like = _month_only_iso(text) or any(formats.get(f) for f in MONTH_FORMATS)
+        month_col = column.strip().lower() in ("month", "mon", "yearmonth", "year_month")
+        first_of_month = False
+        if month_col and not month_like:  # only asked when it decides
+            is_first = values.dropna()
+            first_of_month = bool(len(is_first)) and bool(((is_first.dt.day == 1) & (is_first.dt.hour == 0) & (is_first.dt.minute == 0)).all())
+        precision = "month" if month_like or (month_col and first_of_month) else "day"
+    return ParsedDates(values, missing.to_numpy(), precision, {k: v for k, v in formats.items() if v})
+
+
+def _parse_general(text: pd.Series, missing: pd.Series, timezone: str, dayfirst: bool | None, column: str,
+                   where: str) -> tuple[pd.Series, dict[str, int], bool]:
+    """The general path of :func:`parse_dates` without a date_format: ISO 8601 (pandas), then the
+    local formats for the rest, with the day/month ambiguity check. Returns the values (naive local
+    time, datetime64[ns]), the number read per format, and whether an ISO value had an offset."""
+    formats: dict[str, int] = {}
+    values, aware = _iso_and_zone(text, timezone)
     formats["ISO8601"] = int(values.notna().sum())
     todo = values.isna() & ~missing
     if todo.any():
@@ -125,14 +247,7 @@ def parse_dates(text: pd.Series, *, timezone: str, date_format: str | None = Non
                 values.loc[got.index[ok]] = got[ok]
                 formats[fmt] = int(ok.sum())
                 todo = values.isna() & ~missing
-    values = _as_ns(values)
-    if precision is None:
-        month_like = _month_only_iso(text) or any(formats.get(f) for f in MONTH_FORMATS)
-        is_first = values.dropna()
-        month_col = column.strip().lower() in ("month", "mon", "yearmonth", "year_month")
-        first_of_month = bool(len(is_first)) and bool(((is_first.dt.day == 1) & (is_first.dt.hour == 0) & (is_first.dt.minute == 0)).all())
-        precision = "month" if month_like or (month_col and first_of_month) else "day"
-    return ParsedDates(values, missing.to_numpy(), precision, {k: v for k, v in formats.items() if v})
+    return _as_ns(values), formats, aware
 
 
 # --------------------------------------------------------------------------- dates in parts

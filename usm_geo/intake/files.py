@@ -94,6 +94,17 @@ def read_records(path: Path, source: str, ledger: Ledger, *, fmt: str | None = N
 # --------------------------------------------------------------------------- text tables
 
 
+#: the fast paths of read_text_table are used; tests set it False to check they give what the general route gives
+FAST = True
+
+
+def _plain_ascii(data: bytes, encoding: str | None) -> bool:
+    """``data`` is read as it stands: no encoding named, and every byte ASCII without NUL bytes in
+    the first 64 KiB (what :func:`_decode` would refuse as binary), so decoding it as UTF-8 and
+    encoding it again gives the same bytes."""
+    return encoding is None and data.isascii() and b"\x00" not in data[:65536]
+
+
 def _decode(data: bytes, path: Path, source: str, ledger: Ledger, encoding: str | None) -> str:
     """Bytes → text. UTF-8 (BOM or not) first; UTF-16 with a BOM; else UTF-8 line by line with the
     lines that are not UTF-8 read as Windows-1252 (Latin-1), noted with their count."""
@@ -189,11 +200,17 @@ def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str |
         except (OSError, EOFError) as exc:
             raise InputFileError(f"the file ends with .gz but is not valid gzip ({exc})", where=path,
                                  fix="decompress or re-export it, or rename it without .gz") from None
-    if not raw.strip():
+    if not raw or raw.isspace():  # what strip() would leave empty, without copying the file
         raise InputFileError("the file is empty", where=path, fix="check that the export finished and wrote data")
-    text = _decode(raw, path, source, ledger, encoding)
-    delimiter = delimiter or _sniff_delimiter(text)
-    header = next(csv.reader(io.StringIO(text[: 1 << 20]), delimiter=delimiter), [])
+    if FAST and _plain_ascii(raw, encoding):
+        # ASCII is UTF-8 as it stands: parse the bytes read, with no decoded copy and no re-encoded
+        # one (both were the same bytes); the text is decoded only if the quote check needs it
+        data, text, head = raw, None, raw[: 1 << 20].decode("ascii")
+    else:
+        text = _decode(raw, path, source, ledger, encoding)
+        data, head = text.encode("utf-8"), text[: 1 << 20]
+    delimiter = delimiter or _sniff_delimiter(head)
+    header = next(csv.reader(io.StringIO(head), delimiter=delimiter), [])
     names = [h.strip() for h in header]
     if not any(names):
         raise InputFileError("the first line (the header) is empty", where=path,
@@ -211,7 +228,6 @@ def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str |
         bad.append((row.number - 1 if row.number is not None else -1, row.actual_columns, row.text[:120]))
         return "skip"
 
-    data = text.encode("utf-8")
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -233,7 +249,8 @@ def read_text_table(path: Path, source: str, ledger: Ledger, *, delimiter: str |
     bad_rows = np.array([b[0] for b in bad], dtype=np.int64)
     read = len(frame) + len(bad)
     rows = np.setdiff1d(np.arange(1, read + 1, dtype=np.int64), bad_rows, assume_unique=True)
-    _check_unclosed_quote(table, rows, text, delimiter, path)
+    if not FAST or b'"' in data:  # without a quote no value can hold a line break: nothing to check
+        _check_unclosed_quote(table, rows, text if text is not None else data.decode("ascii"), delimiter, path)
     if bad:
         ledger.add(source, bad_rows, "dropped", "malformed_row",
                    [f"expected {len(names)} fields, found {n}: {t}" for _, n, t in bad])

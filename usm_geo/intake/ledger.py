@@ -113,9 +113,11 @@ class Ledger:
         self.add(source, [0], "note", reason, detail)
 
     def dropped_rows(self, source: str) -> np.ndarray:
-        frame = self.to_frame()
-        mask = (frame["source"] == source) & (frame["status"] == "dropped")
-        return np.unique(frame.loc[mask, "row"].to_numpy())
+        """The sorted distinct rows of ``source`` with status ``dropped``; read part by part (no
+        concatenated, sorted copy of the whole ledger: it is asked once per source closed)."""
+        rows = [p.loc[((p["source"] == source) & (p["status"] == "dropped")).to_numpy(), "row"].to_numpy(dtype=np.int64)
+                for p in self._parts]
+        return np.unique(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
 
     def close_source(self, source: str, used: int, events_used: int | None = None) -> None:
         """Record how many rows of ``source`` were used (and, for a source opened with events, how

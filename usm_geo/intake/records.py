@@ -48,7 +48,8 @@ class Context:
     timezone: str = "UTC"
     study_area: object = None  # shapely geometry in the working CRS, or None
     # the finest boundary level's PolygonIndex: "inside the study area" then means "in a unit",
-    # by the same rule as the units stage (so a used point always lands in a finest unit)
+    # by the same rule as the units stage (so a used point always lands in a finest unit); with an
+    # index, study_area may be None (the union of its polygons is not needed to test a point)
     study_index: object = None
     periods: Periods | None = None
     now: dt.datetime | None = None  # local "now" for the future-date check
@@ -260,6 +261,11 @@ def _locate(raw: RawRecords, src: RecordSource, keep: _Keep, ctx: Context) -> tu
     return a, b, crs, names
 
 
+def _has_study_area(ctx: Context) -> bool:
+    """A study area is known: a polygon, or the finest level's index (its units make up the area)."""
+    return ctx.study_area is not None or ctx.study_index is not None
+
+
 def _inside(ctx: Context, x, y) -> np.ndarray:
     """In the study area: in a unit of the finest level when its index is known, else in the polygon."""
     if ctx.study_index is not None:
@@ -303,11 +309,11 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
         # projected here, reused below instead of projecting all 148 k points a second time
         known = np.zeros(len(a), dtype=bool)
         known_x, known_y = np.full(len(a), np.nan), np.full(len(a), np.nan)
-        known_in = np.zeros(len(a), dtype=bool) if ctx.study_area is not None else None
+        known_in = np.zeros(len(a), dtype=bool) if _has_study_area(ctx) else None
         known_crs = ctx.working_crs
-        if ctx.study_area is not None or ctx.swap_area is not None:
+        if _has_study_area(ctx) or ctx.swap_area is not None:
             # the study area, else the polygons known (ctx.swap_area): where the points are meant to be
-            where_meant = ((lambda x, y: _inside(ctx, x, y)) if ctx.study_area is not None
+            where_meant = ((lambda x, y: _inside(ctx, x, y)) if _has_study_area(ctx)
                            else (lambda x, y: shapely.intersects_xy(ctx.swap_area, x, y)))
             # also swap rows in range whose swapped position, but not their own, is in the study area
             to_work = transformer(WGS84, ctx.working_crs)
@@ -369,7 +375,7 @@ def _check_coordinates(a, b, crs: CRS, keep: _Keep, ctx: Context, path,
         lon[m], lat[m] = transformer(crs, WGS84).transform(a[m], b[m])
         bad = m & ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(lon) & np.isfinite(lat))
         keep.drop(bad, "coordinate_out_of_range", f"cannot be transformed from {crs.name}")
-    if ctx.study_area is not None:
+    if _has_study_area(ctx):
         m = keep.mask
         outside = np.zeros(len(a), dtype=bool)
         rest = m
@@ -758,10 +764,63 @@ def record_groups(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = No
     """A group code per row of ``frame[mask]``: equal codes for rows equal in every column (missing
     values equal to each other, as in ``DataFrame.duplicated``), numbered in order of first appearance.
 
-    Each column is factorised once (pyarrow's hash for text columns) and the codes are combined
-    pairwise and re-factorised, so no row is compared or hashed as a Python tuple. ``extra``: more
-    columns (arrays over every row), e.g. a geometry's WKB.
+    Exact (values are compared, never hashes of whole rows, so there are no collisions), and
+    narrowing: column by column, each still-possible row gets a key that packs its codes so far
+    (``key * k + code``, the codes 0…k-1 from pyarrow's dictionary encoding for text, else
+    ``pd.factorize``; missing values one more code), and a row whose key no other row shares is
+    distinct from every row whatever the later columns hold, so it is dropped. After the first
+    column (a date, usually) only the few rows sharing a value are encoded. ``extra``: more columns
+    (arrays over every row), e.g. a geometry's WKB. :func:`_record_groups_general` is the reference.
     """
+    n = int(mask.sum())
+    used = np.flatnonzero(mask)
+    cand = np.arange(n)  # positions among the used rows that may still equal another row
+    key = np.zeros(n, dtype=np.int64)
+    span = 1  # the keys lie in [0, span)
+    for column in [frame[c] for c in frame.columns] + list(extra or []):
+        if cand.size < 2:
+            break
+        codes, k = _column_codes(column, used[cand])
+        if span * k >= 1 << 62:  # the packed key would overflow: renumber it first
+            key, span = _dense(key)
+        key, span = key * k + codes, span * k
+        if span > 4 * key.size + (1 << 16):  # keep the count below small (a dictionary's codes are dense)
+            key, span = _dense(key)
+        shared = np.bincount(key, minlength=span)[key] > 1
+        cand, key = cand[shared], key[shared]
+    rep = np.arange(n)  # each used row's first equal row (itself when none is before it)
+    if cand.size:
+        rep[cand] = cand[_first_of_groups(_dense(key)[0])]
+    first = rep == np.arange(n)
+    return (np.cumsum(first) - 1)[rep]
+
+
+def _dense(key: np.ndarray) -> tuple[np.ndarray, int]:
+    """``key`` renumbered 0…m-1 in order of first appearance (equal values, equal numbers), and m."""
+    codes, uniques = pd.factorize(key)
+    return codes.astype(np.int64), max(len(uniques), 1)
+
+
+def _column_codes(column, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes 0…k-1 of ``column``'s values at ``rows`` (positions over every row; equal values, and
+    every missing value, share one code) and their number k."""
+    values = column.array if isinstance(column, pd.Series) else column
+    chunks = getattr(values, "_pa_array", None)  # pandas' pyarrow-backed text: encoded without leaving arrow
+    if isinstance(chunks, pa.ChunkedArray) and (pa.types.is_string(chunks.type) or pa.types.is_large_string(chunks.type)):
+        whole = chunks.combine_chunks()
+        encoded = pc.dictionary_encode(whole if rows.size == len(whole) else whole.take(pa.array(rows)))
+        k = len(encoded.dictionary)
+        indices = encoded.indices
+        if indices.null_count:  # missing values: one more code
+            indices, k = pc.fill_null(indices, k), k + 1
+        return indices.to_numpy().astype(np.int64), k
+    codes = pd.factorize(values[rows] if rows.size != len(values) else values)[0].astype(np.int64) + 1  # missing (-1) → 0
+    return codes, int(codes.max(initial=0)) + 1
+
+
+def _record_groups_general(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = None) -> np.ndarray:
+    """The reference for :func:`record_groups` (the tests check they agree): each column
+    factorised over every row, its codes combined with the key pairwise and re-factorised."""
     columns = [frame[c] for c in frame.columns] + list(extra or [])
     key = np.zeros(int(mask.sum()), dtype=np.int64)
     for column in columns:
