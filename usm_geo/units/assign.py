@@ -643,7 +643,10 @@ def _pack_blocks(cand_cell, cand_poly, lo, hi, fields, numba_build=True):
     block[header] = np.diff(np.append(np.flatnonzero(first), n_pairs))
     block[content] = cand_poly
     block[content + 1] = count
-    (_copy_edges if numba_build else assign_numpy.copy_edges)(block, content, lo, count, *fields)
+    if numba_build:
+        _copy_edges(block, content, lo, count, *fields)
+    else:
+        assign_numpy.copy_edges(block, content, lo, count, *fields, headers=header)
     return block, mixed_cells, header
 
 

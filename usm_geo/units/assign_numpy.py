@@ -24,8 +24,10 @@ import numpy as np
 
 __all__ = ["assign_points", "copy_edges", "fill_rows", "prefix_end", "touch_keys"]
 
-#: (point, edge) pairs per step of :func:`assign_points`: ~100 MB of temporaries at most.
-_PAIRS_PER_STEP = 2_000_000
+#: (point, edge) pairs per step of :func:`assign_points`. Small steps keep the temporaries (0.5 MB
+#: each) in cache: in a fresh process 3 assignments of the 148 k Chicago points took 0.09-0.16 s
+#: CPU at 65,536 pairs per step, 0.19-0.22 s at 2,000,000.
+_PAIRS_PER_STEP = 65_536
 
 
 def _expand(lo: np.ndarray, hi: np.ndarray):
@@ -116,14 +118,22 @@ def prefix_end(emax, lo, hi, thr) -> np.ndarray:
     return a
 
 
-def copy_edges(block, content, lo, count, *fields) -> None:
+def copy_edges(block, content, lo, count, *fields, headers) -> None:
     """Twin of ``_copy_edges``: each candidate's ``count[p]`` edges from ``lo[p]`` (five fields
-    each) into ``block`` after its (polygon, n_edges) header at ``content[p]``."""
-    pair, k = _expand(np.zeros(len(lo), np.int64), np.asarray(count, np.int64) - 1)
-    src = lo[pair] + k
-    dst = content[pair] + 2 + 5 * k
-    for f, values in enumerate(fields):
-        block[dst + f] = values[src]
+    each) into ``block`` after its (polygon, n_edges) header at ``content[p]``.
+
+    ``content`` must increase (candidates in block order) and ``headers`` are the mixed cells'
+    header slots. Every other slot holds an edge field, in the order of the gathered (edge, field)
+    rows, so all edges go in with one sequential masked write (a scattered write per field, the
+    kernel's order of stores, took 3× as long in a fresh process)."""
+    count = np.asarray(count, np.int64)
+    pair, k = _expand(np.zeros(len(lo), np.int64), count - 1)
+    rows = np.column_stack(fields)[lo[pair] + k]  # (edge, 5 fields), in block order
+    edge_slot = np.ones(len(block), dtype=bool)
+    edge_slot[headers] = False
+    edge_slot[content] = False
+    edge_slot[content + 1] = False
+    block[edge_slot] = rows.reshape(-1)
 
 
 class BlockTable:
