@@ -118,9 +118,9 @@ _THREAD_CHUNK = 131_072
 
 #: Most points :meth:`PolygonIndex.assign` sends down the numpy route when ``engine="auto"``.
 #: Measured (docs/scale.md, "Two routes"): the numba route's first call in a process costs 1.0-1.7 s
-#: (import numba, its CPU target, loading the cached kernel); the numpy route costs 0.3-1.1 µs per
-#: point more than the kernel (Chicago's 77 detailed community areas, 1,000 and 10,000 Voronoi
-#: polygons), so below ~2 M points it is done before numba would have started.
+#: (import numba, its CPU target, loading the cached kernel); the numpy route costs 0.2-1.0 µs per
+#: point more than the kernel (1,000 and 10,000 Voronoi polygons, Chicago's 77 detailed community
+#: areas), so up to ~2 M points it is done before numba would have started.
 NUMPY_MAX_POINTS = 2_000_000
 
 _ENGINES = ("auto", "numpy", "numba")
