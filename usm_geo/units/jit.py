@@ -74,8 +74,9 @@ class Kernel:
         return self.dispatcher(*args)
 
     def __getattr__(self, name):
-        # only reached for names the Kernel itself lacks (signatures, overloads, ...)
-        if name.startswith("__"):
+        # only reached for names the Kernel itself lacks (signatures, overloads, ...); private
+        # names never reach the dispatcher (and cannot recurse while the Kernel is half made)
+        if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.dispatcher, name)
 
