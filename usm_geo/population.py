@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 import shapely
@@ -46,6 +45,7 @@ from usm_geo.intake.columns import resolve
 from usm_geo.intake.files import read_records
 from usm_geo.intake.ledger import Ledger
 from usm_geo.intake.records import normalise_ids
+from usm_geo.units import jit
 
 __all__ = [
     "FLAGS",
@@ -516,7 +516,7 @@ def _corner_grid(transform, to_layer, r0, c0, h, w):
     return x, y
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _subcell_centres(cx, cy, r, c, frac, px, py):
     """Fill ``px, py`` (K·s² each) with the sub-cell centres of cells ``(r, c)`` (block-relative
     rows, columns), by bilinear interpolation between each cell's four corners ``cx, cy``.
@@ -536,7 +536,7 @@ def _subcell_centres(cx, cy, r, c, frac, px, py):
                 py[base + a * s + b] = w00 * y00 + w01 * y01 + w10 * y10 + w11 * y11
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _accumulate(pos, values, per_cell, sums):
     """``sums[pos + 1] += values[cell] / per_cell`` for every sub-cell (slot 0 = in no unit)."""
     for k in range(pos.shape[0]):

@@ -33,12 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numba
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
 from usm_geo.errors import UsmGeoError
+from usm_geo.units import jit
 
 __all__ = ["KnoxResult", "knox_test"]
 
@@ -120,7 +120,7 @@ def _band(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _count_cells(times, i, j, base, t_edges, out):
     """Add one to ``out[base[k] + time band]`` for every pair k whose time gap falls in a band.
 

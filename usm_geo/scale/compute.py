@@ -27,8 +27,8 @@ WORKER_MEMORY = "2GiB"
 def _local_cluster(n_workers: int, processes: bool, memory_limit: str):
     from distributed import LocalCluster
 
-    # one thread per worker: count_part keeps numba's parallel loops to that thread
-    # (numba.set_num_threads; an environment variable would leak into this process too)
+    # one thread per worker: count_part keeps the kernels' threads to that thread
+    # (usm_geo.units.jit.limit_threads; an environment variable would leak into this process too)
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
                         memory_limit=memory_limit, dashboard_address=":0")
 

@@ -65,9 +65,10 @@ class Partial:
 
 def count_part(part: Part, job: Job) -> Partial:
     """Intake, H3 cells, polygon assignment and the tally of one part (runs in a Dask worker)."""
-    import numba
+    from usm_geo.units import jit
 
-    numba.set_num_threads(1)  # a worker is one thread; this setting is per thread
+    # a worker is one thread: its kernels use one thread (per thread; numba is not imported for it)
+    jit.limit_threads(1)
     raw = read_part(part)
     ledger = Ledger()
     src = dataclasses.replace(job.source, path=part.path)  # errors name the file of the part

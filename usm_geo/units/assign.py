@@ -18,12 +18,19 @@ is then one of
 * **empty** – no ring touches it and no polygon contains it: its points get ``-1`` directly.
 
 Each sloped edge is also filed under every grid *row* its y-range reaches, per polygon, sorted by
-its largest x. A numba kernel bins each point; in a mixed cell it runs an even-odd crossing-number
+its largest x. A kernel bins each point; in a mixed cell it runs an even-odd crossing-number
 test against only the candidate's edges filed under the point's row (an edge that does not reach
 the row cannot cross the point's horizontal ray), stopping at the first edge that lies wholly left
 of the point. No shapely point objects are created; per point only the int64 result is allocated.
 Building is linear in the number of edges and grid cells (no GEOS predicates), typically
 0.1–0.5 s.
+
+Two routes: every numba kernel here has a vectorised numpy twin in
+:mod:`usm_geo.units.assign_numpy` with the same floating-point operations in the same order, so
+both give the same index and the same labels, bit for bit. ``engine="auto"`` takes numpy for
+builds and for up to :data:`NUMPY_MAX_POINTS` points (no numba import: a process that never runs a
+kernel does not pay numba's 1.0–1.7 s start-up), numba for more points, for threads, and whenever
+its kernels are already loaded in the process; ``engine="numpy"|"numba"`` forces one.
 
 Threads: the points are cut into chunks of 131,072 that ``threads`` Python threads take in turn
 as each finishes its last one; the kernel releases the GIL, so the threads run on separate cores
@@ -69,14 +76,14 @@ import math
 import os
 import threading
 
-import numba
 import numpy as np
 import shapely
 
 from usm_geo.errors import BoundaryError, UsmGeoError
 from usm_geo.io import bar
+from usm_geo.units import assign_numpy, jit
 
-__all__ = ["PolygonIndex", "assign_points", "default_threads"]
+__all__ = ["PolygonIndex", "assign_engine", "assign_points", "default_threads"]
 
 #: Largest grid the default cell size allows (cells). 2**19 cells cost 2 MB of labels and build in
 #: ~0.1–0.5 s; finer grids buy little, because with unsorted points a larger index means more
@@ -107,6 +114,47 @@ _PROGRESS_CHUNK = 2_000_000  # points per kernel call (progress bar steps)
 #: 2 threads): ``prange`` 1.05× (1,000 Voronoi polygons) and 1.09× (10,000); these chunks 1.35× and
 #: 1.57× (benchmarks/bench_assign.py ``--threads 1 2`` times both counts the same way).
 _THREAD_CHUNK = 131_072
+
+
+#: Most points :meth:`PolygonIndex.assign` sends down the numpy route when ``engine="auto"``.
+#: Measured (docs/scale.md, "Two routes"): the numba route's first call in a process costs 1.0-1.7 s
+#: (import numba, its CPU target, loading the cached kernel); the numpy route costs 0.2-1.0 µs per
+#: point more than the kernel (1,000 and 10,000 Voronoi polygons, Chicago's 77 detailed community
+#: areas), so up to ~2 M points it is done before numba would have started.
+NUMPY_MAX_POINTS = 2_000_000
+
+_ENGINES = ("auto", "numpy", "numba")
+
+
+def _check_engine(engine) -> str:
+    if engine not in _ENGINES:
+        raise UsmGeoError(f"engine must be one of {', '.join(_ENGINES)}, got {engine!r}",
+                          fix='leave it unset ("auto"), or pass "numpy" or "numba"')
+    return engine
+
+
+def _build_engine(engine) -> str:
+    """``engine`` itself, or for ``"auto"``: numba when its build kernels are already loaded in
+    this process, else numpy (measured: 1.2-2× the warm kernels' time, e.g. 0.39 s vs 0.27 s for
+    10,000 Voronoi polygons, but no numba start-up of 1.0-1.7 s)."""
+    engine = _check_engine(engine)
+    if engine != "auto":
+        return engine
+    return "numba" if jit.compiled(_touch_kernel) else "numpy"
+
+
+def assign_engine(n_points: int, engine: str = "auto", *, threaded: bool = False) -> str:
+    """The route :meth:`PolygonIndex.assign` takes for ``n_points`` points: ``engine`` itself, or
+    for ``"auto"``: ``"numba"`` when there are more than :data:`NUMPY_MAX_POINTS` points, when the
+    caller asks for threads (``threaded``: ``parallel=True`` or ``threads`` > 1 given; only the
+    numba route runs in threads) or when the compiled kernel is already loaded in this process (its
+    start-up cost is paid), else ``"numpy"``. Both give the same result, bit for bit."""
+    engine = _check_engine(engine)
+    if engine != "auto":
+        return engine
+    if n_points > NUMPY_MAX_POINTS or threaded or jit.compiled(_assign_serial):
+        return "numba"
+    return "numpy"
 
 
 def _as_geometry_array(polygons) -> np.ndarray:
@@ -201,6 +249,7 @@ class PolygonIndex:
         # mixed cell whose block starts at o) and the float64 blocks of the mixed cells.
         self._cell_label = cell_label
         self._block = block
+        self._table = None  # assign_numpy.BlockTable, made on the numpy route's first use
         self.stats = stats
 
     def __repr__(self) -> str:
@@ -209,7 +258,7 @@ class PolygonIndex:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, polygons, cell_size: float | None = None) -> PolygonIndex:
+    def build(cls, polygons, cell_size: float | None = None, *, engine: str = "auto") -> PolygonIndex:
         """Index a polygon layer.
 
         Parameters
@@ -220,7 +269,11 @@ class PolygonIndex:
         cell_size : float, optional
             Grid cell size in layer units (metres). Default: :func:`default_cell_size` (reported in
             ``index.cell_size``).
+        engine : {"auto", "numpy", "numba"}
+            Which route builds the index; both give the same index, bit for bit. ``"auto"``: numba
+            when its build kernels are already loaded in this process, else numpy (no numba import).
         """
+        numba_build = _build_engine(engine) == "numba"
         geoms = _as_geometry_array(polygons)
         n = len(geoms)
         usable = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
@@ -247,7 +300,7 @@ class PolygonIndex:
         x1, y1, x2, y2, epoly = _flatten_edges(geoms)
         n_cells = nx * ny
         # 1. Cells that some ring passes through or near (within `pad`): (cell, polygon) pairs.
-        touch = _touch_pairs(x1, y1, x2, y2, epoly, minx, miny, cell_size, nx, ny, pad, n)
+        touch = _touch_pairs(x1, y1, x2, y2, epoly, minx, miny, cell_size, nx, ny, pad, n, numba_build)
         mixed = np.zeros(n_cells, dtype=np.bool_)
         mixed[touch // n] = True
         # 2. Non-horizontal edges filed under the grid rows they reach (the kernel's edge lists).
@@ -259,12 +312,16 @@ class PolygonIndex:
         #    Mixed cells also collect the polygons that contain their centre (they may contain the
         #    whole cell without touching it).
         cover_min = np.full(n_cells, _NONE, dtype=np.int32)
-        counts = np.zeros(1, dtype=np.int64)
-        _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny, cell_size, nx, n,
-                   mixed, cover_min, np.zeros(0, np.int64), counts, False)
-        cover = np.empty(counts[0], dtype=np.int64)
-        _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny, cell_size, nx, n,
-                   mixed, cover_min, cover, counts, True)
+        if numba_build:
+            counts = np.zeros(1, dtype=np.int64)
+            _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny, cell_size, nx, n,
+                       mixed, cover_min, np.zeros(0, np.int64), counts, False)
+            cover = np.empty(counts[0], dtype=np.int64)
+            _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny, cell_size, nx, n,
+                       mixed, cover_min, cover, counts, True)
+        else:
+            cover = assign_numpy.fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, minx, miny,
+                                           cell_size, nx, n, mixed, cover_min)
         cell_label = np.where(cover_min == _NONE, -1, cover_min).astype(np.int32)
         del cover_min
         # Candidates of the mixed cells, sorted by cell then polygon position (lowest wins).
@@ -287,9 +344,10 @@ class PolygonIndex:
             hi[found] = band_end[pos[found]]
             del pos, found
         del want
-        hi = _prefix_end(emax, lo, hi, minx + (cand_cell % nx) * cell_size - pad)
+        thr = minx + (cand_cell % nx) * cell_size - pad
+        hi = _prefix_end(emax, lo, hi, thr) if numba_build else assign_numpy.prefix_end(emax, lo, hi, thr)
         block, mixed_cells, header = _pack_blocks(
-            cand_cell, cand_poly, lo, hi, (emax, ey1, ey2, ex1, ex2))
+            cand_cell, cand_poly, lo, hi, (emax, ey1, ey2, ex1, ex2), numba_build)
         n_mixed = len(mixed_cells)
         if len(block) > 2**31 - 3:
             raise BoundaryError(
@@ -322,7 +380,7 @@ class PolygonIndex:
 
     # ----------------------------------------------------------------- assign
     def assign(self, x: np.ndarray, y: np.ndarray, *, parallel: bool | None = None,
-               threads: int | None = None) -> np.ndarray:
+               threads: int | None = None, engine: str = "auto") -> np.ndarray:
         """Position of the polygon containing each point, ``-1`` for none.
 
         Parameters
@@ -338,6 +396,11 @@ class PolygonIndex:
             (``USM_GEO_THREADS`` if set, else the CPUs this process may run on), never more than
             numba's per-thread limit (``numba.get_num_threads()``; 1 inside a dask worker).
             ``1`` runs the single-threaded kernel. The result does not depend on it, bit for bit.
+            The numpy route runs in the calling thread.
+        engine : {"auto", "numpy", "numba"}
+            ``"numba"``: the compiled kernel (imports numba on first use); ``"numpy"``: the
+            vectorised numpy route (no numba). Same result, bit for bit. ``"auto"``: see
+            :func:`assign_engine`.
 
         Returns
         -------
@@ -352,12 +415,24 @@ class PolygonIndex:
         yf = np.ascontiguousarray(y).reshape(-1)
         out = np.empty(xf.shape[0], dtype=np.int64)
         n_threads = _resolve_threads(threads)
+        ny, nx = self.shape
+        n = xf.shape[0]
+        asked = parallel is True or (threads is not None and n_threads > 1)
+        if assign_engine(n, engine, threaded=asked) == "numpy":
+            if self._table is None:  # the blocks read into flat arrays, once per index
+                self._table = assign_numpy.BlockTable(self._cell_label, self._block)
+            with bar(n if n > _PROGRESS_CHUNK else None, "assigning points", unit="points") as progress:
+                for lo in range(0, n, _PROGRESS_CHUNK):
+                    hi = min(n, lo + _PROGRESS_CHUNK)
+                    out[lo:hi] = assign_numpy.assign_points(
+                        xf[lo:hi], yf[lo:hi], self.origin[0], self.origin[1], self.cell_size, nx, ny,
+                        self._cell_label, self._block, self._table)
+                    progress.update(hi - lo)
+            return out.reshape(shape)
         if parallel is None:
             parallel = xf.shape[0] >= _PARALLEL_MIN_POINTS and n_threads > 1
         # One thread allowed → the serial kernel (same result, no thread-pool launch).
         parallel = bool(parallel) and n_threads > 1
-        ny, nx = self.shape
-        n = xf.shape[0]
         grid = (self.origin[0], self.origin[1], self.cell_size, nx, ny, self._cell_label, self._block)
 
         def run(lo, hi):
@@ -445,14 +520,16 @@ def _run_threaded(run, n: int, n_threads: int, progress) -> None:
 
 
 def _resolve_threads(threads) -> int:
-    """The thread count to launch with: the request (or the default), capped by numba's limit for
-    the calling thread (NUMBA_NUM_THREADS, or lower after ``numba.set_num_threads``)."""
+    """The thread count to launch with: the request (or the default), capped by the calling
+    thread's limit (:func:`usm_geo.units.jit.max_threads`: numba's ``NUMBA_NUM_THREADS`` or
+    ``numba.set_num_threads``, and a Dask worker's one thread)."""
     if threads is None:
         threads = default_threads()
     elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise UsmGeoError(f"threads must be a positive whole number, got {threads!r}",
                           fix="pass threads=1 for one thread, or leave it unset for every available CPU")
-    return int(min(int(threads), numba.get_num_threads()))
+    cap = jit.max_threads()
+    return int(threads) if cap is None else int(min(int(threads), cap))
 
 
 def assign_points(x, y, polygons, cell_size: float | None = None, *,
@@ -542,7 +619,7 @@ def _row_bands(x1, y1, x2, y2, poly, y0, cs, ny, n_polys, pad):
             band_key, band_start.astype(np.int64), (band_start + band_count).astype(np.int64))
 
 
-def _pack_blocks(cand_cell, cand_poly, lo, hi, fields):
+def _pack_blocks(cand_cell, cand_poly, lo, hi, fields, numba_build=True):
     """Lay out every mixed cell's candidates and their edges in one contiguous float64 block.
 
     Block of a mixed cell: ``[n_candidates, (polygon, n_edges, n_edges × (max x, y1, y2, x1, x2))
@@ -566,11 +643,14 @@ def _pack_blocks(cand_cell, cand_poly, lo, hi, fields):
     block[header] = np.diff(np.append(np.flatnonzero(first), n_pairs))
     block[content] = cand_poly
     block[content + 1] = count
-    _copy_edges(block, content, lo, count, *fields)
+    if numba_build:
+        _copy_edges(block, content, lo, count, *fields)
+    else:
+        assign_numpy.copy_edges(block, content, lo, count, *fields, headers=header)
     return block, mixed_cells, header
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _copy_edges(block, content, lo, count, f0, f1, f2, f3, f4):
     """Copy each candidate's edges (``count[p]`` edges from ``lo[p]``, five fields each) into its
     block after its (polygon, n_edges) header. One pass in numba: the numpy version (repeat +
@@ -586,7 +666,7 @@ def _copy_edges(block, content, lo, count, f0, f1, f2, f3, f4):
             d += 5
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _prefix_end(emax, lo, hi, thr):
     """For each range [lo, hi) of ``emax`` (sorted decreasing), the end of its prefix > thr."""
     out = lo.copy()
@@ -598,9 +678,11 @@ def _prefix_end(emax, lo, hi, thr):
     return out
 
 
-def _touch_pairs(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys):
+def _touch_pairs(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, numba_build=True):
     """Unique keys ``cell * n_polys + polygon`` of every cell an edge passes through or within
     ``pad`` of (an exact, padded supercover of each segment)."""
+    if not numba_build:
+        return _sorted_unique(assign_numpy.touch_keys(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys))
     counts = np.zeros(1, dtype=np.int64)
     _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys,
                   np.zeros(0, np.int64), counts, False)
@@ -609,7 +691,7 @@ def _touch_pairs(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys):
     return _sorted_unique(out)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, out, counts, write):
     k = 0
     for e in range(x1.shape[0]):
@@ -639,7 +721,7 @@ def _touch_kernel(x1, y1, x2, y2, poly, x0, y0, cs, nx, ny, pad, n_polys, out, c
     counts[0] = k
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _shell_sort(a, m):
     """Sort a[:m] in place. Usually m is 2–4 crossings; a hand-written sort compiles in a fraction
     of the time ``np.sort`` takes to compile in numba (seconds, paid on first use)."""
@@ -657,7 +739,7 @@ def _shell_sort(a, m):
         gap //= 3
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, x0, y0, cs, nx, n_polys,
                mixed, cover_min, out, counts, write):
     """Even-odd scanline fill of every polygon along each row's centre line (same half-open rule
@@ -702,7 +784,7 @@ def _fill_rows(band_key, band_start, band_end, ex1, ey1, ex2, ey2, x0, y0, cs, n
 
 
 # --------------------------------------------------------------------------- kernel
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit.njit(cache=True, nogil=True, inline="always")
 def _cell_code(px, py, x0, y0, cs, nx, ny, cell_label):
     """The grid's answer for one point: a polygon position, ``-1`` (empty cell, outside the grid,
     NaN/inf), or ``-2 - q`` for a mixed cell whose block starts at ``q``."""
@@ -715,7 +797,7 @@ def _cell_code(px, py, x0, y0, cs, nx, ny, cell_label):
     return cell_label[int(fy) * nx + int(fx)]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit.njit(cache=True, nogil=True, inline="always")
 def _locate(px, py, x0, y0, cs, nx, ny, cell_label, block):
     lab = _cell_code(px, py, x0, y0, cs, nx, ny, cell_label)
     if lab >= -1:
@@ -723,7 +805,7 @@ def _locate(px, py, x0, y0, cs, nx, ny, cell_label, block):
     return _test_block(px, py, -lab - 2, block)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit.njit(cache=True, nogil=True, inline="always")
 def _test_block(px, py, q, block):
     """Crossing-number test of one point against the candidates of the mixed cell whose block
     starts at ``q``: the first (lowest-position) candidate containing it, else ``-1``."""
@@ -759,7 +841,7 @@ def _test_block(px, py, q, block):
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _assign_serial(x, y, out, x0, y0, cs, nx, ny, cell_label, block):
     for i in range(x.shape[0]):
         out[i] = _locate(x[i], y[i], x0, y0, cs, nx, ny, cell_label, block)

@@ -38,8 +38,9 @@ import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
+
+from usm_geo.units import jit
 
 __all__ = ["cells_of_points"]
 
@@ -169,7 +170,7 @@ def _frame(res: int) -> tuple[np.ndarray, float]:
 
 
 # ----------------------------------------------------------------------------- numba kernels
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit.njit(cache=True, nogil=True, inline="always")
 def _point_key(lat_deg, lng_deg, frame, scale, trig, face_tiles):
     """(face, i, j) of the point's hexagon packed into an int64, or -1 when the point is too close
     to a decision line for our rounding to be sure to agree with H3's."""
@@ -264,12 +265,12 @@ def _point_key(lat_deg, lng_deg, frame, scale, trig, face_tiles):
     return (np.int64(best) << 56) | (np.int64(i + 134217728) << 28) | np.int64(j + 134217728)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _hash_slot(key, shift):
     return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(shift))
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _index(lat, lng, frame, scale, trig, face_tiles, slots):
     """Key every point; ``slots[p]`` = position of its key among the distinct keys (first-seen
     order), or -1 where h3-py must decide. Returns (distinct keys, first point of each)."""

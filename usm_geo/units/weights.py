@@ -32,10 +32,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from usm_geo.units import jit
 
 __all__ = [
     "Weights",
@@ -430,7 +431,7 @@ def h3_rings(cells, k: int = 1, ids=None) -> Weights:
     return Weights(matrix, ids, "h3_rings", {"kind": "h3_rings", "k": int(k), "outside_links": int(outside)})
 
 
-@numba.njit(cache=True, nogil=True)
+@jit.njit(cache=True, nogil=True)
 def _disk_csr(ordered, order, offsets, values):
     """CSR (indptr, indices, cells outside) of the adjacency given by ``grid_disk`` lists:
     row ``r`` holds the positions of the cells listed in ``values[offsets[r]:offsets[r + 1]]``
