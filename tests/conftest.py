@@ -12,11 +12,16 @@ from click.testing import CliRunner
 from shared_data import IN_CI, REPO, SHARED_DATA, need_shared  # noqa: F401  (re-exported for fixtures)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Work units for pytest-xdist (``--dist loadgroup``, pyproject's addopts): each test module
     runs whole on one worker, in file order, so its module fixtures (a Chicago run, a browser
     page) are built once; every test in tests/postgis shares one worker because they share the
-    test database's schemas (``demo_in``), which two workers would drop under each other."""
+    test database's schemas (``demo_in``), which two workers would drop under each other.
+
+    ``tryfirst``: xdist's worker turns the ``xdist_group`` marks into node-id suffixes in its own
+    ``pytest_collection_modifyitems``; marks added after it are ignored and every test is then
+    scheduled on its own (tests/postgis split across workers — the CI failure of stop 27)."""
     for item in items:
         path = Path(str(item.fspath))
         group = "postgis" if path.parent.name == "postgis" else path.relative_to(REPO).as_posix()
