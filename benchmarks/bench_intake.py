@@ -2,13 +2,14 @@
 
 usm_geo's intake (read, coordinate/date/duplicate checks, study-area test, ledger) against a
 baseline of the usual way: pandas.read_csv(parse_dates) + geopandas points + sjoin(within) on the
-community areas (which checks much less). Median of --repeat runs in this process, after one
-warm-up run of each (imports and numba/GDAL initialisation are not counted).
+community areas (which checks much less). Median of --repeat runs of each in this process, run in
+turn, after one warm-up run of each (imports and numba/GDAL initialisation are not counted).
 
 Then what a user waits: whole processes, `python -m usm_geo.cli aggregate` (imports, intake,
 assignment, counts, CSV written) against a script doing read_csv + sjoin + counts + to_csv, run
 alternately --repeat times (median; after one warm-up of each so numba's cache and the OS file
-cache are filled). The load average is printed: the machine is shared.
+cache are filled), usm_geo's bytecode written in the warm-up as an installed package has it. The load
+average is printed: the machine is shared.
 
     python benchmarks/bench_intake.py [--repeat 3] [--whole-only]
 """
@@ -83,6 +84,11 @@ joined["area_num_1"].value_counts().rename("count").rename_axis("unit_id").to_cs
 def whole_processes(repeat: int) -> tuple[float, float]:
     """Median wall time of `usm-geo aggregate` and of the baseline script, each in a fresh process."""
     out = Path(tempfile.mkdtemp())
+    # Bytecode as an installed package has it: pip compiles site-packages (pandas, geopandas…), and
+    # an editable install writes usm_geo's .pyc files (__pycache__, git-ignored) on first import,
+    # here in the warm-up round — unless PYTHONDONTWRITEBYTECODE is set, as on these machines, when
+    # every process would recompile usm_geo's ~100 modules (0.12 s). So it is unset for both sides.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     ours = [sys.executable, "-m", "usm_geo.cli", "aggregate", str(CSV), "--units", f"{CCA}:area_num_1",
             "--out", str(out / "ours.csv")]
     base = [sys.executable, "-c", BASELINE_SCRIPT, str(out / "base.csv")]
@@ -90,20 +96,24 @@ def whole_processes(repeat: int) -> tuple[float, float]:
     for k in range(repeat + 1):
         for name, cmd in (("ours", ours), ("base", base)):
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env=os.environ)
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
             if k:  # the first round is the warm-up
                 times[name].append(time.perf_counter() - t0)
     return statistics.median(times["ours"]), statistics.median(times["base"])
 
 
-def timed(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+def timed_alternately(fns, repeat):
+    """Median time and last result of each function, run in turn ``repeat`` times after one warm-up
+    round: on a shared machine a slow minute then falls on both sides, not on one."""
+    times = [[] for _ in fns]
+    results = [None] * len(fns)
+    for k in range(repeat + 1):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            results[i] = fn()
+            if k:
+                times[i].append(time.perf_counter() - t0)
+    return [(statistics.median(t), r) for t, r in zip(times, results)]
 
 
 def main() -> None:
@@ -116,8 +126,7 @@ def main() -> None:
     print("load:", os.getloadavg())
     if args.whole_only:
         return whole(args.repeat)
-    t_ours, (totals, stages) = timed(usm_geo_intake, args.repeat)
-    t_base, n_base = timed(baseline, args.repeat)
+    (t_ours, (totals, stages)), (t_base, n_base) = timed_alternately((usm_geo_intake, baseline), args.repeat)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"Chicago aggravated assaults: read {totals['read']:,}, used {totals['used']:,}, dropped {totals['dropped']:,}")
     print(f"usm_geo intake (boundaries + incidents, all checks): {t_ours:.2f} s  (stages: {stages})")

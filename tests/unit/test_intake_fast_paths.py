@@ -152,6 +152,58 @@ def test_duplicates_fast_grouping_equals_general(card):
             assert_same_groups(frame, mask, [wkb])
 
 
+@pytest.mark.parametrize("card", [1, 5, 1000])
+def test_duplicates_narrowed_by_parsed_values_equals_general(card):
+    """``narrow`` arrays (values that equal rows share: parsed dates, numbers, or even a constant
+    or a coarse function such as the text's length) change no group: the columns still decide."""
+    rng = np.random.default_rng(100 + card)
+    for n in (0, 1, 2, 500, 3000):
+        frame = _messy_frame(rng, n, card)
+        parsed = pd.to_datetime(frame["d"], errors="coerce").to_numpy()
+        coarse = frame["t"].str.len().to_numpy()
+        for narrow in ([parsed], [parsed, frame["f"].to_numpy() * 2], [np.zeros(n)], [coarse]):
+            for mask in (np.ones(n, bool), rng.random(n) < 0.7):
+                fast = R.record_groups(frame, mask, None, narrow)
+                np.testing.assert_array_equal(fast, R._record_groups_general(frame, mask))
+
+
+@pytest.mark.parametrize("card", [1, 2, 5, 1000])
+def test_duplicates_text_summaries_equal_general(card, monkeypatch):
+    """Text columns narrowed by their byte summaries first (every size, not only above 4096 rows)."""
+    monkeypatch.setattr(R, "SUMMARY_MIN_ROWS", 0)
+    rng = np.random.default_rng(200 + card)
+    for n in (2, 7, 500, 3000):
+        frame = _messy_frame(rng, n, card)
+        for mask in (np.ones(n, bool), rng.random(n) < 0.7):
+            assert_same_groups(frame, mask)
+
+
+@pytest.mark.parametrize("dtype", [pa.string(), pa.large_string()])
+def test_text_summary_separates_what_it_must_and_only_that(dtype, monkeypatch):
+    """Strings alike in length and in their first and last 8 bytes but not between; empty, missing,
+    multi-byte; an arrow array that is a slice of a larger one (non-zero offset)."""
+    monkeypatch.setattr(R, "SUMMARY_MIN_ROWS", 0)
+    base = ["2021-05-01 10:00:00", "2021-05-01 11:00:00", "2021-05-01 10:00:00", "", None, "", None,
+            "abcdefgh-X-12345678", "abcdefgh-Y-12345678", "ä", "ä", "a", "abcdefghijklmnopq", "abcdefghijklmnopq"]
+    big = pa.array(["skip me"] * 3 + base + ["and me"], type=dtype)
+    text = big.slice(3, len(base))
+    summary = R._text_summary(text, np.arange(len(base)))
+    length, head, tail = summary
+    assert list(length[:7]) == [19, 19, 19, 0, -1, 0, -1]
+    assert head[0] == head[1] and tail[0] != tail[1]          # the hours differ in the last 8 bytes
+    assert head[7] == head[8] and tail[7] == tail[8]          # alike except the middle: summaries equal
+    assert head[9] == head[10] and head[9] != head[11]        # 'ä' is two bytes
+    frame = pd.DataFrame({"t": pd.Series(pd.arrays.ArrowExtensionArray(text))})
+    if dtype == pa.string():
+        frame["t"] = frame["t"].astype("str")
+    frame["u"] = 1
+    mask = np.ones(len(base), bool)
+    assert_same_groups(frame, mask)
+    # rows 7 and 8 share every summary yet are different records
+    codes = R.record_groups(frame, mask)
+    assert codes[7] != codes[8] and codes[0] == codes[2] and codes[4] == codes[6] and codes[3] == codes[5]
+
+
 def test_duplicates_fast_grouping_when_the_packed_key_would_overflow():
     # 12 columns of ~1,000 values each: the product of cardinalities passes 2**62 after 6 columns
     rng = np.random.default_rng(3)
@@ -224,3 +276,18 @@ def test_plain_numbers_reads_every_decimal_string_as_pandas_does():
     for careful in (["1.5", " 2.5"], ["1,5", "2"], ["1.5", "NA"], ["1.5", ""], ["0", "1.5"], ["-0", "1"],
                     ["nan", "1"], ["9007199254740992", "1"]):
         assert R.plain_numbers(pd.Series(careful, dtype=object)) is None, careful
+
+
+@pytest.mark.parametrize("dtype", [object, "string[pyarrow]", "str"])
+def test_text_as_objects_equals_to_numpy(dtype):
+    """``records._objects`` (factorize + take) gives the values ``Series.to_numpy(dtype=object)``
+    gives, element by element and of the same types: labels, empty, spaces, unicode, missing."""
+    rng = np.random.default_rng(7)
+    labels = np.array(["STREET", "APARTMENT", "", " ", "Café", "街道", "unknown", None], dtype=object)
+    text = pd.Series(labels[rng.integers(0, len(labels), 20_000)], dtype=dtype)
+    got, want = R._objects(text), text.to_numpy(dtype=object)
+    assert got.dtype == object and len(got) == len(want)
+    assert [type(v) for v in got] == [type(v) for v in want]
+    same = np.array([(pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else a == b for a, b in zip(got, want)])
+    assert same.all()
+    assert R._objects(pd.Series([], dtype=dtype)).shape == (0,)

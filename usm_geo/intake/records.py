@@ -94,6 +94,18 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype(str).str.strip() if series.dtype == object or pd.api.types.is_string_dtype(series) else series
 
 
+def _objects(text: pd.Series) -> np.ndarray:
+    """A text column as an object array, each distinct value converted to a Python string once:
+    for a column of few labels (categories) ``pd.factorize`` + a take is 2-8× faster than
+    converting all 148 k arrow strings (4-5 ms vs 10-43 ms for Chicago's ``loc_cat``)."""
+    codes, uniques = pd.factorize(text)
+    out = np.asarray(uniques, dtype=object)[codes]
+    missing = codes < 0
+    if missing.any():  # missing values as to_numpy gives them (None, nan or pd.NA by dtype)
+        out[missing] = text[missing].to_numpy(dtype=object)
+    return out
+
+
 def _numbers(series: pd.Series, keep: _Keep, label: str) -> np.ndarray:
     """Column → float array; missing and non-numeric values are dropped with a reason.
 
@@ -679,7 +691,7 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
         cat = _text(frame[cat_col]).astype(str)
         empty = cat.str.lower().isin(MISSING_TEXT).to_numpy()
         keep.mark(empty, "changed", "missing_category", f"column '{cat_col}' is empty; counted as 'unknown'")
-        out["category"] = np.where(empty, "unknown", cat.to_numpy(dtype=object))
+        out["category"] = np.where(empty, "unknown", _objects(cat))
     elif not survey:
         out["category"] = "uncategorised"
 
@@ -705,7 +717,9 @@ def read_point_records(src: RecordSource, ledger: Ledger, ctx: Context, *, surve
             out[q.id] = folded.map(labels).where(known, None).to_numpy(dtype=object)
 
     progress.advance()
-    exact = _duplicates(raw, src, keep)
+    # the parsed instants and positions: equal records have equal ones, and they are cheaper to
+    # compare than the text they were read from
+    exact = _duplicates(raw, src, keep, [out[c].to_numpy() for c in ("occurred_at", "x", "y") if c in out])
     _duplicate_ids(keep, exact)
     progress.advance()
     progress.close()
@@ -760,7 +774,8 @@ def _first_of_groups(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(new)[codes]
 
 
-def record_groups(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = None) -> np.ndarray:
+def record_groups(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = None,
+                  narrow: list | None = None) -> np.ndarray:
     """A group code per row of ``frame[mask]``: equal codes for rows equal in every column (missing
     values equal to each other, as in ``DataFrame.duplicated``), numbered in order of first appearance.
 
@@ -771,28 +786,87 @@ def record_groups(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = No
     distinct from every row whatever the later columns hold, so it is dropped. After the first
     column (a date, usually) only the few rows sharing a value are encoded. ``extra``: more columns
     (arrays over every row), e.g. a geometry's WKB. :func:`_record_groups_general` is the reference.
+
+    ``narrow``: arrays over every row that rows equal in every column share (values parsed from the
+    columns: the dates as instants, the coordinates as numbers), taken first. Cheap to encode, they
+    leave only the rows that share them for the text columns: in a fresh process pyarrow's encoding
+    of Chicago's 138,702 distinct date strings took 90 ms, the parsed instants 5 ms. The groups are
+    still decided by the columns themselves (each is compared after them).
     """
     n = int(mask.sum())
     used = np.flatnonzero(mask)
     cand = np.arange(n)  # positions among the used rows that may still equal another row
     key = np.zeros(n, dtype=np.int64)
     span = 1  # the keys lie in [0, span)
-    for column in [frame[c] for c in frame.columns] + list(extra or []):
+    for column in list(narrow or []) + [frame[c] for c in frame.columns] + list(extra or []):
         if cand.size < 2:
             break
-        codes, k = _column_codes(column, used[cand])
-        if span * k >= 1 << 62:  # the packed key would overflow: renumber it first
-            key, span = _dense(key)
-        key, span = key * k + codes, span * k
-        if span > 4 * key.size + (1 << 16):  # keep the count below small (a dictionary's codes are dense)
-            key, span = _dense(key)
-        shared = np.bincount(key, minlength=span)[key] > 1
-        cand, key = cand[shared], key[shared]
+        text = _arrow_text(column)
+        if text is not None and cand.size > SUMMARY_MIN_ROWS:
+            # first the strings' lengths and end bytes (read from arrow's buffers), then the few
+            # rows that share them are dictionary-encoded
+            at = np.arange(cand.size)  # the candidates' places in the summaries
+            for summary in _text_summary(text, used[cand]):
+                if cand.size < 2:
+                    break
+                key, span, shared = _narrow(key, span, *_column_codes(summary, at))
+                cand, at = cand[shared], at[shared]
+            if cand.size < 2:
+                break
+        key, span, shared = _narrow(key, span, *_column_codes(column, used[cand]))
+        cand = cand[shared]
     rep = np.arange(n)  # each used row's first equal row (itself when none is before it)
     if cand.size:
         rep[cand] = cand[_first_of_groups(_dense(key)[0])]
     first = rep == np.arange(n)
     return (np.cumsum(first) - 1)[rep]
+
+
+def _narrow(key: np.ndarray, span: int, codes: np.ndarray, k: int):
+    """Pack one more column's codes (0…k-1, one per candidate) into the key and find the candidates
+    whose key another candidate shares. Returns (their keys, span, mask of them)."""
+    if span * k >= 1 << 62:  # the packed key would overflow: renumber it first
+        key, span = _dense(key)
+    key, span = key * k + codes, span * k
+    if span > 4 * key.size + (1 << 16):  # keep the count below small (a dictionary's codes are dense)
+        key, span = _dense(key)
+    shared = np.bincount(key, minlength=span)[key] > 1
+    return key[shared], span, shared
+
+
+#: Above this many candidate rows a text column is first narrowed by :func:`_text_summary`.
+SUMMARY_MIN_ROWS = 4096
+
+
+def _arrow_text(column) -> pa.Array | None:
+    """The pyarrow string array behind a pandas text column, else None."""
+    values = column.array if isinstance(column, pd.Series) else column
+    chunks = getattr(values, "_pa_array", None)
+    if isinstance(chunks, pa.ChunkedArray) and (pa.types.is_string(chunks.type) or pa.types.is_large_string(chunks.type)):
+        return chunks.combine_chunks()
+    return None
+
+
+def _text_summary(text: pa.Array, rows: np.ndarray) -> list[np.ndarray]:
+    """Of each string at ``rows``: its length in bytes (-1 when missing), its first 8 bytes and its
+    last 8 bytes (as uint64, zero-padded). Equal strings have equal summaries, so they only narrow
+    the candidates; computed from arrow's offset and data buffers without making Python strings.
+    (Encoding Chicago's 138,702 distinct date strings took 40 ms warm and 90 ms in a fresh process;
+    their summaries take a few ms and leave few rows to encode.)"""
+    _, offsets_buf, data_buf = text.buffers()[:3]
+    wide = pa.types.is_large_string(text.type)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[text.offset:text.offset + len(text) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and data_buf.size else np.zeros(1, np.uint8)
+    start = offsets[rows].astype(np.int64)
+    length = offsets[rows + 1].astype(np.int64) - start
+    j = np.arange(8)
+    head_at = start[:, None] + j
+    tail_at = (start + length - 8)[:, None] + j
+    head = np.where(j < length[:, None], data[np.clip(head_at, 0, data.size - 1)], 0).astype(np.uint8)
+    tail = np.where(j >= 8 - length[:, None], data[np.clip(tail_at, 0, data.size - 1)], 0).astype(np.uint8)
+    if text.null_count:
+        length[text.is_null().to_numpy(zero_copy_only=False)[rows]] = -1
+    return [length, np.ascontiguousarray(head).view(np.uint64).ravel(), np.ascontiguousarray(tail).view(np.uint64).ravel()]
 
 
 def _dense(key: np.ndarray) -> tuple[np.ndarray, int]:
@@ -818,9 +892,11 @@ def _column_codes(column, rows: np.ndarray) -> tuple[np.ndarray, int]:
     return codes, int(codes.max(initial=0)) + 1
 
 
-def _record_groups_general(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = None) -> np.ndarray:
+def _record_groups_general(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = None,
+                           narrow: list | None = None) -> np.ndarray:
     """The reference for :func:`record_groups` (the tests check they agree): each column
-    factorised over every row, its codes combined with the key pairwise and re-factorised."""
+    factorised over every row, its codes combined with the key pairwise and re-factorised.
+    ``narrow`` is not needed here (it cannot change a group) and is not used."""
     columns = [frame[c] for c in frame.columns] + list(extra or [])
     key = np.zeros(int(mask.sum()), dtype=np.int64)
     for column in columns:
@@ -829,16 +905,17 @@ def _record_groups_general(frame: pd.DataFrame, mask: np.ndarray, extra: list | 
     return pd.factorize(key)[0] if not columns else key
 
 
-def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep) -> np.ndarray:
+def _duplicates(raw: RawRecords, src: RecordSource, keep: _Keep, narrow: list | None = None) -> np.ndarray:
     """Exact duplicate records (every column equal) among the rows still used: kept or dropped by the
-    study. Returns the mask of those duplicates (over every row read)."""
+    study. Returns the mask of those duplicates (over every row read). ``narrow``: values parsed
+    from the columns, over every row (see :func:`record_groups`)."""
     frame = raw.frame
     data = frame.drop(columns="geometry") if raw.spatial else frame
     full = np.zeros(len(keep.mask), dtype=bool)
     if not keep.mask.any():
         return full
     extra = [shapely.to_wkb(frame.geometry.to_numpy())] if raw.spatial else None
-    first = _first_of_groups(record_groups(data, keep.mask, extra))
+    first = _first_of_groups(record_groups(data, keep.mask, extra, narrow))
     dup = first != np.arange(first.size)
     if not dup.any():
         return full
