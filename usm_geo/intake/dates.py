@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from usm_geo.errors import DateError
+from usm_geo.intake.raw import string_buffers
 
 # Tried in this order when the study gives no date_format; "ISO8601" covers 2019-03-01,
 # 2019-03-01 14:05, 2019-03-01T14:05:00Z, 2019-03-01T14:05:00-06:00 and 2019-03.
@@ -96,16 +97,9 @@ def _plain_iso(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return out, read
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if pa.types.is_large_string(arr.type):
-        width = np.int64
-    elif pa.types.is_string(arr.type):
-        width = np.int32
-    else:
+    if n == 0 or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return out, read
-    if n == 0:
-        return out, read
-    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    offsets, data = string_buffers(arr)
     lengths = np.diff(offsets)
     valid = np.ones(n, dtype=bool) if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
     for length, separators in _PLAIN_SHAPES.items():

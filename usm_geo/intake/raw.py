@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 
 @dataclass
@@ -25,3 +26,15 @@ class RawRecords:
     @property
     def spatial(self) -> bool:
         return "geometry" in self.frame.columns and hasattr(self.frame, "geometry")
+
+
+def string_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of a pyarrow ``string`` or ``large_string`` array without making Python strings:
+    ``(offsets, data)``, int64 offsets of its ``len + 1`` value boundaries into the uint8 ``data``
+    (the array's own slice offset applied; a missing value spans whatever arrow stored, usually
+    nothing — check ``text.is_null()``). ``data`` is never empty, so it can be indexed safely."""
+    buffers = text.buffers()
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(buffers[1], dtype=width)[text.offset:text.offset + len(text) + 1].astype(np.int64)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None and buffers[2].size else np.zeros(1, np.uint8)
+    return offsets, data

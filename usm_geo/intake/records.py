@@ -33,6 +33,7 @@ from usm_geo.intake import columns as cols
 from usm_geo.intake.crs import WGS84, same_crs, transformer, utm_for
 from usm_geo.intake.dates import parse_date_parts, parse_dates
 from usm_geo.intake.files import RawRecords, read_records
+from usm_geo.intake.raw import string_buffers
 from usm_geo.intake.ledger import Ledger
 from usm_geo.io import Steps
 from usm_geo.study import Periods, RecordSource
@@ -801,7 +802,8 @@ def record_groups(frame: pd.DataFrame, mask: np.ndarray, extra: list | None = No
     for column in list(narrow or []) + [frame[c] for c in frame.columns] + list(extra or []):
         if cand.size < 2:
             break
-        text = _arrow_text(column)
+        text = _arrow_text(column)  # made once, for the summaries and the codes
+        column = column if text is None else text
         if text is not None and cand.size > SUMMARY_MIN_ROWS:
             # first the strings' lengths and end bytes (read from arrow's buffers), then the few
             # rows that share them are dictionary-encoded
@@ -853,12 +855,9 @@ def _text_summary(text: pa.Array, rows: np.ndarray) -> list[np.ndarray]:
     the candidates; computed from arrow's offset and data buffers without making Python strings.
     (Encoding Chicago's 138,702 distinct date strings took 40 ms warm and 90 ms in a fresh process;
     their summaries take a few ms and leave few rows to encode.)"""
-    _, offsets_buf, data_buf = text.buffers()[:3]
-    wide = pa.types.is_large_string(text.type)
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[text.offset:text.offset + len(text) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and data_buf.size else np.zeros(1, np.uint8)
-    start = offsets[rows].astype(np.int64)
-    length = offsets[rows + 1].astype(np.int64) - start
+    offsets, data = string_buffers(text)
+    start = offsets[rows]
+    length = offsets[rows + 1] - start
     end = start + length
     head = np.zeros(rows.size, np.uint64)
     tail = np.zeros(rows.size, np.uint64)
@@ -880,17 +879,17 @@ def _dense(key: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _column_codes(column, rows: np.ndarray) -> tuple[np.ndarray, int]:
     """Codes 0…k-1 of ``column``'s values at ``rows`` (positions over every row; equal values, and
-    every missing value, share one code) and their number k."""
-    values = column.array if isinstance(column, pd.Series) else column
-    chunks = getattr(values, "_pa_array", None)  # pandas' pyarrow-backed text: encoded without leaving arrow
-    if isinstance(chunks, pa.ChunkedArray) and (pa.types.is_string(chunks.type) or pa.types.is_large_string(chunks.type)):
-        whole = chunks.combine_chunks()
+    every missing value, share one code) and their number k. ``column``: a Series, an array, or
+    the pyarrow text of one (:func:`_arrow_text`)."""
+    whole = column if isinstance(column, pa.Array) else _arrow_text(column)
+    if whole is not None:  # pandas' pyarrow-backed text: encoded without leaving arrow
         encoded = pc.dictionary_encode(whole if rows.size == len(whole) else whole.take(pa.array(rows)))
         k = len(encoded.dictionary)
         indices = encoded.indices
         if indices.null_count:  # missing values: one more code
             indices, k = pc.fill_null(indices, k), k + 1
         return indices.to_numpy().astype(np.int64), k
+    values = column.array if isinstance(column, pd.Series) else column
     codes = pd.factorize(values[rows] if rows.size != len(values) else values)[0].astype(np.int64) + 1  # missing (-1) → 0
     return codes, int(codes.max(initial=0)) + 1
 
